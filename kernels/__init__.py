@@ -1,0 +1,1 @@
+"""CUDA C sources of rawgan's kernels, shipped as package data (``rawgan.kernels``)."""

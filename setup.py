@@ -1,0 +1,33 @@
+"""rawgan: an autograd-free DCGAN framework, NumPy reference + hand-written CUDA kernels.
+
+The CUDA C sources in ``kernels/`` ship inside the package as ``rawgan.kernels`` so that an
+installed (non-editable) copy finds them; ``rawgan.backend.cuda.sources`` locates them.
+"""
+from setuptools import setup, find_packages
+
+setup(
+    name="rawgan",
+    version="0.1.0",
+    description="Autograd-free DCGAN on CelebA: NumPy reference layers and hand-written CUDA kernels",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["rawgan", "rawgan.*"]) + ["rawgan.kernels"],
+    package_dir={"rawgan.kernels": "kernels"},
+    package_data={"rawgan.kernels": ["*.cu", "*.cuh", "emu/*.h", "README.md"]},
+    install_requires=["numpy>=1.24", "pillow>=10", "tqdm>=4.60", "tensorboardX>=2.6"],
+    extras_require={
+        "cuda12": ["cupy-cuda12x>=13"],
+        "cuda13": ["cupy-cuda13x>=14"],
+        "cudnn": ["nvidia-cudnn-frontend==1.32.0"],
+        # nvidia-cuda-nvrtc-cu12: NVRTC compile checks of kernels/*.cu run on a CPU-only machine.
+        "test": ["pytest>=8", "nvidia-cuda-nvrtc-cu12>=12.4", "matplotlib>=3.7"],
+        "torch": ["torch==2.13.0"],
+    },
+    entry_points={
+        "console_scripts": [
+            "rawgan-train=rawgan.train:main",
+            "rawgan-sample=rawgan.sample:main",
+        ]
+    },
+)
