@@ -1,0 +1,17 @@
+"""Backends: where arrays live and which implementation of each op runs.
+
+A :class:`Backend` bundles an array module ``xp`` (NumPy or CuPy), a dtype and an ``ops``
+namespace. Every backend's ``ops`` exposes the *same functions with the same signatures*
+(llm.c style: the CPU reference and the CUDA path are interchangeable at the call site):
+
+    numpy     ``rawgan.backend.reference`` — NumPy, float32 or float64; the truth.
+    cupy      ``rawgan.backend.cuda`` — our CUDA kernels (kernels/*.cu) via CuPy RawModule,
+              GEMMs through cuBLAS (``cupy.matmul``), optionally cuDNN for convolutions.
+    emulated  the same ``rawgan.backend.cuda`` code and the same .cu kernels, run on the CPU by
+              the emulation harness, with NumPy arrays and ``numpy.matmul`` standing in for cuBLAS.
+
+Layers (``rawgan.layers``) only ever call ``backend.ops.<name>(...)``.
+"""
+from .base import Backend, Generator, get_backend, BACKENDS
+
+__all__ = ["Backend", "Generator", "get_backend", "BACKENDS"]

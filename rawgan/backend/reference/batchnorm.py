@@ -1,0 +1,84 @@
+"""Batch normalization, training and eval modes, forward and backward (NumPy reference).
+
+Statistics are per channel over (N, H, W) for 4-D input (N, C, H, W) and per feature over N for
+2-D input (N, F). Source: Ioffe & Szegedy, "Batch Normalization" (2015), Algorithm 1 (forward)
+and §3 (backward).
+
+Training mode normalizes with the batch mean μ and the *biased* batch variance σ² = mean((x−μ)²):
+
+    x̂ = (x − μ) · invstd,  invstd = 1/√(σ² + eps),  y = γ·x̂ + β
+
+and updates the running statistics with a momentum m (PyTorch's convention, ``running ←
+(1−m)·running + m·batch``; m = 0.1 equals TensorFlow's ``decay=0.9`` used by DCGAN-tensorflow).
+Variance convention of the running variance: by default the *biased* σ² as in TensorFlow's
+``tf.nn.moments``/``batch_norm`` (the DCGAN reference); ``unbiased=True`` stores σ²·M/(M−1) as
+PyTorch does (M = elements per channel).
+
+Backward, training mode (the full batch-coupled gradient), with M elements per channel:
+
+    dβ = Σ dy,  dγ = Σ dy·x̂,  dx = γ·invstd/M · (M·dy − dβ − x̂·dγ)
+
+Eval mode uses the running statistics as constants: dx = dy·γ/√(running_var + eps).
+"""
+import numpy as np
+
+
+def _axes_and_shape(x):
+    if x.ndim == 4:
+        return (0, 2, 3), (1, -1, 1, 1)
+    if x.ndim == 2:
+        return (0,), (1, -1)
+    raise ValueError(f"batchnorm: expected 2-D (N, F) or 4-D (N, C, H, W) input, got {x.ndim}-D")
+
+
+def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum, eps,
+                            unbiased=False):
+    """Training-mode forward; updates ``running_mean``/``running_var`` in place.
+
+    Returns ``(y, save_mean, save_invstd)``; the two saved (C,) arrays feed the backward.
+    """
+    axes, bshape = _axes_and_shape(x)
+    M = x.size // x.shape[1]
+    mean = x.mean(axis=axes)
+    xc = x - mean.reshape(bshape)
+    var = (xc * xc).mean(axis=axes)
+    invstd = 1 / np.sqrt(var + x.dtype.type(eps))
+    y = xc * invstd.reshape(bshape) * gamma.reshape(bshape) + beta.reshape(bshape)
+    m = x.dtype.type(momentum)
+    var_run = var * x.dtype.type(M / (M - 1)) if (unbiased and M > 1) else var
+    running_mean *= 1 - m
+    running_mean += m * mean
+    running_var *= 1 - m
+    running_var += m * var_run
+    return y, mean, invstd
+
+
+def batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd):
+    """Training-mode backward. Returns ``(dx, dgamma, dbeta)``."""
+    axes, bshape = _axes_and_shape(x)
+    M = x.size // x.shape[1]
+    xhat = (x - save_mean.reshape(bshape)) * save_invstd.reshape(bshape)
+    dbeta = dy.sum(axis=axes)
+    dgamma = (dy * xhat).sum(axis=axes)
+    k = (gamma * save_invstd / M).reshape(bshape)
+    dx = k * (M * dy - dbeta.reshape(bshape) - xhat * dgamma.reshape(bshape))
+    return dx.astype(x.dtype, copy=False), dgamma, dbeta
+
+
+def batchnorm_forward_eval(x, gamma, beta, running_mean, running_var, eps):
+    """Eval-mode forward with the running statistics. Returns y."""
+    _, bshape = _axes_and_shape(x)
+    invstd = 1 / np.sqrt(running_var + x.dtype.type(eps))
+    scale = (gamma * invstd).reshape(bshape)
+    return (x - running_mean.reshape(bshape)) * scale + beta.reshape(bshape)
+
+
+def batchnorm_backward_eval(dy, x, gamma, running_mean, running_var, eps):
+    """Eval-mode backward (statistics are constants). Returns ``(dx, dgamma, dbeta)``."""
+    axes, bshape = _axes_and_shape(x)
+    invstd = 1 / np.sqrt(running_var + x.dtype.type(eps))
+    xhat = (x - running_mean.reshape(bshape)) * invstd.reshape(bshape)
+    dbeta = dy.sum(axis=axes)
+    dgamma = (dy * xhat).sum(axis=axes)
+    dx = dy * (gamma * invstd).reshape(bshape)
+    return dx, dgamma, dbeta

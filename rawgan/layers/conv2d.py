@@ -1,0 +1,72 @@
+"""2-D convolution layer (NCHW), forward and backward side by side."""
+import numpy as np
+
+from .base import Layer
+from .padding import _pair, explicit_padding, same_padding
+
+
+class Conv2d(Layer):
+    """y (N, out_channels, P, Q) = conv(x (N, in_channels, H, W), w) + b.
+
+    Args:
+        kernel_size, stride: int or (h, w).
+        padding: ``"same"`` (TensorFlow SAME, computed from the input size: k=5, s=2 on an even
+            input pads 1 before and 2 after), an int, (ph, pw), or (top, bottom, left, right).
+        bias: add a per-channel bias.
+        rng, init_std: weights ~ N(0, init_std²) (DCGAN: 0.02; Radford et al. 2015 §4), bias 0.
+    Parameters: ``w`` (out_channels, in_channels, kh, kw), ``b`` (out_channels,).
+    Backward: dgrad (dx), wgrad (dw) and the bias gradient (see rawgan.backend.reference.conv).
+    Raises ValueError for a non-4-D input, a channel or dtype mismatch, or an input smaller than
+    the (padded) kernel.
+    """
+
+    def __init__(self, backend, in_channels, out_channels, kernel_size, stride=1, padding="same",
+                 bias=True, rng=None, init_std=0.02):
+        super().__init__(backend)
+        rng = rng or np.random.default_rng(0)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride, "stride")
+        self.padding = padding if padding == "same" else explicit_padding(padding)
+        kh, kw = self.kernel_size
+        self._add_param("w", rng.normal(0, init_std, (out_channels, in_channels, kh, kw)))
+        if bias:
+            self._add_param("b", np.zeros(out_channels))
+
+    def pad_for(self, H, W):
+        """(top, bottom, left, right) padding used for an H×W input."""
+        if self.padding == "same":
+            return (*same_padding(H, self.kernel_size[0], self.stride[0]),
+                    *same_padding(W, self.kernel_size[1], self.stride[1]))
+        return self.padding
+
+    def output_shape(self, x_shape):
+        N, _, H, W = x_shape
+        t, b, l, r = self.pad_for(H, W)
+        P = (H + t + b - self.kernel_size[0]) // self.stride[0] + 1
+        Q = (W + l + r - self.kernel_size[1]) // self.stride[1] + 1
+        return (N, self.out_channels, P, Q)
+
+    def forward(self, x):
+        self._check_input(x, 4, {1: ("in_channels", self.in_channels)})
+        self.pad = self.pad_for(x.shape[2], x.shape[3])
+        if min(self.output_shape(x.shape)[2:]) < 1:
+            raise ValueError(f"{self}: input {tuple(x.shape)} is smaller than the kernel "
+                             f"{self.kernel_size} with padding {self.pad}")
+        self.x = x
+        return self.B.ops.conv2d_fprop(x, self.params["w"], self.params.get("b"), self.stride,
+                                       self.pad)
+
+    def backward(self, dy, need_dx=True):
+        ops, w = self.B.ops, self.params["w"]
+        if self.requires_grad:
+            self.grads["w"] += ops.conv2d_wgrad(dy, self.x, w.shape, self.stride, self.pad)
+            if "b" in self.grads:
+                self.grads["b"] += ops.bias_grad(dy)
+        if not need_dx:
+            return None
+        return ops.conv2d_dgrad(dy, w, self.x.shape, self.stride, self.pad)
+
+    def __repr__(self):
+        return (f"Conv2d({self.in_channels}→{self.out_channels}, k={self.kernel_size}, "
+                f"s={self.stride}, pad={self.padding})")

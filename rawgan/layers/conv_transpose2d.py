@@ -1,0 +1,78 @@
+"""2-D transposed convolution layer (NCHW): the exact adjoint of Conv2d."""
+import numpy as np
+
+from .base import Layer
+from .padding import _pair, explicit_padding, same_padding
+
+
+class ConvTranspose2d(Layer):
+    """y (N, out_channels, Ho, Wo) = conv2d_dgrad(x (N, in_channels, Hi, Wi), w) + b.
+
+    The forward pass is Conv2d's dgrad for a convolution that maps out_channels → in_channels
+    (so the weight layout is (in_channels, out_channels, kh, kw), PyTorch's), its dgrad is that
+    convolution's fprop, its wgrad that convolution's wgrad with image and gradient swapped.
+
+    Output size: with ``padding="same"`` Ho = Hi·stride, and the padding is the SAME padding of
+    the convolution Ho → Hi, so 4→8→16→32→64 for 5×5 stride 2 exactly as TensorFlow's
+    ``conv2d_transpose(..., padding="SAME")``. With explicit padding (top, bottom, left, right):
+    Ho = (Hi−1)·sh − top − bottom + kh + output_padding_h (PyTorch's rule).
+    Init: w ~ N(0, init_std²), b = 0. Raises ValueError for a wrong input rank, channel count or
+    dtype, or ``output_padding >= stride``.
+    """
+
+    def __init__(self, backend, in_channels, out_channels, kernel_size, stride=1, padding="same",
+                 output_padding=0, bias=True, rng=None, init_std=0.02):
+        super().__init__(backend)
+        rng = rng or np.random.default_rng(0)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride, "stride")
+        self.padding = padding if padding == "same" else explicit_padding(padding)
+        self.output_padding = _pair(output_padding, "output_padding")
+        if any(op >= s for op, s in zip(self.output_padding, self.stride)):
+            raise ValueError(f"ConvTranspose2d: output_padding {self.output_padding} must be "
+                             f"smaller than stride {self.stride}")
+        kh, kw = self.kernel_size
+        self._add_param("w", rng.normal(0, init_std, (in_channels, out_channels, kh, kw)))
+        if bias:
+            self._add_param("b", np.zeros(out_channels))
+
+    def output_shape(self, x_shape):
+        """(N, out_channels, Ho, Wo) and the padding, for an input of ``x_shape``."""
+        N, _, Hi, Wi = x_shape
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        if self.padding == "same":
+            Ho, Wo = Hi * sh, Wi * sw
+            pad = (*same_padding(Ho, kh, sh), *same_padding(Wo, kw, sw))
+        else:
+            pad = self.padding
+            Ho = (Hi - 1) * sh - pad[0] - pad[1] + kh + self.output_padding[0]
+            Wo = (Wi - 1) * sw - pad[2] - pad[3] + kw + self.output_padding[1]
+        return (N, self.out_channels, Ho, Wo), pad
+
+    def forward(self, x):
+        self._check_input(x, 4, {1: ("in_channels", self.in_channels)})
+        y_shape, self.pad = self.output_shape(x.shape)
+        if min(y_shape[2:]) < 1:
+            raise ValueError(f"{self}: input {tuple(x.shape)} gives an empty output {y_shape}")
+        self.x = x
+        ops = self.B.ops
+        y = ops.conv2d_dgrad(x, self.params["w"], y_shape, self.stride, self.pad)
+        if "b" in self.params:
+            ops.bias_add(y, self.params["b"])
+        return y
+
+    def backward(self, dy, need_dx=True):
+        ops, w = self.B.ops, self.params["w"]
+        if self.requires_grad:
+            # The convolution y -> x has input dy-shaped images and output x-shaped gradients.
+            self.grads["w"] += ops.conv2d_wgrad(self.x, dy, w.shape, self.stride, self.pad)
+            if "b" in self.grads:
+                self.grads["b"] += ops.bias_grad(dy)
+        if not need_dx:
+            return None
+        return ops.conv2d_fprop(dy, w, None, self.stride, self.pad)
+
+    def __repr__(self):
+        return (f"ConvTranspose2d({self.in_channels}→{self.out_channels}, k={self.kernel_size}, "
+                f"s={self.stride}, pad={self.padding})")

@@ -1,0 +1,29 @@
+"""Sigmoid cross-entropy with logits (the GAN loss), mean-reduced."""
+from .base import Layer
+
+
+class SigmoidBCEWithLogits(Layer):
+    """loss = mean(max(x,0) − x·t + log(1 + e^{−|x|})) over all elements of the logits x.
+
+    ``forward(logits, targets)`` returns a 0-d backend array (no host sync); ``targets`` is an
+    array of the logits' shape or a float (e.g. 1.0, 0.0, or a soft 0.9). Finite for logits up to
+    ±1e4 and beyond. ``backward(dloss=1.0)`` returns d loss/d logits = dloss·(σ(x) − t)/numel.
+    Source: TensorFlow ``sigmoid_cross_entropy_with_logits`` (the stable form); GAN losses as in
+    Goodfellow et al. 2014 with the non-saturating generator loss.
+    """
+
+    def forward(self, logits, targets):
+        if getattr(logits, "dtype", None) != self.B.dtype:
+            raise ValueError(f"{self}: expected logits of dtype {self.B.dtype.name}, got "
+                             f"{getattr(logits, 'dtype', type(logits).__name__)}")
+        if hasattr(targets, "shape") and tuple(targets.shape) != tuple(logits.shape):
+            raise ValueError(f"{self}: targets shape {tuple(targets.shape)} does not match logits "
+                             f"shape {tuple(logits.shape)}")
+        self.logits, self.targets = logits, targets
+        return self.B.ops.sigmoid_bce_with_logits_forward(logits, targets)
+
+    def backward(self, dloss=1.0, need_dx=True):
+        return self.B.ops.sigmoid_bce_with_logits_backward(self.logits, self.targets, dloss)
+
+    def __repr__(self):
+        return "SigmoidBCEWithLogits()"
