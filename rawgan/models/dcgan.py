@@ -1,0 +1,142 @@
+"""DCGAN (Radford, Metz, Chintala 2015) as used by Zhu et al. (JSIP 2018) for 64×64 faces.
+
+Sizes follow the TensorFlow reference the paper matches (carpedm20/DCGAN-tensorflow, 2017–18):
+
+    G: z (N, 100) → Linear → (N, 512, 4, 4) → BN → ReLU
+       → ConvT 5×5/2 → 256×8×8 → BN → ReLU → 128×16×16 → BN → ReLU → 64×32×32 → BN → ReLU
+       → ConvT 5×5/2 → 3×64×64 → tanh
+    D: x (N, 3, 64, 64) → Conv 5×5/2 SAME → 64×32×32 → LeakyReLU(0.2)            (no BN)
+       → 128×16×16 → BN → LReLU → 256×8×8 → BN → LReLU → 512×4×4 → BN → LReLU
+       → flatten (8192) → Linear → 1 logit
+
+Biases on every conv/linear; weights N(0, 0.02) (the TF code uses a truncated normal for D's
+convs — a 2σ truncation that changes nothing measurable; we use the plain normal everywhere, as
+the DCGAN paper states), biases 0, BN γ = 1, β = 0, momentum 0.1 (TF decay 0.9), eps 1e-5.
+Parameter counts at the defaults: G 5,135,363, D 4,316,545.
+
+Losses (sigmoid cross-entropy with logits, mean over the batch): d_loss = d_loss_real (target 1)
++ d_loss_fake (target 0); g_loss is the non-saturating loss (fake with target 1). D sees the real
+and the fake batch in separate passes, so its BN statistics are real-only / fake-only, as in the
+reference. Each iteration: one D update, then ``g_steps`` G updates on the same z (TF: 2).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..layers import (BatchNorm, Conv2d, ConvTranspose2d, Flatten, LeakyReLU, Linear, ReLU,
+                      Reshape, Sequential, SigmoidBCEWithLogits, Tanh, flatten_parameters)
+from ..optim import Adam
+
+
+def build_generator(B, z_dim=100, ngf=64, channels=3, image_size=64, rng=None):
+    """DCGAN generator: z (N, z_dim) -> images (N, channels, image_size, image_size) in [−1, 1].
+
+    ``image_size`` must be a multiple of 16 (four stride-2 upsamplings from image_size/16).
+    Returns a flattened ``Sequential``. Raises ValueError for a bad image_size.
+    """
+    if image_size % 16:
+        raise ValueError(f"build_generator: image_size must be a multiple of 16, got {image_size}")
+    rng = rng if rng is not None else np.random.default_rng(0)
+    s = image_size // 16
+    c = [ngf * 8, ngf * 4, ngf * 2, ngf]
+    layers = [Linear(B, z_dim, c[0] * s * s, rng=rng), Reshape(B, (c[0], s, s)),
+              BatchNorm(B, c[0]), ReLU(B)]
+    for cin, cout in zip(c[:-1], c[1:]):
+        layers += [ConvTranspose2d(B, cin, cout, 5, 2, "same", rng=rng), BatchNorm(B, cout), ReLU(B)]
+    layers += [ConvTranspose2d(B, c[-1], channels, 5, 2, "same", rng=rng), Tanh(B)]
+    net = Sequential(B, layers)
+    flatten_parameters(net)
+    return net
+
+
+def build_discriminator(B, ndf=64, channels=3, image_size=64, rng=None):
+    """DCGAN discriminator: images (N, channels, image_size, image_size) -> logits (N, 1).
+
+    Returns a flattened ``Sequential``. Raises ValueError for a bad image_size.
+    """
+    if image_size % 16:
+        raise ValueError(f"build_discriminator: image_size must be a multiple of 16, got {image_size}")
+    rng = rng if rng is not None else np.random.default_rng(1)
+    s = image_size // 16
+    c = [ndf, ndf * 2, ndf * 4, ndf * 8]
+    layers = [Conv2d(B, channels, c[0], 5, 2, "same", rng=rng), LeakyReLU(B, 0.2)]
+    for cin, cout in zip(c[:-1], c[1:]):
+        layers += [Conv2d(B, cin, cout, 5, 2, "same", rng=rng), BatchNorm(B, cout), LeakyReLU(B, 0.2)]
+    layers += [Flatten(B), Linear(B, c[-1] * s * s, 1, rng=rng)]
+    net = Sequential(B, layers)
+    flatten_parameters(net)
+    return net
+
+
+class DCGAN:
+    """Generator, discriminator, their Adam optimizers and the training step.
+
+    Args:
+        B: backend. z_dim, ngf, ndf: sizes (100, 64, 64). lr, beta1, beta2, eps: Adam
+        (2e-4, 0.5, 0.999, 1e-8). seed: weight init (numpy Generator, so every backend starts
+        from the same weights).
+    All metrics are returned as 0-d backend arrays so a step never synchronises with the host.
+    """
+
+    def __init__(self, B, z_dim=100, ngf=64, ndf=64, channels=3, image_size=64, lr=2e-4,
+                 beta1=0.5, beta2=0.999, eps=1e-8, seed=0):
+        self.B, self.z_dim = B, z_dim
+        rng = np.random.default_rng([seed, 0xDC6A])
+        self.G = build_generator(B, z_dim, ngf, channels, image_size, rng=rng)
+        self.D = build_discriminator(B, ndf, channels, image_size, rng=rng)
+        self.opt_G = Adam(self.G, lr, beta1, beta2, eps)
+        self.opt_D = Adam(self.D, lr, beta1, beta2, eps)
+        self.loss = SigmoidBCEWithLogits(B)
+
+    def d_step(self, x_real, z):
+        """One D update on a real batch and G(z). Returns dict of 0-d arrays:
+        d_loss_real, d_loss_fake, d_loss, d_real (mean σ(D(x))), d_fake (mean σ(D(G(z))))."""
+        G, D, loss = self.G, self.D, self.loss
+        G.train()
+        D.train()
+        D.set_requires_grad(True)
+        D.flat_grads.fill(0)
+        fake = G.forward(z)                       # G's activations are not needed after this
+        logits_real = D.forward(x_real)
+        l_real = loss.forward(logits_real, 1.0)
+        D.backward(loss.backward(), need_dx=False)
+        logits_fake = D.forward(fake)
+        l_fake = loss.forward(logits_fake, 0.0)
+        D.backward(loss.backward(), need_dx=False)
+        self.opt_D.step()
+        ops = self.B.ops
+        return {"d_loss_real": l_real, "d_loss_fake": l_fake, "d_loss": l_real + l_fake,
+                "d_real": ops.sigmoid_forward(logits_real).mean(),
+                "d_fake": ops.sigmoid_forward(logits_fake).mean()}
+
+    def g_step(self, z):
+        """One G update with the non-saturating loss on D(G(z)). Returns {"g_loss", "d_fake_g"}."""
+        G, D, loss = self.G, self.D, self.loss
+        G.train()
+        D.train()
+        D.set_requires_grad(False)               # D's weight gradients are not needed here
+        G.flat_grads.fill(0)
+        logits = D.forward(G.forward(z))
+        g_loss = loss.forward(logits, 1.0)
+        G.backward(D.backward(loss.backward()), need_dx=False)
+        D.set_requires_grad(True)
+        self.opt_G.step()
+        return {"g_loss": g_loss, "d_fake_g": self.B.ops.sigmoid_forward(logits).mean()}
+
+    def train_step(self, x_real, z, g_steps=2):
+        """One iteration: a D update then ``g_steps`` G updates on the same z.
+
+        Returns the D metrics and the *last* G update's g_loss (0-d backend arrays).
+        """
+        metrics = self.d_step(x_real, z)
+        for _ in range(g_steps):
+            metrics.update(self.g_step(z))
+        return metrics
+
+    def sample(self, z, eval_mode=True):
+        """G(z) as (N, C, H, W) in [−1, 1]; eval mode uses BN running statistics (TF reference)."""
+        self.G.train(not eval_mode)
+        try:
+            return self.G.forward(z)
+        finally:
+            self.G.train(True)
