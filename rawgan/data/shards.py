@@ -1,0 +1,192 @@
+"""The prepared-data format: uint8 NHWC ``.npy`` shards plus ``index.json``, and a reader.
+
+A prepared folder holds::
+
+    index.json                   written last; its presence means "complete"
+    shard-00-of-12.npy ...       uint8 arrays of shape (n_k, 64, 64, 3), NHWC, RGB
+    report.json                  what the last preparation did (skipped files with reasons)
+
+Every file is written atomically (a temporary file in the same folder, then ``os.replace``), and
+``index.json`` is replaced only after all shards are in place, so an interrupted preparation never
+leaves a set that looks valid. ``index.json`` records for each shard its file name, image count,
+byte size and sha256, and the range of source candidates it was made from; see
+:func:`rawgan.data.preparation.prepare` for the other fields.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+INDEX_NAME = "index.json"
+REPORT_NAME = "report.json"
+FORMAT_VERSION = 1
+
+
+def shard_name(k: int, num_shards: int) -> str:
+    return f"shard-{k:02d}-of-{num_shards:02d}.npy"
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def atomic_write(path, write) -> None:
+    """Create ``path`` atomically: ``write(fileobj)`` fills a temporary file next to it, which is
+    flushed to disk and renamed over ``path``. On any error the temporary file is removed."""
+    path = Path(path)
+    tmp = _tmp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path, obj) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    data = (json.dumps(obj, indent=1) + "\n").encode("utf-8")
+    atomic_write(path, lambda f: f.write(data))
+
+
+class _HashingWriter:
+    """File-like wrapper that sha256-hashes everything written through it (np.save only needs
+    ``write``), so a shard's checksum costs no second read."""
+
+    def __init__(self, f):
+        self.f, self.sha, self.nbytes = f, hashlib.sha256(), 0
+
+    def write(self, b) -> int:
+        self.sha.update(b)
+        self.nbytes += len(b)
+        return self.f.write(b)
+
+
+def write_shard(path, images: np.ndarray) -> dict:
+    """Save a uint8 (n, H, W, 3) array as an ``.npy`` file atomically.
+
+    Returns ``{"bytes": size, "sha256": hex digest of the file}``.
+    """
+    images = np.ascontiguousarray(images, dtype=np.uint8)
+    result = {}
+
+    def write(f):
+        w = _HashingWriter(f)
+        np.save(w, images, allow_pickle=False)
+        result.update(bytes=w.nbytes, sha256=w.sha.hexdigest())
+
+    atomic_write(path, write)
+    return result
+
+
+def file_sha256(path, chunk: int = 1 << 22) -> str:
+    """sha256 hex digest of a file's bytes, read in 4 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_index(prepared_dir) -> dict | None:
+    """The parsed ``index.json`` of ``prepared_dir``, or None if it is missing, unreadable or of
+    another format version."""
+    try:
+        with open(Path(prepared_dir) / INDEX_NAME, encoding="utf-8") as f:
+            index = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(index, dict) or index.get("version") != FORMAT_VERSION:
+        return None
+    return index
+
+
+def shard_ok(prepared_dir, entry: dict, verify: bool) -> bool:
+    """Whether the shard described by the index ``entry`` is present and intact: the file exists
+    with the recorded byte size, and (``verify=True``) its sha256 matches."""
+    path = Path(prepared_dir) / entry["file"]
+    try:
+        if path.stat().st_size != entry["bytes"]:
+            return False
+    except OSError:
+        return False
+    return not verify or file_sha256(path) == entry["sha256"]
+
+
+def index_ok(prepared_dir, index: dict | None, verify: bool) -> bool:
+    """Whether every shard listed in ``index`` is intact (see :func:`shard_ok`)."""
+    return bool(index) and all(shard_ok(prepared_dir, e, verify) for e in index["shards"])
+
+
+def _not_prepared(prepared_dir, why: str) -> DataError:
+    return DataError(f"{prepared_dir} is not a usable prepared dataset ({why}); run "
+                     "`python -m rawgan.data prepare --data celeba --data-dir DIR` first")
+
+
+class ShardDataset:
+    """Read-only view of a prepared folder; the shards are memory-mapped, not loaded.
+
+    ``len(ds)`` is the number of images; ``ds.images(indices)`` returns them as a new uint8 array
+    of shape (n, 64, 64, 3) (NHWC, RGB, 0..255); ``ds[i]`` returns one (64, 64, 3) image.
+    ``ds.index`` is the parsed ``index.json`` and ``ds.image_shape`` is ``(64, 64, 3)``.
+
+    Raises :class:`DataError` when the folder has no valid index or a shard is missing or has the
+    wrong size. With ``verify=True`` the shards' sha256 checksums are checked too (reads every byte).
+    """
+
+    def __init__(self, prepared_dir, verify: bool = False):
+        self.path = Path(prepared_dir)
+        index = read_index(self.path)
+        if index is None:
+            raise _not_prepared(self.path, f"no readable {INDEX_NAME} of format version {FORMAT_VERSION}")
+        self.index = index
+        self.image_shape = tuple(index["image_shape"])
+        self._shards = []
+        for entry in index["shards"]:
+            if not shard_ok(self.path, entry, verify):
+                raise _not_prepared(self.path, f"shard {entry['file']} is missing or damaged")
+            arr = np.load(self.path / entry["file"], mmap_mode="r", allow_pickle=False)
+            if arr.dtype != np.uint8 or arr.shape != (entry["count"],) + self.image_shape:
+                raise _not_prepared(self.path, f"shard {entry['file']} has shape {arr.shape} "
+                                               f"and dtype {arr.dtype}, not as the index says")
+            self._shards.append(arr)
+        counts = [len(a) for a in self._shards]
+        # _starts[k] = global index of shard k's first image; the last element is len(self).
+        self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        if self._starts[-1] != index["count"]:
+            raise _not_prepared(self.path, "shard counts do not add up to the index count")
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.images([i])[0]
+
+    def images(self, indices) -> np.ndarray:
+        """Gather images by global index (0 <= i < len(self), any order, repeats allowed).
+
+        Returns a new uint8 array of shape (len(indices), 64, 64, 3). Raises IndexError for an
+        index out of range.
+        """
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        n = len(self)
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise IndexError(f"image index out of range 0..{n - 1}")
+        out = np.empty((idx.size,) + self.image_shape, dtype=np.uint8)
+        shard_of = np.searchsorted(self._starts, idx, side="right") - 1
+        for k in np.unique(shard_of):
+            sel = shard_of == k
+            out[sel] = self._shards[k][idx[sel] - self._starts[k]]
+        return out
+
+    def __repr__(self) -> str:
+        return f"ShardDataset({str(self.path)!r}, {len(self)} images of {self.image_shape})"
