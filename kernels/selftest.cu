@@ -143,7 +143,7 @@ extern "C" __global__ void math_mix(const float* __restrict__ x, float* __restri
     r += cosf(v) + sinf(v) + (float)__float2int_rn(v) + (float)max(i % 3, 1) + min(v, 2.0f);
     r += __uint_as_float(__float_as_uint(v)) + (float)(__umulhi(0x80000000u, 6u));
     r += (float)(exp((double)v) - log((double)v) + sqrt((double)v) + tanh((double)v));
-    out[i] = isinf(r) ? NAN : r;
+    out[i] = isinf(r) ? __int_as_float(0x7fffffff) : r;  // NaN (NVRTC has no NAN macro)
 }
 
 // Launch: block = 32k threads, grid = any. Counts set bits of a per-lane predicate with a

@@ -36,6 +36,27 @@
 #include <ucontext.h>
 #endif
 
+// NVRTC defines none of these C macros (no <math.h>); undefine them so that code using them fails
+// here too rather than only on the GPU. Use __int_as_float(0x7f800000) for +inf, nanf("") or
+// __int_as_float(0x7fffffff) for NaN, and spell constants out (3.14159265358979f).
+#undef INFINITY
+#undef NAN
+#undef HUGE_VAL
+#undef HUGE_VALF
+#undef M_PI
+#undef M_PI_2
+#undef M_PI_4
+#undef M_1_PI
+#undef M_2_PI
+#undef M_E
+#undef M_LN2
+#undef M_LN10
+#undef M_LOG2E
+#undef M_LOG10E
+#undef M_SQRT2
+#undef M_SQRT1_2
+#undef M_2_SQRTPI
+
 #define RAWGAN_EMU_EXPORT extern "C" __attribute__((visibility("default")))
 
 // ----------------------------------------------------------------------------------------------
