@@ -1,0 +1,238 @@
+"""Training checkpoints: one ``.npz`` file with everything needed to continue a run exactly.
+
+Layout of the archive (all entries are NumPy arrays; names are ``/``-separated):
+
+    G/param/<name>, D/param/<name>      parameters by ``Sequential.named_params`` name ("0.w", ...)
+    G/buffer/<name>, D/buffer/<name>    BatchNorm running statistics ("3.running_mean", ...)
+    opt_G/m, opt_G/v, opt_D/m, opt_D/v  Adam moments (1-D, one entry per flat parameter)
+    opt_G/t, opt_D/t                    Adam step counts (0-d int64)
+    opt_G/hparams, opt_D/hparams        JSON string: lr, beta1, beta2, eps
+    extra/<key>                         caller's arrays (e.g. the fixed sample z)
+    extra.json                          JSON string: the caller's other values (step, epoch, ...)
+
+Files are written atomically (temporary file in the same folder, flush + fsync, ``os.replace``),
+so a crash or Ctrl-C while saving leaves the previous checkpoint untouched and never a half file
+under the final name. Names ``ckpt_<step:06d>.npz`` sort by step (:func:`checkpoint_path`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+_NAME = re.compile(r"^ckpt_(\d+)\.npz$")
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, unreadable, or does not fit the model; the message names the file
+    (and the tensor, for a mismatch) in one printable line."""
+
+
+def checkpoint_path(directory, step: int) -> Path:
+    """``<directory>/ckpt_<step:06d>.npz``."""
+    return Path(directory) / f"ckpt_{int(step):06d}.npz"
+
+
+def list_checkpoints(directory) -> list[Path]:
+    """Checkpoints ``ckpt_<step>.npz`` in ``directory`` sorted by step (oldest first); [] if none
+    or the folder does not exist. Temporary files of an interrupted save are ignored."""
+    d = Path(directory)
+    if not d.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(directory) -> Path | None:
+    """The checkpoint with the highest step in ``directory``, or None."""
+    found = list_checkpoints(directory)
+    return found[-1] if found else None
+
+
+def prune_checkpoints(directory, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` checkpoints (keep <= 0 keeps all). Returns the deleted."""
+    found = list_checkpoints(directory)
+    doomed = found[:-keep] if keep > 0 else []
+    for p in doomed:
+        p.unlink(missing_ok=True)
+    return doomed
+
+
+# ----------------------------------------------------------------------------------------------
+# Saving
+
+
+def _host(B, a) -> np.ndarray:
+    return np.array(B.to_numpy(a))  # a copy, so later in-place updates can't change it
+
+
+def model_arrays(model) -> dict:
+    """The model's state as ``{archive name: host array}`` (see the module docstring)."""
+    B, out = model.B, {}
+    for net_name, net in (("G", model.G), ("D", model.D)):
+        for name, p, _ in net.named_params():
+            out[f"{net_name}/param/{name}"] = _host(B, p)
+        for name, buf in net.named_buffers():
+            out[f"{net_name}/buffer/{name}"] = _host(B, buf)
+    for opt_name, opt in (("opt_G", model.opt_G), ("opt_D", model.opt_D)):
+        state = opt.state_dict()
+        out[f"{opt_name}/m"] = np.array(state["m"])
+        out[f"{opt_name}/v"] = np.array(state["v"])
+        out[f"{opt_name}/t"] = np.array(state["t"], dtype=np.int64)
+        hp = {k: state[k] for k in ("lr", "beta1", "beta2", "eps")}
+        out[f"{opt_name}/hparams"] = np.array(json.dumps(hp))
+    return out
+
+
+def save_checkpoint(path, model, extra: dict | None = None) -> Path:
+    """Write ``model`` (a :class:`rawgan.models.DCGAN`) and ``extra`` to ``path`` atomically.
+
+    ``extra`` values that are NumPy arrays are stored as arrays (``extra/<key>``, dtype and shape
+    kept); everything else must be JSON-serialisable (ints, floats, strings, dicts, lists) and goes
+    into ``extra.json``. The parent folder is created. Returns ``path`` as a Path.
+
+    Raises:
+        CheckpointError: a parameter is NaN/Inf (a broken state is never saved), or ``extra``
+            holds a value that is neither an array nor JSON-serialisable.
+        OSError: the file cannot be written (disk full, permissions).
+    """
+    path = Path(path)
+    arrays = model_arrays(model)
+    for name, a in arrays.items():
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise CheckpointError(f"{path}: refusing to save a checkpoint, tensor {name} has "
+                                  f"non-finite values")
+    plain = {}
+    for key, value in (extra or {}).items():
+        if isinstance(value, np.ndarray):
+            arrays[f"extra/{key}"] = value
+        else:
+            plain[key] = value
+    try:
+        arrays["extra.json"] = np.array(json.dumps(plain))
+    except TypeError as e:
+        raise CheckpointError(f"{path}: extra value is not JSON-serialisable: {e}") from None
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename durable (POSIX); silently skipped where folders can't be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_checkpoint(path) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint` fully into memory.
+
+    Returns a dict::
+
+        {"path": Path,
+         "G": {"param": {name: array}, "buffer": {name: array}}, "D": {...},
+         "opt_G": {"m", "v": float arrays, "t": int, "lr", "beta1", "beta2", "eps"}, "opt_D": {...},
+         "extra": {key: value}}      # extra.json values and extra/<key> arrays together
+
+    Raises:
+        CheckpointError: the file is missing, is not a readable npz (truncated, corrupt, another
+            format), or lacks an entry this format requires.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}   # reads (and CRC-checks) every entry
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError) as e:
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}: "
+                              f"{e}); use an earlier checkpoint") from None
+    try:
+        extra = json.loads(str(arrays.pop("extra.json")))
+        ckpt = {"path": path, "G": {"param": {}, "buffer": {}}, "D": {"param": {}, "buffer": {}},
+                "extra": extra}
+        for opt_name in ("opt_G", "opt_D"):
+            state = json.loads(str(arrays.pop(f"{opt_name}/hparams")))
+            state.update(m=arrays.pop(f"{opt_name}/m"), v=arrays.pop(f"{opt_name}/v"),
+                         t=int(arrays.pop(f"{opt_name}/t")))
+            ckpt[opt_name] = state
+    except KeyError as e:
+        raise CheckpointError(f"checkpoint {path} lacks entry {e}; not a rawgan checkpoint?") from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"checkpoint {path} has unreadable metadata: {e}") from None
+    for name, a in arrays.items():
+        head, _, rest = name.partition("/")
+        if head == "extra":
+            extra[rest] = a
+        elif head in ("G", "D"):
+            kind, _, tensor = rest.partition("/")
+            ckpt[head].setdefault(kind, {})[tensor] = a
+    return ckpt
+
+
+def restore(model, ckpt: dict, optimizers: bool = True) -> None:
+    """Copy a loaded checkpoint into ``model`` (parameters, BN buffers and, if ``optimizers``,
+    both Adam states including their hyper-parameters).
+
+    Every tensor is checked before anything is copied, so a mismatch leaves the model unchanged.
+    Raises CheckpointError naming the file and the first tensor that is missing, unexpected, or
+    has a different shape (e.g. a checkpoint of a model with another ``--ngf``).
+    """
+    path = ckpt.get("path", "<checkpoint>")
+    copies = []
+    for net_name, net in (("G", model.G), ("D", model.D)):
+        for kind, items in (("param", [(n, p) for n, p, _ in net.named_params()]),
+                            ("buffer", list(net.named_buffers()))):
+            saved = ckpt[net_name].get(kind, {})
+            for name, target in items:
+                full = f"{net_name}/{kind}/{name}"
+                if name not in saved:
+                    raise CheckpointError(f"checkpoint {path} has no tensor {full}; it was made "
+                                          f"for a different model")
+                if tuple(saved[name].shape) != tuple(target.shape):
+                    raise CheckpointError(
+                        f"checkpoint {path}: tensor {full} has shape {tuple(saved[name].shape)}, "
+                        f"the model expects {tuple(target.shape)} (different --ngf/--ndf?)")
+                copies.append((target, saved[name]))
+            unexpected = set(saved) - {n for n, _ in items}
+            if unexpected:
+                raise CheckpointError(f"checkpoint {path} has tensor {net_name}/{kind}/"
+                                      f"{sorted(unexpected)[0]} that the model lacks")
+    if optimizers:
+        for opt_name, opt in (("opt_G", model.opt_G), ("opt_D", model.opt_D)):
+            m = ckpt[opt_name]["m"]
+            if tuple(m.shape) != tuple(opt.m.shape):
+                raise CheckpointError(f"checkpoint {path}: tensor {opt_name}/m has shape "
+                                      f"{tuple(m.shape)}, the model expects {tuple(opt.m.shape)}")
+    for target, value in copies:
+        target[...] = model.B.asarray(value)
+    if optimizers:
+        model.opt_G.load_state_dict(ckpt["opt_G"])
+        model.opt_D.load_state_dict(ckpt["opt_D"])

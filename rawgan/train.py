@@ -1,0 +1,529 @@
+"""Train the DCGAN on CelebA (or any image folder): ``python -m rawgan.train --out RUN_DIR``.
+
+What a run writes into RUN_DIR:
+
+    metrics.jsonl           one JSON object per log step: step, epoch, batch, time, elapsed_s,
+                            sec_per_step, d_loss_real, d_loss_fake, d_loss, g_loss,
+                            d_real (mean D(x)), d_fake (mean D(G(z)), before the D update's step),
+                            d_fake_g (mean D(G(z)) in the last G update)
+    samples/train_EE_SSSSSS.png   8x8 grid of G(fixed z) in eval mode (BN running statistics), at
+                            step 0, every --sample-every steps, and at the end
+    checkpoints/ckpt_SSSSSS.npz   every --checkpoint-every steps, at the end and on Ctrl-C
+                            (see rawgan.checkpoint); the newest --keep-checkpoints are kept
+    tb/                     TensorBoard events (tensorboard --logdir RUN_DIR/tb)
+
+The cadence is the paper's (Zhu et al. 2018 / carpedm20/DCGAN-tensorflow): one D update and
+``--g-steps`` (2) G updates on the same z per step, losses every 20 steps, samples every 100,
+checkpoints every 500. A "step" is one such iteration; steps count from 1 and ``step`` in the
+logs is the number of iterations completed.
+
+Resuming (``--resume`` alone: the newest checkpoint in RUN_DIR/checkpoints; ``--resume PATH``: that
+file) continues exactly where the checkpoint was taken: same data order (epoch + batch position),
+same z stream (Philox state), Adam moments and step counts, BN running statistics, step counter.
+On the NumPy backend N steps + resume + N steps give bitwise the same weights and losses as 2N
+steps straight. The model and data-order settings (--ngf, --ndf, --seed, --batch-size, --z-dist)
+come from the checkpoint; giving a different value is an error. --lr, --beta1, --g-steps,
+--epochs and --max-steps may be changed on resume (the change is printed); --max-steps and
+--epochs count from the start of the run, not from the resume point.
+
+Exit codes: 0 done or interrupted with a checkpoint saved; 1 a loss became NaN/Inf (no checkpoint
+is written from the broken state); 2 bad flags, missing data, unreadable or incompatible checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint as ckpt_io
+from .checkpoint import CheckpointError
+from .data import (BatchLoader, DataError, ShardDataset, default_data_dir, ensure_prepared,
+                   make_grid, save_grid)
+
+# Hyper-parameters with their defaults. FIXED_ON_RESUME ones define the model or the data/z order,
+# so a resumed run takes them from the checkpoint and refuses a different value.
+DEFAULTS = {"epochs": 5, "max_steps": None, "batch_size": 64, "lr": 2e-4, "beta1": 0.5,
+            "g_steps": 2, "z_dist": "uniform", "seed": 0, "ngf": 64, "ndf": 64, "z_dim": 100}
+FIXED_ON_RESUME = ("batch_size", "seed", "ngf", "ndf", "z_dim", "z_dist")
+SAMPLE_GRID = 64          # images in a sample grid (8x8)
+HIST_EVERY_SAMPLE = True  # histograms at sample steps (they need an extra G and two D forwards)
+
+
+class UsageError(Exception):
+    """A bad combination of flags or an incompatible checkpoint (exit code 2)."""
+
+
+class NonFiniteLoss(Exception):
+    """A loss became NaN/Inf (exit code 1)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+
+
+def _positive_int(text):
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _nonneg_int(text):
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def _positive_float(text):
+    v = float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m rawgan.train",
+        description="Train the DCGAN (Radford et al.; sizes and cadence of Zhu et al. 2018) on "
+                    "64x64 CelebA faces. Hyper-parameter defaults are the paper's.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Data location: --data-dir, else $RAWGAN_DATA_DIR, else ./data/celeba. The first run "
+               "prepares 64x64 shards into a cache (see python -m rawgan.data --help).\n"
+               "Resume: rerun the same command with --resume (newest checkpoint in "
+               "RUN_DIR/checkpoints) or --resume PATH.")
+    g = p.add_argument_group("data and output")
+    g.add_argument("--data", choices=("celeba", "folder"), default="celeba",
+                   help="celeba: aligned & cropped CelebA (108x108 centre crop); folder: any "
+                        "images, centre square crop (default: celeba)")
+    g.add_argument("--data-dir", help="raw images: folder or zip (default: $RAWGAN_DATA_DIR or "
+                                      "./data/celeba)")
+    g.add_argument("--prepared-dir", help="where the 64x64 shards live / are written (default: a "
+                                          "per-source folder under $RAWGAN_CACHE or ~/.cache/rawgan)")
+    g.add_argument("--workers", type=_positive_int, help="processes for preparing the shards "
+                                                          "(default: all cores)")
+    g.add_argument("--out", required=True, help="run folder (metrics, samples, checkpoints, tb)")
+
+    g = p.add_argument_group("training (defaults: the paper's)")
+    g.add_argument("--epochs", type=_positive_int, help="epochs (default: 5)")
+    g.add_argument("--max-steps", type=_positive_int,
+                   help="stop after this many steps in total; overrides --epochs (default: "
+                        "--epochs worth)")
+    g.add_argument("--batch-size", type=_positive_int, help="images per batch (default: 64)")
+    g.add_argument("--lr", type=_positive_float, help="Adam learning rate, both nets (default: 2e-4)")
+    g.add_argument("--beta1", type=float, help="Adam beta1 (default: 0.5)")
+    g.add_argument("--g-steps", type=_positive_int,
+                   help="G updates per D update, on the same z (default: 2, as the TF reference)")
+    g.add_argument("--z-dist", choices=("uniform", "normal"),
+                   help="z ~ uniform(-1, 1) (TF reference) or N(0, 1) (default: uniform)")
+    g.add_argument("--seed", type=_nonneg_int,
+                   help="weights, data order, z stream and the fixed sample z (default: 0)")
+    g.add_argument("--ngf", type=_positive_int, help="generator width (default: 64)")
+    g.add_argument("--ndf", type=_positive_int, help="discriminator width (default: 64)")
+
+    g = p.add_argument_group("backend")
+    g.add_argument("--backend", choices=("numpy", "emulated", "cupy"), default="numpy",
+                   help="numpy: reference; cupy: GPU; emulated: the CUDA code on the CPU "
+                        "(slow; for testing) (default: numpy)")
+    g.add_argument("--conv-impl", choices=("kernels", "cudnn"), default="kernels",
+                   help="convolutions on cupy: our kernels or cuDNN (default: kernels)")
+
+    g = p.add_argument_group("logging and checkpoints")
+    g.add_argument("--log-every", type=_positive_int, default=20, help="default: 20")
+    g.add_argument("--sample-every", type=_positive_int, default=100, help="default: 100")
+    g.add_argument("--checkpoint-every", type=_positive_int, default=500, help="default: 500")
+    g.add_argument("--keep-checkpoints", type=_nonneg_int, default=3,
+                   help="keep the newest N checkpoints, 0 = all (default: 3)")
+    g.add_argument("--resume", nargs="?", const="auto", metavar="PATH",
+                   help="continue from checkpoint PATH, or (flag alone) from the newest one in "
+                        "RUN_DIR/checkpoints")
+    g.add_argument("--no-tensorboard", action="store_true", help="don't write TensorBoard events")
+    return p
+
+
+def resolve_config(args, saved: dict | None) -> dict:
+    """Hyper-parameters: defaults, then the checkpoint's config, then the flags given.
+
+    Raises UsageError when a flag contradicts a FIXED_ON_RESUME value of the checkpoint.
+    """
+    config = dict(DEFAULTS)
+    notes = []
+    if saved is not None:
+        config.update({k: saved[k] for k in DEFAULTS if k in saved})
+    for key in DEFAULTS:
+        given = getattr(args, key, None)
+        if given is None or (saved is not None and given == config[key]):
+            continue
+        if saved is not None and key in FIXED_ON_RESUME:
+            raise UsageError(f"incompatible checkpoint: it was trained with --{key.replace('_', '-')} "
+                             f"{config[key]}, not {given} (resume with the checkpoint's value)")
+        if saved is not None:
+            notes.append(f"--{key.replace('_', '-')} {config[key]} -> {given}")
+        config[key] = given
+    if not 0 <= config["beta1"] < 1:
+        raise UsageError(f"--beta1 must be in [0, 1), got {config['beta1']}")
+    config["_changed"] = notes
+    return config
+
+
+# ----------------------------------------------------------------------------------------------
+# Pieces of a run
+
+
+def metrics_to_host(B, metrics: dict) -> dict:
+    """0-d backend arrays -> Python floats (one host synchronisation)."""
+    return {k: float(B.to_numpy(v)) for k, v in metrics.items()}
+
+
+def _all_finite(values: dict) -> bool:
+    return all(math.isfinite(v) for v in values.values())
+
+
+@contextlib.contextmanager
+def frozen_buffers(net):
+    """Run train-mode forwards without changing ``net``'s BN running statistics."""
+    saved = [(buf, buf.copy()) for _, buf in net.named_buffers()]
+    try:
+        yield
+    finally:
+        for buf, copy in saved:
+            buf[...] = copy
+
+
+class StopRequest:
+    """SIGINT handler: the first Ctrl-C asks the loop to stop after the current step (so the
+    checkpoint holds a consistent state); a second one interrupts at once, without saving."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = None
+
+    def __enter__(self):
+        try:
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: leave Ctrl-C alone
+            self._old = None
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupt: finishing the current step, then saving a checkpoint "
+              "(Ctrl-C again to quit without saving)", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def resume_command(argv: list) -> str:
+    """The command line ``argv`` with any --resume [PATH] replaced by a plain --resume."""
+    kept, skip = [], False
+    for i, a in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if a == "--resume":
+            skip = i + 1 < len(argv) and not argv[i + 1].startswith("--")
+            continue
+        if not a.startswith("--resume="):
+            kept.append(a)
+    return " ".join(["python -m rawgan.train", *kept, "--resume"])
+
+
+def trim_metrics(path: Path, last_step: int) -> None:
+    """Drop metrics.jsonl records after ``last_step`` (left by a run that went on past its last
+    checkpoint), so that a resumed run's log has each step once. Atomic rewrite."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= last_step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """One training run: model, data, z stream, and the log/sample/checkpoint cadence."""
+
+    def __init__(self, args, config: dict, B, model, loader, resume_ckpt: dict | None):
+        from .backend import Generator
+        from .tblog import TBLogger
+
+        self.args, self.config, self.B, self.model, self.loader = args, config, B, model, loader
+        self.out = Path(args.out)
+        self.ckpt_dir = self.out / "checkpoints"
+        self.sample_dir = self.out / "samples"
+        self.metrics_path = self.out / "metrics.jsonl"
+        bpe = loader.batches_per_epoch
+        self.total_steps = config["max_steps"] or config["epochs"] * bpe   # --max-steps wins
+
+        if resume_ckpt is None:
+            self.step, self.epoch, self.batch = 0, 0, 0
+            # The fixed sample z is the first draw of the z stream; training z's follow it.
+            self.z_gen = Generator(config["seed"])
+            self.sample_z = self.draw_z(SAMPLE_GRID)
+        else:
+            extra = resume_ckpt["extra"]
+            self.step, self.epoch, self.batch = int(extra["step"]), int(extra["epoch"]), int(extra["batch"])
+            self.z_gen = Generator(0)
+            self.z_gen.load_state_dict(extra["z_rng"])
+            self.sample_z = B.asarray(extra["sample_z"])
+            trim_metrics(self.metrics_path, self.step)
+        self.last_ckpt = ckpt_io.latest_checkpoint(self.ckpt_dir)
+        self.tb = TBLogger(self.out / "tb", purge_step=self.step if self.step else None,
+                           enabled=not args.no_tensorboard)
+        self.x = self.z = None          # the latest batch and z (for histograms)
+        self.last_metrics = None        # the latest step's metrics (device scalars)
+        self.overhead_s = 0.0           # time spent sampling/checkpointing since the last log
+        self.last_log = (self.step, time.time())
+        self.start_time = time.time()
+
+    # -- z --------------------------------------------------------------------------------------
+    def draw_z(self, n: int):
+        """(n, z_dim) from the Philox stream (advances it): uniform(-1, 1) or N(0, 1)."""
+        shape = (n, self.config["z_dim"])
+        if self.config["z_dist"] == "normal":
+            return self.B.normal(self.z_gen, shape)
+        return self.B.uniform(self.z_gen, shape, -1.0, 1.0)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self) -> int:
+        from tqdm import tqdm
+
+        if self.step >= self.total_steps:
+            print(f"nothing to do: the run is at step {self.step} of {self.total_steps}")
+            return 0
+        if self.step == 0:
+            self.save_samples()
+        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                   mininterval=1.0 if sys.stderr.isatty() else 30.0)
+        try:
+            with StopRequest() as stop:
+                self.loop(bar, stop)
+                if stop.requested:
+                    return self.interrupted()
+        except NonFiniteLoss as e:
+            bar.close()
+            where = (f"the last good checkpoint is {self.last_ckpt}" if self.last_ckpt
+                     else "no checkpoint was written before it")
+            print(f"error: {e}. Stopping without writing a checkpoint; {where}. Try a lower "
+                  f"--lr, or resume from an earlier checkpoint.", file=sys.stderr, flush=True)
+            return 1
+        finally:
+            bar.close()
+            self.tb.close()
+        print(f"done: {self.step} steps; final checkpoint {self.last_ckpt}", flush=True)
+        return 0
+
+    def loop(self, bar, stop: StopRequest) -> None:
+        model, B, g_steps = self.model, self.B, self.config["g_steps"]
+        bpe = self.loader.batches_per_epoch
+        while self.step < self.total_steps and not stop.requested:
+            bar.set_description(f"epoch {self.epoch}")
+            batches = self.loader.epoch_batches(self.epoch, self.batch)
+            try:
+                for x in batches:
+                    self.x, self.z = B.asarray(x), self.draw_z(x.shape[0])
+                    metrics = model.train_step(self.x, self.z, g_steps)
+                    epoch_of_step = self.epoch
+                    self.step += 1
+                    self.batch += 1
+                    if self.batch == bpe:                   # position of the *next* batch
+                        self.epoch, self.batch = self.epoch + 1, 0
+                    bar.update(1)
+                    self.after_step(metrics, epoch_of_step, bar)
+                    if self.step >= self.total_steps or stop.requested:
+                        break
+            finally:
+                batches.close()
+
+    def after_step(self, metrics: dict, epoch: int, bar) -> None:
+        step, last = self.step, self.step >= self.total_steps
+        host = None
+        if step % self.args.log_every == 0 or last:
+            host = self.log(metrics, epoch, bar)
+        if step % self.args.sample_every == 0 or last:
+            self.save_samples(epoch)
+        if step % self.args.checkpoint_every == 0 or last:
+            if host is None:                      # never checkpoint a state we haven't checked
+                self.check_finite(metrics_to_host(self.B, metrics))
+            self.save_checkpoint()
+        self.last_metrics = metrics
+
+    def check_finite(self, host: dict) -> None:
+        if not _all_finite(host):
+            bad = ", ".join(f"{k}={v}" for k, v in host.items() if not math.isfinite(v))
+            raise NonFiniteLoss(f"non-finite loss at step {self.step} ({bad})")
+
+    def interrupted(self) -> int:
+        print(f"interrupted at step {self.step}", file=sys.stderr, flush=True)
+        if self.last_metrics is not None:
+            self.check_finite(metrics_to_host(self.B, self.last_metrics))
+            path = self.save_checkpoint()
+            print(f"saved checkpoint {path}\nresume with: {resume_command(sys.argv[1:])}",
+                  flush=True)
+        return 0
+
+    # -- logging --------------------------------------------------------------------------------
+    def log(self, metrics: dict, epoch: int, bar) -> dict:
+        from tqdm import tqdm
+
+        host = metrics_to_host(self.B, metrics)   # the one host sync of a log step
+        now = time.time()
+        steps = self.step - self.last_log[0]
+        sec_per_step = (now - self.last_log[1] - self.overhead_s) / max(steps, 1)
+        self.last_log, self.overhead_s = (self.step, now), 0.0
+        record = {"step": self.step, "epoch": epoch, "batch": self.batch, "time": round(now, 3),
+                  "elapsed_s": round(now - self.start_time, 3),
+                  "sec_per_step": round(sec_per_step, 4)}
+        record.update({k: (v if math.isfinite(v) else None) for k, v in host.items()})
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        tqdm.write(f"step {self.step:6d} epoch {epoch} | d_loss {host['d_loss']:.4f} "
+                   f"(real {host['d_loss_real']:.4f} fake {host['d_loss_fake']:.4f}) "
+                   f"g_loss {host['g_loss']:.4f} | D(x) {host['d_real']:.3f} "
+                   f"D(G(z)) {host['d_fake']:.3f} | {sec_per_step:.2f} s/step", file=sys.stdout)
+        sys.stdout.flush()
+        bar.set_postfix(d_loss=f"{host['d_loss']:.3f}", g_loss=f"{host['g_loss']:.3f}")
+        self.check_finite(host)
+        self.tb.scalars({k: host[k] for k in ("d_loss_real", "d_loss_fake", "d_loss", "g_loss")},
+                        self.step, prefix="loss/")
+        self.tb.scalars({"D(x)": host["d_real"], "D(G(z))": host["d_fake"],
+                         "D(G(z))_g_update": host["d_fake_g"]}, self.step, prefix="D/")
+        self.tb.scalars({"sec_per_step": sec_per_step}, self.step, prefix="perf/")
+        return host
+
+    def save_samples(self, epoch: int | None = None) -> Path:
+        """8x8 grid of G(fixed z) in eval mode -> samples/train_EE_SSSSSS.png (+ TensorBoard)."""
+        t0 = time.time()
+        epoch = self.epoch if epoch is None else epoch
+        images = self.B.to_numpy(self.model.sample(self.sample_z, eval_mode=True))
+        path = save_grid(images, self.sample_dir / f"train_{epoch:02d}_{self.step:06d}.png")
+        self.tb.image("samples", make_grid(images), self.step)
+        self.log_histograms()
+        self.tb.flush()
+        self.overhead_s += time.time() - t0
+        return path
+
+    def log_histograms(self) -> None:
+        """Weights of a few layers; z; D's logits on the latest real batch and on G(z) of the
+        latest z (train mode, as in the step, with BN running statistics left untouched)."""
+        if self.tb.writer is None:
+            return
+        for net_name, net in (("G", self.model.G), ("D", self.model.D)):
+            named = [(n, p) for n, p, _ in net.named_params() if n.endswith(".w")]
+            for name, p in (named[0], named[-1]):
+                self.tb.histogram(f"weights/{net_name}.{name}", p, self.step)
+        if self.x is None:
+            return
+        G, D = self.model.G, self.model.D
+        with frozen_buffers(G), frozen_buffers(D):
+            D.train()
+            logits_real = D.forward(self.x)
+            G.train()
+            logits_fake = D.forward(G.forward(self.z))
+        self.tb.histogram("z", self.z, self.step)
+        self.tb.histogram("logits/D(x)", logits_real, self.step)
+        self.tb.histogram("logits/D(G(z))", logits_fake, self.step)
+
+    def save_checkpoint(self) -> Path:
+        t0 = time.time()
+        config = {k: v for k, v in self.config.items() if not k.startswith("_")}
+        path = ckpt_io.save_checkpoint(
+            ckpt_io.checkpoint_path(self.ckpt_dir, self.step), self.model,
+            {"step": self.step, "epoch": self.epoch, "batch": self.batch,
+             "z_rng": self.z_gen.state_dict(), "config": config,
+             "config_json": json.dumps(config, sort_keys=True),
+             "sample_z": np.array(self.B.to_numpy(self.sample_z))})
+        self.last_ckpt = path
+        ckpt_io.prune_checkpoints(self.ckpt_dir, self.args.keep_checkpoints)
+        self.overhead_s += time.time() - t0
+        return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Entry point
+
+
+def setup(args):
+    """Everything before the first step; raises DataError / CheckpointError / UsageError."""
+    from .backend import get_backend
+    from .models.dcgan import DCGAN
+
+    out = Path(args.out)
+    resume_ckpt = None
+    if args.resume is not None:
+        path = args.resume
+        if path == "auto":
+            path = ckpt_io.latest_checkpoint(out / "checkpoints")
+            if path is None:
+                raise UsageError(f"--resume: no checkpoint in {out / 'checkpoints'}")
+        resume_ckpt = ckpt_io.load_checkpoint(path)
+        for key in ("step", "epoch", "batch", "z_rng", "sample_z", "config"):
+            if key not in resume_ckpt["extra"]:
+                raise CheckpointError(f"checkpoint {path} lacks {key!r}; not a training checkpoint")
+    config = resolve_config(args, resume_ckpt["extra"]["config"] if resume_ckpt else None)
+
+    data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
+    config.update(data=args.data, data_dir=str(data_dir), backend=args.backend,
+                  conv_impl=args.conv_impl)
+    prepared = ensure_prepared(args.data, data_dir, out_dir=args.prepared_dir, workers=args.workers)
+    dataset = ShardDataset(prepared)
+    loader = BatchLoader(dataset, config["batch_size"], seed=config["seed"])
+
+    try:
+        B = get_backend(args.backend, conv_impl=args.conv_impl)
+    except (ValueError, RuntimeError, ImportError) as e:
+        raise UsageError(str(e)) from None
+    model = DCGAN(B, z_dim=config["z_dim"], ngf=config["ngf"], ndf=config["ndf"], lr=config["lr"],
+                  beta1=config["beta1"], seed=config["seed"])
+    if resume_ckpt is not None:
+        ckpt_io.restore(model, resume_ckpt)
+        for opt in (model.opt_G, model.opt_D):        # a changed --lr/--beta1 wins
+            opt.lr, opt.beta1 = config["lr"], config["beta1"]
+
+    print(f"rawgan.train: {len(dataset)} images in {prepared}, {loader.batches_per_epoch} "
+          f"batches per epoch; backend {B}")
+    print(f"G: {model.G.num_params():,} parameters   D: {model.D.num_params():,} parameters")
+    shown = {k: v for k, v in config.items() if not k.startswith("_")}
+    print("config: " + json.dumps(shown, sort_keys=True))
+    if resume_ckpt is not None:
+        e = resume_ckpt["extra"]
+        print(f"resuming from {resume_ckpt['path']} at step {e['step']} (epoch {e['epoch']}, "
+              f"batch {e['batch']})" + ("; changed: " + ", ".join(config["_changed"])
+                                        if config["_changed"] else ""))
+    sys.stdout.flush()
+    out.mkdir(parents=True, exist_ok=True)
+    return Trainer(args, config, B, model, loader, resume_ckpt)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        trainer = setup(args)
+        return trainer.run()
+    except (DataError, CheckpointError, UsageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted (no checkpoint written)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
