@@ -17,16 +17,11 @@ PHILOX_W1 = 0xBB67AE85
 _MASK = 0xFFFFFFFF
 
 
-def philox4x32_10(n, seed, offset):
-    """The 4 raw uint32 words for elements 0..n−1: array (4, n) of uint32."""
-    i = np.arange(n, dtype=np.uint64)
-    c0 = i & np.uint64(_MASK)
-    c1 = i >> np.uint64(32)
-    c2 = np.full(n, offset & _MASK, dtype=np.uint64)
-    c3 = np.full(n, (offset >> 32) & _MASK, dtype=np.uint64)
-    k0, k1 = seed & _MASK, (seed >> 32) & _MASK
+def philox_rounds(c0, c1, c2, c3, k0, k1):
+    """Philox4x32-10 of counter words c0..c3 (uint64 arrays holding 32-bit values) under key
+    (k0, k1) (Python ints). Returns the 4 output words as uint64 arrays."""
     m0, m1, mask = np.uint64(PHILOX_M0), np.uint64(PHILOX_M1), np.uint64(_MASK)
-    for rnd in range(10):
+    for _ in range(10):
         p0 = m0 * c0
         p1 = m1 * c2
         hi0, lo0 = p0 >> np.uint64(32), p0 & mask
@@ -34,7 +29,17 @@ def philox4x32_10(n, seed, offset):
         c0, c1, c2, c3 = hi1 ^ c1 ^ np.uint64(k0), lo1, hi0 ^ c3 ^ np.uint64(k1), lo0
         k0 = (k0 + PHILOX_W0) & _MASK
         k1 = (k1 + PHILOX_W1) & _MASK
-    return np.stack([c0, c1, c2, c3]).astype(np.uint32)
+    return c0, c1, c2, c3
+
+
+def philox4x32_10(n, seed, offset):
+    """The 4 raw uint32 words for elements 0..n−1: array (4, n) of uint32."""
+    i = np.arange(n, dtype=np.uint64)
+    words = philox_rounds(i & np.uint64(_MASK), i >> np.uint64(32),
+                          np.full(n, offset & _MASK, dtype=np.uint64),
+                          np.full(n, (offset >> 32) & _MASK, dtype=np.uint64),
+                          seed & _MASK, (seed >> 32) & _MASK)
+    return np.stack(words).astype(np.uint32)
 
 
 def _unit(word, plus_one=False):

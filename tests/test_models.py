@@ -1,0 +1,95 @@
+"""DCGAN model shapes, parameter counts (the paper's architecture) and one training step."""
+import numpy as np
+import pytest
+
+from rawgan.backend import get_backend, Generator
+from rawgan.layers import BatchNorm, Conv2d, ConvTranspose2d, LeakyReLU, Linear
+from rawgan.models import DCGAN, build_discriminator, build_generator
+
+B = get_backend("numpy", "float32")
+
+
+def _count(shapes):
+    return sum(int(np.prod(s)) for s in shapes)
+
+
+def test_generator_architecture_and_parameter_count():
+    G = build_generator(B)
+    # linear 100->8192 (+b); BN 512; convT 512->256, 256->128, 128->64, 64->3 (5x5, +b); BN
+    expected = _count([(100, 8192), (8192,), (512,), (512,),
+                       (512, 256, 5, 5), (256,), (256,), (256,),
+                       (256, 128, 5, 5), (128,), (128,), (128,),
+                       (128, 64, 5, 5), (64,), (64,), (64,),
+                       (64, 3, 5, 5), (3,)])
+    assert G.num_params() == expected == 5_135_363
+    assert G.flat_params.shape == (expected,)
+    z = B.asarray(np.random.default_rng(0).uniform(-1, 1, (3, 100)))
+    y = G.forward(z)
+    assert y.shape == (3, 3, 64, 64) and y.dtype == np.float32
+    assert np.abs(y).max() <= 1
+    kinds = [type(l).__name__ for l in G.layers]
+    assert kinds.count("ConvTranspose2d") == 4 and kinds.count("BatchNorm") == 4
+    assert kinds[-1] == "Tanh"
+
+
+def test_discriminator_architecture_and_parameter_count():
+    D = build_discriminator(B)
+    expected = _count([(64, 3, 5, 5), (64,), (128, 64, 5, 5), (128,), (128,), (128,),
+                       (256, 128, 5, 5), (256,), (256,), (256,),
+                       (512, 256, 5, 5), (512,), (512,), (512,), (1, 8192), (1,)])
+    assert D.num_params() == expected == 4_316_545
+    # No BN after the first conv; LeakyReLU(0.2) everywhere.
+    assert isinstance(D.layers[0], Conv2d) and isinstance(D.layers[1], LeakyReLU)
+    assert D.layers[1].slope == 0.2
+    assert sum(isinstance(l, BatchNorm) for l in D.layers) == 3
+    assert isinstance(D.layers[-1], Linear)
+    assert D.forward(B.zeros((2, 3, 64, 64))).shape == (2, 1)
+
+
+def test_init_statistics():
+    G = build_generator(B, rng=np.random.default_rng(0))
+    w = G.layers[4].params["w"]
+    assert isinstance(G.layers[4], ConvTranspose2d)
+    assert abs(float(w.std()) - 0.02) < 0.001 and abs(float(w.mean())) < 0.001
+    assert float(np.abs(G.layers[4].params["b"]).max()) == 0
+
+
+def test_params_are_views_of_the_flat_buffer():
+    D = build_discriminator(B)
+    D.flat_params[:] = 0
+    assert float(np.abs(D.layers[0].params["w"]).max()) == 0
+
+
+def test_small_dcgan_training_reduces_d_loss_on_fixed_batch():
+    """A small DCGAN: a few D updates on one real batch must lower d_loss (real learning)."""
+    B32 = get_backend("numpy", "float32")
+    model = DCGAN(B32, ngf=8, ndf=8, seed=3)
+    g = Generator(1)
+    x = B32.uniform(g, (8, 3, 64, 64), -1, 1)
+    z = B32.uniform(g, (8, 100))
+    first = model.d_step(x, z)
+    for _ in range(5):
+        last = model.d_step(x, z)
+    assert all(np.isfinite(float(v)) for v in last.values())
+    assert float(last["d_loss"]) < float(first["d_loss"])
+    assert float(last["d_real"]) > float(first["d_real"])
+    m = model.train_step(x, z, g_steps=2)
+    assert model.opt_D.t == 7 and model.opt_G.t == 2
+    assert set(m) == {"d_loss_real", "d_loss_fake", "d_loss", "d_real", "d_fake", "g_loss",
+                      "d_fake_g"}
+
+
+def test_g_step_leaves_d_weights_and_grads_alone():
+    model = DCGAN(B, ngf=8, ndf=8, seed=0)
+    z = B.uniform(Generator(2), (4, 100))
+    before = model.D.flat_params.copy()
+    model.D.flat_grads.fill(0)
+    model.g_step(z)
+    np.testing.assert_array_equal(model.D.flat_params, before)
+    assert float(np.abs(model.D.flat_grads).max()) == 0
+    assert model.D.requires_grad
+
+
+def test_bad_image_size():
+    with pytest.raises(ValueError, match="multiple of 16"):
+        build_generator(B, image_size=60)

@@ -1,0 +1,192 @@
+"""Every layer's forward and every gradient against PyTorch (an independent oracle), float32.
+
+Skipped where torch is not installed (it is a test-only extra: ``pip install torch==2.13.0``).
+TF "SAME" padding is expressed in torch with an explicit ``F.pad`` (conv) or by cropping the
+full transposed convolution (conv-transpose), since torch's own padding is symmetric.
+"""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+from rawgan.backend import get_backend  # noqa: E402
+from rawgan.layers import (BatchNorm, Conv2d, ConvTranspose2d, LeakyReLU, Linear, ReLU,  # noqa: E402
+                           Sigmoid, SigmoidBCEWithLogits, Tanh, Sequential, flatten_parameters)
+from rawgan.optim import Adam  # noqa: E402
+
+B = get_backend("numpy", "float32")
+TOL = dict(rtol=2e-4, atol=2e-5)
+
+
+def T(a, grad=False):
+    return torch.tensor(np.asarray(a), dtype=torch.float32, requires_grad=grad)
+
+
+def close(ours, theirs, what):
+    """Element-wise rtol, plus an atol scaled to the tensor (float32 sums of ~10⁴ terms)."""
+    theirs = theirs.detach().numpy()
+    atol = max(TOL["atol"], 1e-5 * float(np.abs(theirs).max(initial=0)))
+    np.testing.assert_allclose(ours, theirs, rtol=TOL["rtol"], atol=atol, err_msg=what)
+
+
+def run(layer, x, dy):
+    layer.zero_grad()
+    y = layer.forward(B.asarray(x))
+    dx = layer.backward(B.asarray(dy))
+    return y, dx
+
+
+@pytest.mark.parametrize("shape,cout,k,stride,pad", [
+    ((4, 3, 64, 64), 8, 5, 2, "same"),           # DCGAN D layer 1 geometry, TF SAME (1, 2, 1, 2)
+    ((2, 5, 9, 7), 4, 3, 1, (1, 1, 1, 1)),
+    ((3, 2, 11, 8), 3, 3, 2, (0, 2, 1, 0)),      # asymmetric
+    ((1, 4, 7, 9), 2, (2, 3), (3, 2), (1, 0, 2, 1)),
+])
+def test_conv2d_matches_torch(shape, cout, k, stride, pad):
+    rng = np.random.default_rng(0)
+    layer = Conv2d(B, shape[1], cout, k, stride, pad, rng=rng, init_std=0.2)
+    layer.params["b"][...] = rng.standard_normal(cout)
+    x = rng.standard_normal(shape).astype(np.float32)
+    t, b, l, r = layer.pad_for(shape[2], shape[3])
+    xt, wt, bt = T(x, True), T(layer.params["w"], True), T(layer.params["b"], True)
+    yt = F.conv2d(F.pad(xt, (l, r, t, b)), wt, bt, stride=layer.stride)
+    dy = rng.standard_normal(yt.shape).astype(np.float32)
+    yt.backward(T(dy))
+    y, dx = run(layer, x, dy)
+    close(y, yt, "y")
+    close(dx, xt.grad, "dx")
+    close(layer.grads["w"], wt.grad, "dw")
+    close(layer.grads["b"], bt.grad, "db")
+
+
+@pytest.mark.parametrize("shape,cout,k,stride,pad,out_pad", [
+    ((4, 16, 4, 4), 8, 5, 2, "same", 0),         # DCGAN G: 4 -> 8
+    ((2, 8, 8, 8), 3, 5, 2, "same", 0),          # 8 -> 16, to 3 channels
+    ((2, 3, 5, 6), 4, 3, 2, (1, 0, 0, 2), 1),
+])
+def test_conv_transpose2d_matches_torch(shape, cout, k, stride, pad, out_pad):
+    rng = np.random.default_rng(1)
+    layer = ConvTranspose2d(B, shape[1], cout, k, stride, pad, output_padding=out_pad, rng=rng,
+                            init_std=0.2)
+    layer.params["b"][...] = rng.standard_normal(cout)
+    x = rng.standard_normal(shape).astype(np.float32)
+    y_shape, (t, b, l, r) = layer.output_shape(shape)
+    if pad == "same":
+        assert y_shape[2:] == (shape[2] * stride, shape[3] * stride)
+    xt, wt, bt = T(x, True), T(layer.params["w"], True), T(layer.params["b"], True)
+    # No padding: the full output (plus output_padding rows/cols at the end), then crop.
+    full = F.conv_transpose2d(xt, wt, bt, stride=layer.stride, output_padding=layer.output_padding)
+    yt = full[:, :, t:t + y_shape[2], l:l + y_shape[3]]
+    dy = rng.standard_normal(yt.shape).astype(np.float32)
+    yt.backward(T(dy))
+    y, dx = run(layer, x, dy)
+    assert y.shape == tuple(yt.shape)
+    close(y, yt, "y")
+    close(dx, xt.grad, "dx")
+    close(layer.grads["w"], wt.grad, "dw")
+    close(layer.grads["b"], bt.grad, "db")
+
+
+def test_linear_matches_torch():
+    rng = np.random.default_rng(2)
+    layer = Linear(B, 100, 37, rng=rng, init_std=0.1)
+    layer.params["b"][...] = rng.standard_normal(37)
+    x = rng.standard_normal((5, 100)).astype(np.float32)
+    xt, wt, bt = T(x, True), T(layer.params["w"], True), T(layer.params["b"], True)
+    yt = F.linear(xt, wt, bt)
+    dy = rng.standard_normal(yt.shape).astype(np.float32)
+    yt.backward(T(dy))
+    y, dx = run(layer, x, dy)
+    close(y, yt, "y")
+    close(dx, xt.grad, "dx")
+    close(layer.grads["w"], wt.grad, "dw")
+    close(layer.grads["b"], bt.grad, "db")
+
+
+@pytest.mark.parametrize("shape", [(8, 5, 4, 3), (16, 7)])
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm_matches_torch(shape, training):
+    rng = np.random.default_rng(3)
+    C = shape[1]
+    layer = BatchNorm(B, C, unbiased_running_var=True)      # torch's running-variance convention
+    layer.params["gamma"][...] = rng.uniform(0.5, 1.5, C)
+    layer.params["beta"][...] = rng.standard_normal(C)
+    rm, rv = rng.standard_normal(C).astype(np.float32), rng.uniform(0.5, 2, C).astype(np.float32)
+    layer.buffers["running_mean"][...] = rm
+    layer.buffers["running_var"][...] = rv
+    layer.train(training)
+    x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
+    xt, gt, bt = T(x, True), T(layer.params["gamma"], True), T(layer.params["beta"], True)
+    rmt, rvt = T(rm), T(rv)
+    yt = F.batch_norm(xt, rmt, rvt, gt, bt, training=training, momentum=0.1, eps=1e-5)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    yt.backward(T(dy))
+    y, dx = run(layer, x, dy)
+    close(y, yt, "y")
+    close(dx, xt.grad, "dx")
+    close(layer.grads["gamma"], gt.grad, "dgamma")
+    close(layer.grads["beta"], bt.grad, "dbeta")
+    close(layer.buffers["running_mean"], rmt, "running_mean")
+    close(layer.buffers["running_var"], rvt, "running_var")
+
+
+def test_batchnorm_default_running_var_is_biased():
+    """Default (TensorFlow) convention: the running variance tracks the biased batch variance."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((4, 3, 2, 2)).astype(np.float32)
+    layer = BatchNorm(B, 3)
+    layer.forward(B.asarray(x))
+    expected = 0.9 * 1.0 + 0.1 * x.var(axis=(0, 2, 3))
+    np.testing.assert_allclose(layer.buffers["running_var"], expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layer_cls,fn", [
+    (ReLU, F.relu), (Tanh, torch.tanh), (Sigmoid, torch.sigmoid),
+    (lambda b: LeakyReLU(b, 0.2), lambda t: F.leaky_relu(t, 0.2)),
+], ids=["relu", "tanh", "sigmoid", "leaky_relu"])
+def test_activations_match_torch(layer_cls, fn):
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((3, 4, 5, 6)) * 4).astype(np.float32)
+    xt = T(x, True)
+    yt = fn(xt)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    yt.backward(T(dy))
+    y, dx = run(layer_cls(B), x, dy)
+    close(y, yt, "y")
+    close(dx, xt.grad, "dx")
+
+
+@pytest.mark.parametrize("target", [1.0, 0.0, 0.9])
+def test_sigmoid_bce_with_logits_matches_torch(target):
+    logits = np.array([[-1e4], [-30.0], [-2.0], [0.0], [0.5], [3.0], [40.0], [1e4]], np.float32)
+    loss = SigmoidBCEWithLogits(B)
+    ours = loss.forward(B.asarray(logits), target)
+    dl = loss.backward()
+    lt = T(logits, True)
+    theirs = F.binary_cross_entropy_with_logits(lt, torch.full_like(lt, target))
+    theirs.backward()
+    assert np.isfinite(ours) and np.all(np.isfinite(dl))
+    np.testing.assert_allclose(float(ours), float(theirs), rtol=1e-5)
+    close(dl, lt.grad, "dlogits")
+
+
+def test_adam_matches_torch_over_several_steps():
+    rng = np.random.default_rng(6)
+    net = Sequential(B, [Linear(B, 6, 4, rng=rng), Linear(B, 4, 2, rng=rng)])
+    flatten_parameters(net)
+    params_t = [T(p, True) for _, p, _ in net.named_params()]
+    opt = Adam(net, lr=2e-4 * 50, beta1=0.5, beta2=0.999, eps=1e-8)
+    opt_t = torch.optim.Adam(params_t, lr=2e-4 * 50, betas=(0.5, 0.999), eps=1e-8)
+    for step in range(6):
+        grads = [rng.standard_normal(p.shape).astype(np.float32) * 10 ** (step % 3 - 1)
+                 for p in params_t]
+        for (_, _, g), gn, pt in zip(net.named_params(), grads, params_t):
+            g[...] = gn
+            pt.grad = T(gn)
+        opt.step()
+        opt_t.step()
+        for (name, p, _), pt in zip(net.named_params(), params_t):
+            np.testing.assert_allclose(p, pt.detach().numpy(), rtol=1e-5, atol=1e-6,  # 1e-4·lr
+                                       err_msg=f"step {step} {name}")
+    assert opt.t == 6
