@@ -20,9 +20,9 @@ setup(
         "cuda12": ["cupy-cuda12x>=13"],
         "cuda13": ["cupy-cuda13x>=14"],
         "cudnn": ["nvidia-cudnn-frontend==1.32.0"],
-        # nvidia-cuda-nvrtc-cu12: NVRTC compile checks of kernels/*.cu run on a CPU-only machine.
-        "test": ["pytest>=8", "nvidia-cuda-nvrtc-cu12>=12.4", "matplotlib>=3.7"],
-        "torch": ["torch==2.13.0"],
+        # Test-only: NVRTC compiles kernels/*.cu on a CPU-only machine; torch is the independent
+        # oracle of the parity tests (never imported by rawgan itself); matplotlib plots curves.
+        "test": ["pytest>=8", "nvidia-cuda-nvrtc-cu12>=12.4", "matplotlib>=3.7", "torch==2.13.0"],
     },
     entry_points={
         "console_scripts": [
