@@ -1,0 +1,45 @@
+// loss.cu — sigmoid cross-entropy with logits, mean-reduced, forward and backward.
+// Python launcher: rawgan/backend/cuda/loss.py. Reference: rawgan/backend/reference/loss.py.
+//
+//   l(x, t) = max(x, 0) - x * t + log1p(e^-|x|)       (finite for every finite x)
+//   loss = mean over n elements;  d loss / d x = dloss * (sigmoid(x) - t) / n
+//
+// Targets: an array t[n] or, when t is a null pointer, the scalar t_scalar for every element.
+#include "reduce.cuh"
+
+// Forward partner of sigmoid_bce_with_logits_backward. loss[0] = mean of l over n elements.
+// Launch: grid = 1 (a single block writes the 0-d result; the logits of a GAN are (N, 1)),
+// block = 256, shared_mem = 0 (32 floats static).
+extern "C" __global__ void sigmoid_bce_with_logits_forward(
+    const float* __restrict__ x, const float* __restrict__ t, float t_scalar,
+    float* __restrict__ loss, long long n)
+{
+    __shared__ float scratch[32];
+    float s = 0.0f;
+    for (long long i = threadIdx.x; i < n; i += blockDim.x) {
+        const float v = x[i];
+        const float target = t ? t[i] : t_scalar;
+        s += fmaxf(v, 0.0f) - v * target + log1pf(expf(-fabsf(v)));
+    }
+    s = block_reduce_sum(s, scratch);
+    if (threadIdx.x == 0) {
+        loss[0] = s / (float)n;
+    }
+}
+
+// dx[i] = scale * (sigmoid(x[i]) - t[i]), scale = dloss / n computed by the host; if dloss_dev is
+// not null, scale is further multiplied by the device scalar dloss_dev[0] (no host sync).
+// Launch: grid = min(ceil(n / 256), block cap), block = 256, shared_mem = 0 (grid-stride).
+extern "C" __global__ void sigmoid_bce_with_logits_backward(
+    const float* __restrict__ x, const float* __restrict__ t, float t_scalar,
+    const float* __restrict__ dloss_dev, float scale, float* __restrict__ dx, long long n)
+{
+    const float k = dloss_dev ? scale * dloss_dev[0] : scale;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x) {
+        const float v = x[i];
+        const float e = expf(-fabsf(v));
+        const float sig = v >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+        dx[i] = (sig - (t ? t[i] : t_scalar)) * k;
+    }
+}

@@ -1,0 +1,36 @@
+// reduce.cuh — warp- and block-wide float sums shared by the reduction kernels
+// (bias.cu: bias gradient, batchnorm.cu: statistics and backward sums, loss.cu: mean loss).
+//
+// Both functions are collective: every thread of the warp (warp_reduce_sum) or of the block
+// (block_reduce_sum) must call them, with the same control flow. Block shape: 1-D, blockDim.x a
+// multiple of 32 and <= 1024. `scratch` is a __shared__ float[32] owned by the caller; it may be
+// reused by consecutive block_reduce_sum calls (barrier (A) protects the reuse).
+#pragma once
+
+// Butterfly sum over the 32 lanes of a warp: every lane returns the warp's total.
+__device__ __forceinline__ float warp_reduce_sum(float v)
+{
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) {
+        v += __shfl_xor_sync(0xffffffffu, v, offset);
+    }
+    return v;
+}
+
+// Sum of v over the block: every thread returns the block's total.
+// Warp sums -> scratch[warp] -> every warp re-reduces the (<= 32) warp sums, so the total is
+// broadcast without a third barrier.
+__device__ __forceinline__ float block_reduce_sum(float v, float* scratch)
+{
+    const int lane = threadIdx.x % 32;
+    const int warp = threadIdx.x / 32;
+    const int nwarps = blockDim.x / 32;
+    v = warp_reduce_sum(v);
+    __syncthreads();  // (A) every thread is done reading scratch from a previous call
+    if (lane == 0) {
+        scratch[warp] = v;
+    }
+    __syncthreads();  // (B) every warp's sum is in scratch
+    v = lane < nwarps ? scratch[lane] : 0.0f;
+    return warp_reduce_sum(v);
+}

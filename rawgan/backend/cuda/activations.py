@@ -1,0 +1,71 @@
+"""Pointwise activations on the CUDA backend: launchers of kernels/activations.cu.
+
+Signatures match rawgan.backend.reference.activations (after ``rt`` is bound). Any shape,
+float32; outputs are new arrays of the input's shape. Launch: grid-stride, grid =
+min(ceil(n / 256), block cap), block = 256.
+"""
+from .common import contiguous, f32, i64, launch_1d
+
+MODULE = "activations"
+OPS = ("relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
+       "tanh_forward", "tanh_backward", "sigmoid_forward", "sigmoid_backward")
+
+
+def _unary(rt, name, x):
+    x = contiguous(rt, x)
+    y = rt.xp.empty_like(x)
+    launch_1d(rt, MODULE, name, x.size, (x, y, i64(x.size)))
+    return y
+
+
+def _binary(rt, name, dy, saved):
+    dy, saved = contiguous(rt, dy), contiguous(rt, saved)
+    dx = rt.xp.empty_like(dy)
+    launch_1d(rt, MODULE, name, dy.size, (dy, saved, dx, i64(dy.size)))
+    return dx
+
+
+def relu_forward(rt, x):
+    """y = max(x, 0)."""
+    return _unary(rt, "relu_forward", x)
+
+
+def relu_backward(rt, dy, y):
+    """dx = dy · [y > 0]."""
+    return _binary(rt, "relu_backward", dy, y)
+
+
+def leaky_relu_forward(rt, x, slope):
+    """y = x if x > 0 else slope·x."""
+    x = contiguous(rt, x)
+    y = rt.xp.empty_like(x)
+    launch_1d(rt, MODULE, "leaky_relu_forward", x.size, (x, y, f32(slope), i64(x.size)))
+    return y
+
+
+def leaky_relu_backward(rt, dy, x, slope):
+    """dx = dy if x > 0 else slope·dy."""
+    dy, x = contiguous(rt, dy), contiguous(rt, x)
+    dx = rt.xp.empty_like(dy)
+    launch_1d(rt, MODULE, "leaky_relu_backward", dy.size, (dy, x, dx, f32(slope), i64(dy.size)))
+    return dx
+
+
+def tanh_forward(rt, x):
+    """y = tanh(x)."""
+    return _unary(rt, "tanh_forward", x)
+
+
+def tanh_backward(rt, dy, y):
+    """dx = dy · (1 − y²)."""
+    return _binary(rt, "tanh_backward", dy, y)
+
+
+def sigmoid_forward(rt, x):
+    """y = 1 / (1 + e^{−x}), overflow-free."""
+    return _unary(rt, "sigmoid_forward", x)
+
+
+def sigmoid_backward(rt, dy, y):
+    """dx = dy · y · (1 − y)."""
+    return _binary(rt, "sigmoid_backward", dy, y)

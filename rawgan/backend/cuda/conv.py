@@ -1,0 +1,104 @@
+"""2-D convolution and per-channel bias on the CUDA backend: launchers of kernels/conv.cu and
+kernels/bias.cu, with the GEMMs done by ``xp.matmul`` (cuBLAS on the GPU, NumPy in emulation).
+
+Signatures and semantics: rawgan.backend.reference.conv (after ``rt`` is bound). Layouts: x
+(N, C, H, W), w (K, C, R, S), y (N, K, P, Q), float32; stride (sh, sw); pad (top, bottom, left,
+right). With cols = im2col(x) of shape (C·R·S, N·P·Q):
+
+    fprop:  y  = swap01(W₂ @ cols) + b       W₂ = w as (K, C·R·S)
+    wgrad:  dW = dY @ colsᵀ                  dY = swap01(dy) as (K, N·P·Q)
+    dgrad:  dx = col2im(W₂ᵀ @ dY)
+
+The transposed convolution (rawgan.layers.ConvTranspose2d) calls these three exactly as it calls
+the reference. Launch shapes: im2col / col2im / swap_axes01 / bias_add are grid-stride (grid =
+min(ceil(total / 256), block cap), block = 256); bias_grad is one block per channel (block = the
+smallest multiple of 32 covering N·H·W, capped at 256).
+"""
+from ..reference.conv import conv_output_size
+from .common import (channels_hw, check_int32, contiguous, i32, i64, kernel, launch_1d,
+                     reduce_block)
+
+MODULE = "conv"
+OPS = ("conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad", "bias_add", "bias_grad")
+PLAIN = ("conv_output_size",)   # pure shape arithmetic, shared with the reference
+
+
+def _geometry(x_shape, w_shape, stride, pad):
+    """Kernel arguments (N, C, H, W, R, S, P, Q, sh, sw, pt, pl) as int32 and the sizes."""
+    N, C, H, W = (int(d) for d in x_shape)
+    K, _, R, S = (int(d) for d in w_shape)
+    sh, sw = int(stride[0]), int(stride[1])
+    pt, pb, pl, pr = (int(p) for p in pad)
+    P = conv_output_size(H, R, sh, pt, pb)
+    Q = conv_output_size(W, S, sw, pl, pr)
+    check_int32("conv2d", C * R * S * N * P * Q, N * C * H * W, N * K * P * Q)
+    args = tuple(i32(v) for v in (N, C, H, W, R, S, P, Q, sh, sw, pt, pl))
+    return args, (N, C, H, W, K, R, S, P, Q)
+
+
+def im2col(rt, x, w_shape, stride, pad):
+    """Window matrix of x: (C·R·S, N·P·Q) float32 (kernel ``im2col``)."""
+    x = contiguous(rt, x)
+    args, (N, C, H, W, K, R, S, P, Q) = _geometry(x.shape, w_shape, stride, pad)
+    cols = rt.xp.empty((C * R * S, N * P * Q), dtype=x.dtype)
+    launch_1d(rt, MODULE, "im2col", cols.size, (x, cols, *args))
+    return cols
+
+
+def col2im(rt, dcols, x_shape, w_shape, stride, pad):
+    """Adjoint of im2col: (C·R·S, N·P·Q) -> (N, C, H, W) by a deterministic gather (``col2im``)."""
+    args, _ = _geometry(x_shape, w_shape, stride, pad)
+    dx = rt.xp.empty(tuple(int(d) for d in x_shape), dtype=dcols.dtype)
+    launch_1d(rt, MODULE, "col2im", dx.size, (contiguous(rt, dcols), dx, *args))
+    return dx
+
+
+def swap_axes01(rt, a, shape3, bias=None):
+    """(A, B, L) -> (B, A, L) (+ bias[a] broadcast), from a contiguous array of A·B·L elements."""
+    A, B, L = shape3
+    out = rt.xp.empty((B, A, L), dtype=a.dtype)
+    launch_1d(rt, MODULE, "swap_axes01", out.size, (contiguous(rt, a), bias, out, i32(A), i32(B), i32(L)))
+    return out
+
+
+def conv2d_fprop(rt, x, w, b, stride, pad):
+    """y (N, K, P, Q) = conv(x, w) + b; ``b`` may be None."""
+    _, (N, C, H, W, K, R, S, P, Q) = _geometry(x.shape, w.shape, stride, pad)
+    cols = im2col(rt, x, w.shape, stride, pad)
+    Y = rt.xp.matmul(w.reshape(K, C * R * S), cols)                       # (K, N·P·Q)
+    return swap_axes01(rt, Y, (K, N, P * Q), bias=b).reshape(N, K, P, Q)
+
+
+def conv2d_dgrad(rt, dy, w, x_shape, stride, pad):
+    """dx (x_shape) for y = conv2d_fprop(x, w, ·, stride, pad), given dy (N, K, P, Q)."""
+    _, (N, C, H, W, K, R, S, P, Q) = _geometry(x_shape, w.shape, stride, pad)
+    dY = swap_axes01(rt, dy, (N, K, P * Q)).reshape(K, N * P * Q)
+    dcols = rt.xp.matmul(w.reshape(K, C * R * S).T, dY)                   # (C·R·S, N·P·Q)
+    return col2im(rt, dcols, x_shape, w.shape, stride, pad)
+
+
+def conv2d_wgrad(rt, dy, x, w_shape, stride, pad):
+    """dw (w_shape) = Σ_{n,p,q} dy · window(x), given dy (N, K, P, Q) and x (N, C, H, W)."""
+    _, (N, C, H, W, K, R, S, P, Q) = _geometry(x.shape, w_shape, stride, pad)
+    cols = im2col(rt, x, w_shape, stride, pad)
+    dY = swap_axes01(rt, dy, (N, K, P * Q)).reshape(K, N * P * Q)
+    return rt.xp.matmul(dY, cols.T).reshape(tuple(int(d) for d in w_shape))
+
+
+def bias_add(rt, y, b):
+    """y += b over channels (axis 1) of an (N, C, H, W) or (N, C) array, in place; returns y."""
+    _, C, HW = channels_hw(y)
+    if not y.flags.c_contiguous:
+        raise ValueError("bias_add: y must be C-contiguous (it is updated in place)")
+    launch_1d(rt, "bias", "bias_add", y.size, (y, contiguous(rt, b), i32(C), i32(HW), i64(y.size)))
+    return y
+
+
+def bias_grad(rt, dy):
+    """db (C,) = Σ over N, H, W of dy (N, C, H, W) or over N of dy (N, C)."""
+    dy = contiguous(rt, dy)
+    N, C, HW = channels_hw(dy)
+    check_int32("bias_grad", dy.size)
+    db = rt.xp.empty((C,), dtype=dy.dtype)
+    kernel(rt, "bias", "bias_grad")((C,), (reduce_block(N * HW),), (dy, db, i32(N), i32(C), i32(HW)))
+    return db

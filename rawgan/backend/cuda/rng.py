@@ -1,0 +1,37 @@
+"""Philox4x32-10 random numbers on the CUDA backend: launchers of kernels/rng.cu.
+
+Signatures and semantics: rawgan.backend.reference.rng (after ``rt`` is bound). The uniform is
+bit-exact with the reference; the normal agrees to float32 rounding of log/cos/sqrt.
+Launch: grid-stride, grid = min(ceil(n / 256), block cap), block = 256. Outputs are 1-D float32
+(the kernels are float32 only; ``dtype`` must be float32).
+"""
+import numpy as np
+
+from .common import f32, i64, launch_1d, u64
+
+MODULE = "rng"
+OPS = ("philox_uniform", "philox_normal")
+
+
+def _out(rt, n, dtype):
+    if np.dtype(dtype) != np.float32:
+        raise ValueError(f"philox: the CUDA kernels produce float32, got dtype {np.dtype(dtype)}")
+    return rt.xp.empty((int(n),), dtype=np.float32)
+
+
+def philox_uniform(rt, n, seed, offset, low, high, dtype):
+    """n values of U[low, high) from counter (i, offset) under key seed."""
+    out = _out(rt, n, dtype)
+    launch_1d(rt, MODULE, "philox_uniform", n,
+              (out, i64(n), u64(seed & 0xFFFFFFFFFFFFFFFF), u64(offset & 0xFFFFFFFFFFFFFFFF),
+               f32(low), f32(high)))
+    return out
+
+
+def philox_normal(rt, n, seed, offset, mean, std, dtype):
+    """n values of N(mean, std²) by Box–Muller on words 0 and 1."""
+    out = _out(rt, n, dtype)
+    launch_1d(rt, MODULE, "philox_normal", n,
+              (out, i64(n), u64(seed & 0xFFFFFFFFFFFFFFFF), u64(offset & 0xFFFFFFFFFFFFFFFF),
+               f32(mean), f32(std)))
+    return out
