@@ -393,6 +393,9 @@ def test_loader_yields_float32_nchw_in_range(good_dir, tmp_path):
         raw = ds.images(loader.batch_indices(0, b))
         np.testing.assert_array_equal(x, raw.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1)
     assert len(list(rd.BatchLoader(ds, 5, 3, drop_last=False).epoch_batches(0))[-1]) == 2
+    raw = list(rd.BatchLoader(ds, 5, 3, as_uint8=True).epoch_batches(0))
+    assert raw[0].dtype == np.uint8 and raw[0].shape == (5, 64, 64, 3)
+    np.testing.assert_array_equal(rd.to_float_nchw(raw[1]), batches[1])
 
 
 def test_loader_order_is_deterministic_reshuffled_and_covers_the_epoch():

@@ -182,10 +182,14 @@ class ShardDataset:
         if idx.size and (idx.min() < 0 or idx.max() >= n):
             raise IndexError(f"image index out of range 0..{n - 1}")
         out = np.empty((idx.size,) + self.image_shape, dtype=np.uint8)
-        shard_of = np.searchsorted(self._starts, idx, side="right") - 1
-        for k in np.unique(shard_of):
-            sel = shard_of == k
-            out[sel] = self._shards[k][idx[sel] - self._starts[k]]
+        # Sort once; then each shard's requests are one contiguous run of the sorted indices.
+        order = np.argsort(idx, kind="stable")
+        sorted_idx = idx[order]
+        cuts = np.searchsorted(sorted_idx, self._starts)
+        for k, shard in enumerate(self._shards):
+            a, b = cuts[k], cuts[k + 1]
+            if a < b:
+                out[order[a:b]] = shard[sorted_idx[a:b] - self._starts[k]]
         return out
 
     def __repr__(self) -> str:
