@@ -1,0 +1,235 @@
+"""Median time of one DCGAN train step: a rawgan backend and PyTorch, side by side.
+
+    python bench/train_step.py --backend numpy --compare torch          # CPU, the issue's figure
+    python bench/train_step.py --backend cupy --compare torch           # GPU (torch CUDA eager)
+
+One step (batch B=64, ``--g-steps 1``): G(z) once; D forward+backward on the real batch and on
+the fake batch (separate BN statistics); one Adam step for D; then ``g_steps`` × [G forward,
+D forward, D backward to its input (no D weight gradients), G backward (no dz), Adam step for G].
+This is exactly ``rawgan.models.dcgan.DCGAN.train_step`` and ``bench/torch_dcgan.TorchDCGAN``.
+
+Method. Each side runs in its own child process (so its peak resident memory,
+``getrusage(RUSAGE_SELF).ru_maxrss`` in the child, is its own), builds the model, runs
+``--warmup`` steps, then the parent alternates rounds — one timed step of rawgan, one of torch,
+… — so both sides see the same machine state (thermal, other load); while one side runs the
+other is blocked reading its pipe. Reported: the median ms/step, images/s (= B / median) and
+achieved GFLOP/s (= analytic FLOPs / median). The LAST line printed is
+``ratio_vs_torch=<rawgan median / torch median>`` (absent with ``--compare none``).
+
+Threads. Both sides use ``--threads`` threads (default: the CPUs this process may run on):
+the NumPy child gets ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` and
+``RAWGAN_NUM_THREADS`` (the reference backend's stdlib copy/elementwise thread pool) set to it
+before NumPy is imported; the torch child calls ``torch.set_num_threads(threads)`` (and the
+same environment variables, so oneDNN/OpenMP agree).
+
+FLOP count (analytic, multiply-add = 2 FLOPs; only the passes that are actually computed). Per
+conv/convT layer with MACs = N·K·P·Q·C·R·S (the convT counted as the conv it is the adjoint of):
+fprop, dgrad and wgrad each cost MACs. At B=64, ngf=ndf=64:
+
+    D conv1 3→64 64²→32²:     0.3146 GMAC     G convT 64→3 32²→64²:     0.3146 GMAC
+    D conv2 64→128 32²→16²:   3.3554 GMAC     G convT 128→64 16²→32²:   3.3554 GMAC
+    D conv3 128→256 16²→8²:   3.3554 GMAC     G convT 256→128 8²→16²:   3.3554 GMAC
+    D conv4 256→512 8²→4²:    3.3554 GMAC     G convT 512→256 4²→8²:    3.3554 GMAC
+    D linear 8192→1:          0.0005 GMAC     G linear 100→8192:        0.0524 GMAC
+
+    D forward = 20.7693 GFLOP, G forward = 20.8742 GFLOP.
+    D update:   G fwd + 2 × (D fwd + D wgrad (all) + D dgrad (all but conv1))
+    G update:   G fwd + D fwd + D dgrad (all, linear included) + G wgrad (all) + G dgrad (all
+                but the linear's dz)
+    total (g_steps=1) = 248.08 GFLOP  (REFERENCE.md §4: 248.1; torch's FLOP counter agrees)
+
+Elementwise work (BN, activations, Adam) is not counted. ``--g-steps 2`` (the TF cadence) adds one
+G update (≈83.3 GFLOP). GPU: ``--backend cupy`` vs torch CUDA eager (untested without a GPU;
+guarded: fails with a clear message if CuPy/CUDA is missing).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+# --------------------------------------------------------------------------- FLOP count
+def conv_layers(batch=64, z_dim=100, nf=64, channels=3, image=64):
+    """[(net, kind, MACs)] for the DCGAN: kind in conv/convT/linear_first/linear."""
+    s = image // 16
+    out = []
+    # D: spatial image -> image/2 ...; conv C->K with output P×Q
+    c = [channels, nf, nf * 2, nf * 4, nf * 8]
+    hw = image
+    for i in range(4):
+        hw //= 2
+        out.append(("D", f"conv{i + 1}", batch * c[i + 1] * hw * hw * c[i] * 25, i == 0))
+    out.append(("D", "linear", batch * nf * 8 * s * s * 1, False))
+    g = [nf * 8, nf * 4, nf * 2, nf, channels]
+    out.append(("G", "linear", batch * z_dim * g[0] * s * s, True))
+    hw = s
+    for i in range(4):
+        hw *= 2
+        # convT g[i] -> g[i+1] at hw_in = hw/2 -> hw: the conv hw -> hw/2 with C=g[i+1], K=g[i]
+        out.append(("G", f"convT{i + 1}", batch * g[i] * (hw // 2) ** 2 * g[i + 1] * 25, False))
+    return out
+
+
+def step_flops(batch=64, g_steps=1):
+    """Analytic FLOPs of one train step (see the module docstring)."""
+    layers = conv_layers(batch)
+    D = [(m, first) for net, _, m, first in layers if net == "D"]
+    G = [(m, first) for net, _, m, first in layers if net == "G"]
+    fwd_D = sum(m for m, _ in D)
+    fwd_G = sum(m for m, _ in G)
+    wgrad_D = fwd_D
+    dgrad_D_no_first = sum(m for m, first in D if not first)
+    dgrad_D_all = fwd_D
+    wgrad_G = fwd_G
+    dgrad_G = sum(m for m, first in G if not first)
+    d_update = fwd_G + 2 * (fwd_D + wgrad_D + dgrad_D_no_first)
+    g_update = fwd_G + fwd_D + dgrad_D_all + wgrad_G + dgrad_G
+    return 2 * (d_update + g_steps * g_update), 2 * fwd_G, 2 * fwd_D
+
+
+# --------------------------------------------------------------------------- children
+def _peak_rss_mb():
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def child_main(args):
+    """Runs one side; protocol on stdin/stdout: 'step' -> ms, 'rss' -> MB, 'quit'."""
+    side = args.child
+    import numpy as np
+    rng = np.random.default_rng(1234)
+    B = args.batch_size
+    x_np = rng.uniform(-1, 1, (B, 3, 64, 64)).astype(np.float32)
+    z_np = rng.uniform(-1, 1, (B, 100)).astype(np.float32)
+    if side == "torch":
+        import torch
+        sys.path.insert(0, HERE)
+        from torch_dcgan import TorchDCGAN
+        torch.set_num_threads(args.threads)
+        dev = "cuda" if args.backend == "cupy" else "cpu"
+        if dev == "cuda" and not torch.cuda.is_available():
+            raise SystemExit("torch: CUDA requested (--backend cupy) but torch.cuda is unavailable")
+        model = TorchDCGAN(device=dev)
+        x, z = torch.from_numpy(x_np).to(dev), torch.from_numpy(z_np).to(dev)
+        sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+
+        def step():
+            model.train_step(x, z, args.g_steps)
+    else:
+        sys.path.insert(0, ROOT)
+        from rawgan.backend import get_backend
+        from rawgan.models.dcgan import DCGAN
+        try:
+            Bk = get_backend(args.backend, "float32")
+        except (RuntimeError, ImportError) as e:
+            raise SystemExit(f"rawgan backend {args.backend!r} unavailable: {e}")
+        model = DCGAN(Bk)
+        x, z = Bk.asarray(x_np), Bk.asarray(z_np)
+        sync = Bk.synchronize
+
+        def step():
+            model.train_step(x, z, args.g_steps)
+    for _ in range(args.warmup):
+        step()
+    sync()
+    print("ready", flush=True)
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "step":
+            sync()
+            t0 = time.perf_counter()
+            step()
+            sync()
+            print(json.dumps({"ms": (time.perf_counter() - t0) * 1e3}), flush=True)
+        elif cmd == "rss":
+            print(json.dumps({"rss_mb": _peak_rss_mb()}), flush=True)
+        elif cmd == "quit":
+            break
+
+
+def spawn(side, args):
+    env = dict(os.environ)
+    t = str(args.threads)
+    env.update(OPENBLAS_NUM_THREADS=t, OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, RAWGAN_NUM_THREADS=t)
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", side, "--backend", args.backend,
+           "--warmup", str(args.warmup), "--batch-size", str(args.batch_size), "--g-steps",
+           str(args.g_steps), "--threads", t]
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                         cwd=ROOT)
+    return p
+
+
+def ask(p, cmd):
+    p.stdin.write(cmd + "\n")
+    p.stdin.flush()
+    line = p.stdout.readline()
+    if not line:
+        raise SystemExit(f"child exited (rc={p.wait()}) while answering {cmd!r}")
+    return json.loads(line)
+
+
+def wait_ready(p, name):
+    line = p.stdout.readline()
+    if line.strip() != "ready":
+        raise SystemExit(f"{name} child failed to start (rc={p.wait()})")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--backend", default="numpy", choices=("numpy", "cupy", "emulated"))
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per side")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--g-steps", type=int, default=1)
+    ap.add_argument("--compare", default="torch", choices=("torch", "none"))
+    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        return child_main(args)
+
+    flops, g_fwd, d_fwd = step_flops(args.batch_size, args.g_steps)
+    import numpy as np
+    print(f"DCGAN train step: batch {args.batch_size}, g_steps {args.g_steps}, "
+          f"{flops / 1e9:.2f} GFLOP/step (G fwd {g_fwd / 1e9:.2f}, D fwd {d_fwd / 1e9:.2f}); "
+          f"threads {args.threads}; numpy {np.__version__}")
+    sides = [("rawgan-" + args.backend, "rawgan")]
+    if args.compare == "torch":
+        sides.append(("torch-" + ("cuda" if args.backend == "cupy" else "cpu"), "torch"))
+    procs = {}
+    for name, side in sides:
+        # Start (and warm up) one side at a time so the warm-ups do not compete for the cores.
+        procs[name] = spawn(side, args)
+        wait_ready(procs[name], name)
+    times = {name: [] for name, _ in sides}
+    for _ in range(args.steps):
+        for name, _ in sides:
+            times[name].append(ask(procs[name], "step")["ms"])
+    rss = {name: ask(p, "rss")["rss_mb"] for name, p in procs.items()}
+    for p in procs.values():
+        p.stdin.write("quit\n")
+        p.stdin.flush()
+        p.wait()
+    med = {}
+    for name, _ in sides:
+        t = times[name]
+        med[name] = statistics.median(t)
+        print(f"{name:14s} median {med[name]:8.1f} ms/step  (min {min(t):.1f}, max {max(t):.1f}, "
+              f"n={len(t)})  {args.batch_size / med[name] * 1e3:7.1f} img/s  "
+              f"{flops / med[name] / 1e6:6.1f} GFLOP/s  peak RSS {rss[name]:7.1f} MB")
+    if args.compare == "torch":
+        a, b = sides[0][0], sides[1][0]
+        print(f"rss_ratio_vs_torch={rss[a] / rss[b]:.3f}")
+        print(f"ratio_vs_torch={med[a] / med[b]:.3f}")
+
+
+if __name__ == "__main__":
+    main()
