@@ -23,15 +23,16 @@ What happens to one image (:func:`decode`):
 4. Resize to 64x64 with Pillow's ``Image.Resampling.BICUBIC`` filter (cubic convolution, a = -0.5,
    widened by the downscale factor so it also antialiases), giving uint8 (64, 64, 3) HWC RGB.
 
-Decoding runs on a process pool over all cores (ordered ``imap`` in chunks) with a tqdm bar on
-stderr. Output goes to ``--out`` or a cache folder (:func:`default_prepared_dir`), because the data
-folder may be read-only.
+Decoding runs on a process pool over all cores (``ProcessPoolExecutor.map`` in chunks, results in
+order) with a tqdm bar on stderr. Output goes to ``--out`` or a cache folder
+(:func:`default_prepared_dir`), because the data folder may be read-only.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 import os
 import signal
 import sys
@@ -164,7 +165,8 @@ def _work(task: tuple[int, str]):
 
 
 def _decode_all(source: Source, tasks: list, workers: int, progress: bool):
-    """Yield :func:`_work` results for ``tasks`` in order, on ``workers`` processes."""
+    """Yield :func:`_work` results for ``tasks`` in order, on ``workers`` processes (in this
+    process when ``workers`` is 1)."""
     bar = tqdm(total=len(tasks), desc=f"prepare {source.kind}", unit="img", file=sys.stderr,
                disable=not progress, dynamic_ncols=True)
     initargs = (source.type, str(source.path), source.kind)
@@ -178,11 +180,16 @@ def _decode_all(source: Source, tasks: list, workers: int, progress: bool):
             finally:
                 _worker_state.pop("reader").close()
         else:
+            # A ProcessPoolExecutor (unlike multiprocessing.Pool) raises BrokenProcessPool instead
+            # of hanging when a worker dies, e.g. killed for memory.
             chunksize = max(1, min(64, len(tasks) // (workers * 8)))
-            with multiprocessing.get_context().Pool(workers, _init_worker, initargs) as pool:
-                for result in pool.imap(_work, tasks, chunksize=chunksize):
+            pool = ProcessPoolExecutor(workers, multiprocessing.get_context(), _init_worker, initargs)
+            try:
+                for result in pool.map(_work, tasks, chunksize=chunksize):
                     yield result
                     bar.update()
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
 
@@ -274,7 +281,7 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
     if not Path(data_dir).expanduser().exists() and _index_matches(old, kind, None, None) \
             and fmt.index_ok(out, old, verify=False):
         say(f"note: source {data_dir} not found; using the copy prepared from {old['source']} at {out}")
-        return PrepareResult(out, old["count"], len(old["shards"]), old["skipped"], [],
+        return PrepareResult(out, old["count"], len(old["shards"]), _plain(old["skipped"]), [],
                              list(range(len(old["shards"]))), time.perf_counter() - t0)
 
     source = find_source(kind, data_dir)
@@ -289,11 +296,15 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
     if all(reusable):
         say(f"reusing prepared {kind} data at {out}: {old['count']} images in {num_shards} shards, "
             f"{'checksums' if verify else 'sizes'} OK")
-        return PrepareResult(out, old["count"], num_shards, old["skipped"], [],
+        return PrepareResult(out, old["count"], num_shards, _plain(old["skipped"]), [],
                              list(range(num_shards)), time.perf_counter() - t0)
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / fmt.INDEX_NAME).unlink(missing_ok=True)  # from here on the folder is "incomplete"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / fmt.INDEX_NAME).unlink(missing_ok=True)  # from here on the folder is "incomplete"
+    except OSError as e:
+        raise DataError(f"cannot write the prepared data to {out} ({e.strerror or e}); pass --out "
+                        "with a writable folder or set RAWGAN_CACHE") from None
     todo = [k for k in range(num_shards) if not reusable[k]]
     tasks = [(pos, source.files[pos]) for k in todo for pos in range(*bounds[k])]
     workers = max(1, min(workers or _cpu_count(), len(tasks)))
@@ -319,6 +330,9 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
                      "source_sizes": dict(sizes)}
             entry.update(fmt.write_shard(out / names[k], buf[:len(kept)]))
             shard_info[k] = (entry, kept, skipped)
+    except OSError as e:  # reads are handled by _work; this is writing (disk full, ...)
+        raise DataError(f"cannot write the prepared data to {out} ({e}); free some space or pass "
+                        "--out") from None
     finally:
         results.close()
 
@@ -334,7 +348,7 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
               "candidates": n, "count": count, "skipped_count": len(skipped),
               "rebuilt_shards": todo, "reused_shards": [k for k in range(num_shards) if reusable[k]],
               "seconds": round(seconds, 3),
-              "skipped": [{"file": s["file"], "reason": s["reason"]} for s in skipped]}
+              "skipped": _plain(skipped)}
     fmt.write_json(out / fmt.REPORT_NAME, report)
     if count == 0:
         raise DataError(f"none of the {n} image files in {source.path} could be used (first: "
@@ -362,6 +376,11 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
         f"(built {len(todo)}, reused {num_shards - len(todo)}) in {seconds:.1f} s{skip_note}")
     return PrepareResult(out, count, num_shards, report["skipped"], todo,
                          report["reused_shards"], seconds)
+
+
+def _plain(skipped: list) -> list:
+    """Skip entries as reported: ``{"file", "reason"}`` (the index also keeps the candidate number)."""
+    return [{"file": s["file"], "reason": s["reason"]} for s in skipped]
 
 
 def _old_shard_info(old: dict, k: int, bounds: tuple[int, int]):
