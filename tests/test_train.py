@@ -1,0 +1,211 @@
+"""End-to-end tests of ``python -m rawgan.train`` on 20 tiny generated images and a small DCGAN
+(--ngf 4 --ndf 4 --batch-size 4: 5 batches per epoch), so each run takes a few seconds."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rawgan import checkpoint as ckpt_io
+from rawgan.data import ensure_prepared
+from rawgan.tblog import TBLogger
+from rawgan.train import main as train_main
+
+ROOT = Path(__file__).resolve().parents[1]
+METRIC_KEYS = {"d_loss_real", "d_loss_fake", "d_loss", "g_loss", "d_real", "d_fake", "d_fake_g"}
+GRID_PX = 8 * 64 + 9 * 2     # 8x8 grid of 64x64 images with 2-pixel padding = 530
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """20 random 178x218 JPEGs and their prepared shards: (raw dir, prepared dir)."""
+    root = tmp_path_factory.mktemp("tiny")
+    raw = root / "raw"
+    raw.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        # a smooth gradient plus noise, so the images are not all alike
+        base = np.linspace(0, 255, 178)[None, :, None] * rng.random(3)[None, None, :]
+        img = np.clip(base + rng.normal(0, 30, (218, 178, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(raw / f"{i + 1:06d}.jpg", quality=90)
+    prepared = ensure_prepared("celeba", raw, out_dir=root / "prepared", workers=1, progress=False)
+    return raw, prepared
+
+
+def small_args(data, out, *extra):
+    raw, prepared = data
+    return ["--data", "celeba", "--data-dir", str(raw), "--prepared-dir", str(prepared),
+            "--out", str(out), "--ngf", "4", "--ndf", "4", "--batch-size", "4",
+            "--no-tensorboard", *extra]
+
+
+def read_metrics(run):
+    return [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+
+
+def run_cli(args, timeout=60):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "rawgan.train", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT, env=env)
+
+
+def test_smoke_run_writes_metrics_samples_checkpoints_and_events(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    args = small_args(tiny_data, run, "--max-steps", "6", "--log-every", "2", "--sample-every", "3",
+                      "--checkpoint-every", "3", "--keep-checkpoints", "5")
+    args.remove("--no-tensorboard")
+    assert train_main(args) == 0
+
+    records = read_metrics(run)
+    assert [r["step"] for r in records] == [2, 4, 6]
+    assert [r["epoch"] for r in records] == [0, 0, 1]          # 5 batches per epoch
+    for r in records:
+        assert METRIC_KEYS | {"time", "elapsed_s", "sec_per_step", "batch"} <= set(r)
+        assert all(np.isfinite(r[k]) for k in METRIC_KEYS)
+        assert 0 <= r["d_real"] <= 1 and 0 <= r["d_fake"] <= 1
+        assert abs(r["d_loss"] - r["d_loss_real"] - r["d_loss_fake"]) < 1e-5
+
+    samples = sorted(p.name for p in (run / "samples").iterdir())
+    assert samples == ["train_00_000000.png", "train_00_000003.png", "train_01_000006.png"]
+    with Image.open(run / "samples" / samples[-1]) as im:
+        assert im.size == (GRID_PX, GRID_PX) and im.mode == "RGB"
+
+    assert [p.name for p in ckpt_io.list_checkpoints(run / "checkpoints")] == \
+        ["ckpt_000003.npz", "ckpt_000006.npz"]
+    ck = ckpt_io.load_checkpoint(run / "checkpoints" / "ckpt_000006.npz")
+    extra = ck["extra"]
+    assert (extra["step"], extra["epoch"], extra["batch"]) == (6, 1, 1)
+    assert extra["sample_z"].shape == (64, 100) and np.abs(extra["sample_z"]).max() <= 1
+    assert extra["z_rng"]["offset"] == 64 * 100 + 6 * 4 * 100     # sample z, then 6 batches of z
+    assert json.loads(extra["config_json"])["ngf"] == 4 and extra["config"]["g_steps"] == 2
+    assert ck["opt_D"]["t"] == 6 and ck["opt_G"]["t"] == 12         # 2 G updates per step
+    assert "2.running_mean" in ck["G"]["buffer"] and "0.w" in ck["D"]["param"]
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+
+
+def test_resume_continues_bitwise_like_a_straight_run(tiny_data, tmp_path):
+    """4 steps + resume + 4 steps (across an epoch boundary) == 8 steps straight."""
+    common = ("--log-every", "2", "--sample-every", "100", "--checkpoint-every", "100")
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert train_main(small_args(tiny_data, straight, "--max-steps", "8", *common)) == 0
+    assert train_main(small_args(tiny_data, split, "--max-steps", "4", *common)) == 0
+    assert train_main(small_args(tiny_data, split, "--max-steps", "8", "--resume", *common)) == 0
+
+    a = ckpt_io.load_checkpoint(straight / "checkpoints" / "ckpt_000008.npz")
+    b = ckpt_io.load_checkpoint(split / "checkpoints" / "ckpt_000008.npz")
+    for net in ("G", "D"):
+        for kind in ("param", "buffer"):
+            for name, value in a[net][kind].items():
+                np.testing.assert_array_equal(value, b[net][kind][name], err_msg=f"{net}/{kind}/{name}")
+    for opt in ("opt_G", "opt_D"):
+        np.testing.assert_array_equal(a[opt]["m"], b[opt]["m"])
+        np.testing.assert_array_equal(a[opt]["v"], b[opt]["v"])
+        assert a[opt]["t"] == b[opt]["t"]
+    assert a["extra"]["z_rng"] == b["extra"]["z_rng"]
+
+    ra, rb = read_metrics(straight), read_metrics(split)
+    assert [r["step"] for r in ra] == [r["step"] for r in rb] == [2, 4, 6, 8]
+    for x, y in zip(ra, rb):
+        assert {k: x[k] for k in METRIC_KEYS | {"epoch", "batch"}} == \
+               {k: y[k] for k in METRIC_KEYS | {"epoch", "batch"}}
+
+
+def test_resume_rejects_a_different_model_and_allows_a_new_lr(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train_main(small_args(tiny_data, run, "--max-steps", "1")) == 0
+    bad = small_args(tiny_data, run, "--max-steps", "2", "--resume")
+    bad[bad.index("--ngf") + 1] = "8"
+    assert train_main(bad) == 2
+    assert "incompatible checkpoint" in capsys.readouterr().err
+    assert train_main(small_args(tiny_data, run, "--max-steps", "2", "--resume", "--lr", "1e-4")) == 0
+    out = capsys.readouterr().out
+    assert "--lr 0.0002 -> 0.0001" in out
+    ck = ckpt_io.load_checkpoint(run / "checkpoints" / "ckpt_000002.npz")
+    assert ck["opt_G"]["lr"] == 1e-4 and ck["extra"]["config"]["lr"] == 1e-4
+
+
+def test_nan_loss_stops_with_exit_1_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, capsys):
+    """A real divergence: resume a healthy run with --lr 1e30; the weights blow up to Inf/NaN.
+    Every step is a checkpoint step, so the finiteness check must also run between log steps."""
+    run = tmp_path / "run"
+    assert train_main(small_args(tiny_data, run, "--max-steps", "2", "--log-every", "1")) == 0
+    good = run / "checkpoints" / "ckpt_000002.npz"
+    before = good.read_bytes()
+    capsys.readouterr()
+    with np.errstate(all="ignore"):
+        code = train_main(small_args(tiny_data, run, "--max-steps", "50", "--log-every", "2",
+                                     "--checkpoint-every", "1", "--resume", "--lr", "1e30"))
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "non-finite loss at step" in err and str(good) in err
+    assert [p.name for p in ckpt_io.list_checkpoints(run / "checkpoints")] == ["ckpt_000002.npz"]
+    assert good.read_bytes() == before
+    # step 3 is not a log step: the check before writing its checkpoint caught it
+    assert "non-finite loss at step 3" in err
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_0(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "rawgan.train",
+                             *small_args(tiny_data, run, "--max-steps", "100000", "--log-every", "1")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    try:
+        deadline = time.time() + 60
+        for line in proc.stdout:                   # wait for the first log line
+            if line.startswith("step") or time.time() > deadline:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "resume with: python -m rawgan.train" in out and "--resume" in out
+    assert "Traceback" not in err
+    latest = ckpt_io.latest_checkpoint(run / "checkpoints")
+    assert latest is not None
+    assert ckpt_io.load_checkpoint(latest)["extra"]["step"] >= 1
+
+
+def test_error_paths_exit_2_without_traceback(tiny_data, tmp_path):
+    missing = run_cli(["--data-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "r")])
+    assert missing.returncode == 2 and "error:" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+    no_ckpt = run_cli(small_args(tiny_data, tmp_path / "empty", "--resume"))
+    assert no_ckpt.returncode == 2 and "no checkpoint" in no_ckpt.stderr
+    assert "Traceback" not in no_ckpt.stderr
+
+    corrupt = tmp_path / "ckpt_000001.npz"
+    corrupt.write_bytes(b"PK\x03\x04 this is not a zip archive")
+    bad = run_cli(small_args(tiny_data, tmp_path / "r2", "--resume", str(corrupt)))
+    assert bad.returncode == 2 and "truncated or corrupt" in bad.stderr and str(corrupt) in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+    flag = run_cli(["--out", str(tmp_path / "r3"), "--batch-size", "0"])
+    assert flag.returncode == 2 and "error:" in flag.stderr and "Traceback" not in flag.stderr
+
+
+def test_help():
+    res = run_cli(["--help"])
+    assert res.returncode == 0
+    for flag in ("--data-dir", "--resume", "--g-steps", "--z-dist", "--keep-checkpoints",
+                 "--conv-impl", "RAWGAN_DATA_DIR"):
+        assert flag in res.stdout
+
+
+def test_tensorboard_logger_survives_nan(tmp_path):
+    tb = TBLogger(tmp_path / "tb")
+    with pytest.warns(RuntimeWarning, match="NaN/Inf"):
+        tb.histogram("h", np.array([1.0, np.nan, np.inf, 2.0]), 1)
+    tb.histogram("all_nan", np.array([np.nan, np.nan]), 1)       # skipped, no exception
+    with pytest.warns(RuntimeWarning):
+        tb.scalars({"loss": float("nan")}, 1)
+    tb.close()
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
