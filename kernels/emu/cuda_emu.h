@@ -17,8 +17,9 @@
 //     dynamic shared buffer are filled with 0xFF bytes (NaN for float/double) before each block.
 //
 // A fiber switch is ~6 register pushes and a stack swap (hand-written for x86-64; ucontext
-// elsewhere). Fiber stacks come from a free list: a thread that finishes without blocking hands
-// its stack to the next thread, so barrier-free kernels run on one hot stack.
+// elsewhere). Threads are started by "runner" fibers that call the kernel for one thread after
+// another (see runner_main): a thread that never blocks costs a function call, not a switch, and
+// barrier-free kernels run on one hot stack per block.
 #pragma once
 
 #include <math.h>
@@ -193,13 +194,14 @@ static inline unsigned int atomicInc(unsigned int* p, unsigned int lim) { unsign
 // ----------------------------------------------------------------------------------------------
 namespace rawgan_emu {
 
-enum State : unsigned char { kRunnable, kAtBlockBarrier, kAtWarpBarrier, kExited };
+enum State : unsigned char { kNotStarted, kRunnable, kAtBlockBarrier, kAtWarpBarrier, kExited };
 
 struct Fiber {
     void* sp;          // saved stack pointer while suspended (x86-64 switch)
-    char* stack;       // base of the stack in use, or nullptr before the thread starts
+    char* stack;       // top of the runner stack it runs on, nullptr unless started and alive
     State state;
     unsigned int mask; // mask of the warp collective it waits in
+    uint3 tid;         // its threadIdx
 #if !defined(__x86_64__)
     ucontext_t ctx;
 #endif
@@ -213,6 +215,9 @@ struct Launch {
     void** args;
     int nthreads;      // threads per block
     int cur;           // linear index of the running thread
+    int next_start;    // position (in schedule order) of the next thread to start
+    bool reverse;      // schedule order: reverse thread order
+    char* new_runner;  // stack handed to a runner fiber that is starting
     int alive;         // threads of the block not yet exited
     int at_barrier;    // threads waiting in __syncthreads
     unsigned int exited[kWarps];
@@ -230,7 +235,7 @@ static void* g_sched_sp;       // scheduler's saved stack pointer
 static ucontext_t g_sched_ctx;
 #endif
 static size_t g_stack_size = 256 * 1024;
-static char* g_stack_pool[kMaxThreads];  // free stacks (each with a guard page below it)
+static char* g_stack_pool[kMaxThreads];  // tops of free stacks (each with a guard page below it)
 static int g_stack_free = 0;
 static int g_stacks_made = 0;
 unsigned char* g_dyn_smem = nullptr;    // dynamic shared memory of the current launch
@@ -279,18 +284,10 @@ static inline void yield_to_scheduler() {
 #endif
 }
 
-[[noreturn]] static void fiber_main() {
-    g.tramp(g.args);
-    Fiber& f = g.fibers[g.cur];
-    f.state = kExited;
-    g.alive--;
-    g.exited[g.cur >> 5] |= 1u << (g.cur & 31);
-    g_stack_pool[g_stack_free++] = f.stack;  // safe: nobody runs on it until we switch away
-    f.stack = nullptr;
-    yield_to_scheduler();
-    __builtin_unreachable();
-}
 
+// Returns the top of a free stack. Stack tops are "coloured": offset by a different multiple of
+// 64 bytes below a page boundary, so the hot top frames of many fibers do not all fall into the
+// same L1 cache set (stacks a power of two apart would, and thrash on every barrier).
 static char* new_stack() {
     if (g_stack_free > 0) return g_stack_pool[--g_stack_free];
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
@@ -298,27 +295,68 @@ static char* new_stack() {
                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (mem == MAP_FAILED) return nullptr;
     mprotect(mem, page, PROT_NONE);  // guard page: a stack overflow faults instead of corrupting
+    size_t colour = size_t((g_stacks_made * 37) % 64) * 64;
     g_stacks_made++;
-    return mem + page;
+    return mem + page + g_stack_size - colour;
 }
 
-static bool start_fiber(Fiber& f) {
-    f.stack = new_stack();
-    if (!f.stack) return false;
+// A runner fiber starts the not-yet-started threads of the block one after another, in schedule
+// order, calling the kernel directly for each: a thread that finishes without blocking costs no
+// context switch. When a thread blocks (barrier, warp collective) the runner's stack stays with
+// it and the scheduler starts a new runner for the threads after it; when a resumed thread
+// finishes, its runner goes on with unstarted threads if any, else gives its stack back.
+[[noreturn]] static void runner_main() {
+    char* const my_stack = g.new_runner;
+    const int n = g.nthreads;
+    while (g.next_start < n) {
+        const int i = g.next_start++;
+        const int t = g.reverse ? n - 1 - i : i;
+        Fiber& f = g.fibers[t];
+        f.state = kRunnable;
+        f.stack = my_stack;
+        g.cur = t;
+        threadIdx = f.tid;
+        g.tramp(g.args);  // may suspend and resume any number of times
+        f.state = kExited;
+        f.stack = nullptr;
+        g.alive--;
+        g.exited[t >> 5] |= 1u << (t & 31);
+    }
+    g_stack_pool[g_stack_free++] = my_stack;  // safe: nobody runs on it until we switch away
 #if defined(__x86_64__)
-    // Frame popped by rawgan_emu_switch: 6 registers, then "return" into fiber_main with the
-    // stack aligned as if fiber_main had been called (rsp % 16 == 8 at entry).
-    void** top = (void**)(f.stack + g_stack_size);
-    *--top = nullptr;                 // fake return address of fiber_main
-    *--top = (void*)&fiber_main;
-    for (int i = 0; i < 6; i++) *--top = nullptr;
-    f.sp = top;
+    void* dead_sp;
+    rawgan_emu_switch(&dead_sp, g_sched_sp);
 #else
-    getcontext(&f.ctx);
-    f.ctx.uc_stack.ss_sp = f.stack;
-    f.ctx.uc_stack.ss_size = g_stack_size;
-    f.ctx.uc_link = nullptr;
-    makecontext(&f.ctx, (void (*)())fiber_main, 0);
+    static ucontext_t dead_ctx;
+    swapcontext(&dead_ctx, &g_sched_ctx);
+#endif
+    __builtin_unreachable();
+}
+
+#if !defined(__x86_64__)
+static ucontext_t g_runner_ctx;
+#endif
+
+// Start a runner fiber on a free stack; returns when some thread blocks or the runner is done.
+static bool start_runner() {
+    char* stack = new_stack();
+    if (!stack) return false;
+    g.new_runner = stack;
+#if defined(__x86_64__)
+    // Frame popped by rawgan_emu_switch: 6 registers, then "return" into runner_main with the
+    // stack aligned as if runner_main had been called (rsp % 16 == 8 at entry).
+    void** top = (void**)stack;
+    *--top = nullptr;                 // fake return address of runner_main
+    *--top = (void*)&runner_main;
+    for (int i = 0; i < 6; i++) *--top = nullptr;
+    rawgan_emu_switch(&g_sched_sp, top);
+#else
+    getcontext(&g_runner_ctx);
+    g_runner_ctx.uc_stack.ss_sp = stack - (g_stack_size - 4096);
+    g_runner_ctx.uc_stack.ss_size = g_stack_size - 4096;
+    g_runner_ctx.uc_link = nullptr;
+    makecontext(&g_runner_ctx, (void (*)())runner_main, 0);
+    swapcontext(&g_sched_ctx, &g_runner_ctx);
 #endif
     return true;
 }
@@ -326,10 +364,7 @@ static bool start_fiber(Fiber& f) {
 static inline void resume(int t) {
     Fiber& f = g.fibers[t];
     g.cur = t;
-    unsigned int bx = blockDim.x, by = blockDim.y;
-    threadIdx.x = unsigned(t) % bx;
-    threadIdx.y = (unsigned(t) / bx) % by;
-    threadIdx.z = unsigned(t) / (bx * by);
+    threadIdx = f.tid;
 #if defined(__x86_64__)
     rawgan_emu_switch(&g_sched_sp, f.sp);
 #else
@@ -403,19 +438,23 @@ static bool run_block(int reverse) {
     g.at_barrier = 0;
     for (int w = 0; w < kWarps; w++) { g.exited[w] = 0; g.warp_waiting[w] = 0; }
     for (int t = 0; t < n; t++) {
-        g.fibers[t].state = kRunnable;
+        g.fibers[t].state = kNotStarted;
         g.fibers[t].stack = nullptr;
         g.warp_gen[t] = 0;
     }
+    g.next_start = 0;
+    g.reverse = reverse != 0;
     while (true) {
-        int ran = 0;
         for (int i = 0; i < n; i++) {
             int t = reverse ? n - 1 - i : i;
-            Fiber& f = g.fibers[t];
-            if (f.state != kRunnable) continue;
-            if (!f.stack && !start_fiber(f)) { fail("%s", "out of memory for fiber stacks"); return false; }
-            resume(t);
-            ran++;
+            State st = g.fibers[t].state;
+            if (st == kNotStarted) {
+                if (!start_runner()) { fail("%s", "out of memory for fiber stacks"); return false; }
+            } else if (st == kRunnable) {
+                resume(t);
+            } else {
+                continue;
+            }
             if (g.failed) return false;
         }
         if (g.alive == 0) return true;
@@ -429,7 +468,6 @@ static bool run_block(int reverse) {
             released += n;
         }
         if (released == 0) { report_deadlock(); return false; }
-        (void)ran;
     }
 }
 
@@ -577,6 +615,10 @@ RAWGAN_EMU_EXPORT int rawgan_emu_launch(void (*tramp)(void**), void** args, cons
     gridDim = dim3(grid[0], grid[1], grid[2]);
     blockDim = dim3(block[0], block[1], block[2]);
     g.nthreads = int(block[0] * block[1] * block[2]);
+    int t = 0;
+    for (unsigned int z = 0; z < block[2]; z++)
+        for (unsigned int y = 0; y < block[1]; y++)
+            for (unsigned int x = 0; x < block[0]; x++) g.fibers[t++].tid = {x, y, z};
     char* smem = __start_rawgan_shared;
     size_t smem_bytes = static_smem_bytes();
     const unsigned long long nblocks = (unsigned long long)grid[0] * grid[1] * grid[2];
