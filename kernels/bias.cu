@@ -17,7 +17,7 @@ extern "C" __global__ void bias_add(float* __restrict__ y, const float* __restri
     }
 }
 
-// Backward partner of bias_add. db[c] = sum over n, i of dy[n, c, i].
+// Backward partner of bias_add for NCHW (HW > 1). db[c] = sum over n, i of dy[n, c, i].
 // Launch: grid = C (one block per channel), block = 32..256 (a multiple of 32), shared_mem = 0
 // (32 floats of static shared memory). Deterministic: fixed per-thread order + fixed tree.
 extern "C" __global__ void bias_grad(const float* __restrict__ dy, float* __restrict__ db,
@@ -33,6 +33,22 @@ extern "C" __global__ void bias_grad(const float* __restrict__ dy, float* __rest
     }
     s = block_reduce_sum(s, scratch);
     if (threadIdx.x == 0) {
+        db[c] = s;
+    }
+}
+
+// Backward partner of bias_add for 2-D dy (N, C) (a Linear layer's bias): db[c] = sum_n dy[n, c].
+// One thread per column, summing down the rows: neighbouring threads read neighbouring floats, and
+// there is no cross-thread reduction (N is a batch size; C may be thousands).
+// Launch: grid = min(ceil(C / 256), block cap), block = 256, shared_mem = 0 (grid-stride over C).
+extern "C" __global__ void bias_grad_rows(const float* __restrict__ dy, float* __restrict__ db,
+                                          int N, int C)
+{
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < C; c += blockDim.x * gridDim.x) {
+        float s = 0.0f;
+        for (int n = 0; n < N; ++n) {
+            s += dy[(long long)n * C + c];
+        }
         db[c] = s;
     }
 }

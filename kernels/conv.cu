@@ -12,29 +12,39 @@
 // All sizes must be < 2^31 elements (checked by the launcher); indices are 32-bit.
 //
 // Launch (all three kernels): grid = min(ceil(total / 256), block cap), block = 256,
-// shared_mem = 0; grid-stride loops over `total` output elements.
+// shared_mem = 0; grid-stride loops over `total` work items (defined at each kernel).
 
-// im2col (forward partner of col2im): one output element per loop iteration,
-// total = C*R*S * N*P*Q. Taps that fall into the padding read 0.
+// im2col (forward partner of col2im). One work item per (c, n, p, q) — total = C*N*P*Q — that
+// copies its R*S window taps down column (n, p, q) of cols (Caffe's layout of the work: the index
+// arithmetic is done once per R*S outputs; writes of neighbouring threads are neighbours).
+// Taps that fall into the padding read 0.
 extern "C" __global__ void im2col(const float* __restrict__ x, float* __restrict__ cols,
                                   int N, int C, int H, int W, int R, int S, int P, int Q,
                                   int sh, int sw, int pt, int pl)
 {
     const int NPQ = N * P * Q;
-    const int total = C * R * S * NPQ;
+    const int total = C * NPQ;
     for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += blockDim.x * gridDim.x) {
-        const int row = idx / NPQ, col = idx - row * NPQ;
-        const int s = row % S, r = (row / S) % R, c = row / (R * S);
+        const int c = idx / NPQ, col = idx - c * NPQ;
         const int q = col % Q, p = (col / Q) % P, n = col / (P * Q);
-        const int h = p * sh + r - pt, w = q * sw + s - pl;
-        cols[idx] = (h >= 0 && h < H && w >= 0 && w < W) ? x[((n * C + c) * H + h) * W + w] : 0.0f;
+        const int h0 = p * sh - pt, w0 = q * sw - pl;
+        const float* xc = x + (n * C + c) * H * W;
+        float* out = cols + c * R * S * NPQ + col;
+        for (int r = 0; r < R; ++r) {
+            const int h = h0 + r;
+            for (int s = 0; s < S; ++s) {
+                const int w = w0 + s;
+                *out = (h >= 0 && h < H && w >= 0 && w < W) ? xc[h * W + w] : 0.0f;
+                out += NPQ;
+            }
+        }
     }
 }
 
 // col2im (adjoint of im2col): dx[n, c, h, w] = sum of every dcols entry whose window tap reads
-// xpad[n, c, h + pt, w + pl]. A gather — each thread owns one dx element and loops over the
-// (r, s) taps that reach it — so there are no atomics and the result is deterministic.
-// total = N*C*H*W.
+// xpad[n, c, h + pt, w + pl]. A gather — each thread owns one dx element and visits the output
+// positions (p, q) whose window covers it, tap r = hp - p*sh, s = wp - q*sw — so there are no
+// atomics and the result is deterministic. total = N*C*H*W.
 extern "C" __global__ void col2im(const float* __restrict__ dcols, float* __restrict__ dx,
                                   int N, int C, int H, int W, int R, int S, int P, int Q,
                                   int sh, int sw, int pt, int pl)
@@ -44,19 +54,14 @@ extern "C" __global__ void col2im(const float* __restrict__ dcols, float* __rest
     for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += blockDim.x * gridDim.x) {
         const int w = idx % W, h = (idx / W) % H, c = (idx / (W * H)) % C, n = idx / (W * H * C);
         const int hp = h + pt, wp = w + pl;  // position in the padded image
+        // p*sh <= hp < p*sh + R  <=>  (hp - R)/sh < p <= hp/sh ; likewise for q.
+        const int p0 = hp < R ? 0 : (hp - R) / sh + 1, p1 = min(hp / sh + 1, P);
+        const int q0 = wp < S ? 0 : (wp - S) / sw + 1, q1 = min(wp / sw + 1, Q);
         float acc = 0.0f;
-        for (int r = 0; r < R; ++r) {
-            const int hr = hp - r;           // = p * sh for the output row p that uses tap r
-            if (hr < 0) break;
-            if (hr % sh != 0) continue;
-            const int p = hr / sh;
-            if (p >= P) continue;
-            for (int s = 0; s < S; ++s) {
-                const int ws = wp - s;
-                if (ws < 0) break;
-                if (ws % sw != 0) continue;
-                const int q = ws / sw;
-                if (q >= Q) continue;
+        for (int p = p0; p < p1; ++p) {
+            const int r = hp - p * sh;
+            for (int q = q0; q < q1; ++q) {
+                const int s = wp - q * sw;
                 acc += dcols[((c * R + r) * S + s) * NPQ + (n * P + p) * Q + q];
             }
         }

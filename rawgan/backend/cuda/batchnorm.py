@@ -3,8 +3,9 @@
 Signatures and semantics: rawgan.backend.reference.batchnorm (after ``rt`` is bound).
 x is (N, C, H, W) or (N, C), float32; gamma, beta, running statistics (C,).
 
-Launch shapes: forward_train and backward — grid = C (one block per channel), block = the
-smallest multiple of 32 covering M = N·H·W, capped at 256, shared_mem = 0 (32 floats static);
+Launch shapes: forward_train and backward — grid = C (one block per channel), block =
+common.reduce_block(rt, M) (a multiple of 32 giving each thread >= 8 of the M = N·H·W elements,
+32..256; 32..64 in emulation), shared_mem = 0 (32 floats static);
 forward_eval — grid-stride, grid = min(ceil(N·C·H·W / 256), block cap), block = 256.
 """
 from .common import channels_hw, check_int32, contiguous, f32, i32, i64, kernel, launch_1d, reduce_block
@@ -28,7 +29,7 @@ def batchnorm_forward_train(rt, x, gamma, beta, running_mean, running_var, momen
     save_mean = xp.empty((C,), dtype=x.dtype)
     save_invstd = xp.empty((C,), dtype=x.dtype)
     kernel(rt, MODULE, "batchnorm_forward_train")(
-        (C,), (reduce_block(N * HW),),
+        (C,), (reduce_block(rt, N * HW),),
         (x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd,
          i32(N), i32(C), i32(HW), f32(momentum), f32(eps), i32(1 if unbiased else 0)))
     return y, save_mean, save_invstd
@@ -53,7 +54,7 @@ def _backward(rt, dy, x, gamma, mean, stat, eps, train):
     dgamma = xp.empty((C,), dtype=x.dtype)
     dbeta = xp.empty((C,), dtype=x.dtype)
     kernel(rt, MODULE, "batchnorm_backward")(
-        (C,), (reduce_block(N * HW),),
+        (C,), (reduce_block(rt, N * HW),),
         (dy, x, gamma, mean, stat, f32(eps), i32(train), dx, dgamma, dbeta, i32(N), i32(C), i32(HW)))
     return dx, dgamma, dbeta
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 BLOCK = 256                  # threads per block of every 1-D (grid-stride) kernel
-MAX_REDUCE_BLOCK = 256       # threads per block of the one-block-per-channel reductions
+MAX_REDUCE_BLOCK = 256       # threads per block of the one-block-per-channel reductions (GPU)
+EMULATED_REDUCE_BLOCK = 64   # ... in emulation (see reduce_block)
+REDUCE_ITEMS = 8             # minimum elements per thread in those reductions
 INT32_MAX = 2**31 - 1
 
 # Grid cap for grid-stride kernels, in blocks. On a GPU: 8 blocks of 256 threads per SM fill it
@@ -41,10 +43,17 @@ def grid_1d(rt, n: int) -> int:
     return max(1, min(-(-int(n) // BLOCK), block_cap(rt)))
 
 
-def reduce_block(m: int) -> int:
-    """Threads for a one-block-per-channel reduction over m elements: the smallest multiple of 32
-    that covers m, capped at MAX_REDUCE_BLOCK (a multiple of 32 is what block_reduce_sum needs)."""
-    return max(32, min(MAX_REDUCE_BLOCK, -(-int(m) // 32) * 32))
+def reduce_block(rt, m: int) -> int:
+    """Threads for a one-block-per-channel reduction over m elements.
+
+    The smallest multiple of 32 giving each thread at least REDUCE_ITEMS elements, between 32 and
+    the runtime's cap (256 on a GPU; 64 in emulation, where every thread of a barrier-using block
+    is a fiber that switches at each barrier and shuffle, and 2 warps still exercise the
+    cross-warp step of block_reduce_sum). block_reduce_sum needs a multiple of 32.
+    """
+    cap = MAX_REDUCE_BLOCK if rt.kind == "cupy" else EMULATED_REDUCE_BLOCK
+    want = -(-int(m) // REDUCE_ITEMS)
+    return max(32, min(cap, -(-want // 32) * 32))
 
 
 _kernels: dict[tuple, object] = {}

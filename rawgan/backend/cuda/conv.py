@@ -10,9 +10,9 @@ right). With cols = im2col(x) of shape (C·R·S, N·P·Q):
     dgrad:  dx = col2im(W₂ᵀ @ dY)
 
 The transposed convolution (rawgan.layers.ConvTranspose2d) calls these three exactly as it calls
-the reference. Launch shapes: im2col / col2im / swap_axes01 / bias_add are grid-stride (grid =
-min(ceil(total / 256), block cap), block = 256); bias_grad is one block per channel (block = the
-smallest multiple of 32 covering N·H·W, capped at 256).
+the reference. Launch shapes: im2col (C·N·P·Q items) / col2im / swap_axes01 / bias_add are grid-stride (grid =
+min(ceil(total / 256), block cap), block = 256); bias_grad is one block per channel (block =
+common.reduce_block(rt, N·H·W)), bias_grad_rows (2-D dy) one thread per column.
 """
 from ..reference.conv import conv_output_size
 from .common import (channels_hw, check_int32, contiguous, i32, i64, kernel, launch_1d,
@@ -95,10 +95,16 @@ def bias_add(rt, y, b):
 
 
 def bias_grad(rt, dy):
-    """db (C,) = Σ over N, H, W of dy (N, C, H, W) or over N of dy (N, C)."""
+    """db (C,) = Σ over N, H, W of dy (N, C, H, W) or over N of dy (N, C).
+
+    4-D: ``bias_grad``, one block per channel; 2-D: ``bias_grad_rows``, one thread per column.
+    """
     dy = contiguous(rt, dy)
     N, C, HW = channels_hw(dy)
     check_int32("bias_grad", dy.size)
     db = rt.xp.empty((C,), dtype=dy.dtype)
-    kernel(rt, "bias", "bias_grad")((C,), (reduce_block(N * HW),), (dy, db, i32(N), i32(C), i32(HW)))
+    if dy.ndim == 2:
+        launch_1d(rt, "bias", "bias_grad_rows", C, (dy, db, i32(N), i32(C)))
+    else:
+        kernel(rt, "bias", "bias_grad")((C,), (reduce_block(rt, N * HW),), (dy, db, i32(N), i32(C), i32(HW)))
     return db
