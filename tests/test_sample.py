@@ -1,0 +1,96 @@
+"""python -m rawgan.sample: grids, latent walks, BN modes, error paths."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rawgan import checkpoint as ckpt_io
+from rawgan.backend import Generator, get_backend
+from rawgan.models.dcgan import DCGAN
+from rawgan.sample import draw_z, generate, interpolation_z, load_generator
+from rawgan.sample import main as sample_main
+
+ROOT = Path(__file__).resolve().parents[1]
+CELL = 64 + 2                                  # image + padding in a grid
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """A checkpoint of a small DCGAN after 2 steps (BN running stats differ from their init)."""
+    model = DCGAN(get_backend("numpy"), ngf=4, ndf=4)
+    B, gen = model.B, Generator(1)
+    for _ in range(2):
+        model.train_step(B.uniform(gen, (4, 3, 64, 64)), B.uniform(gen, (4, 100)), g_steps=1)
+    path = tmp_path_factory.mktemp("ck") / "ckpt_000002.npz"
+    config = {"ngf": 4, "ndf": 4, "z_dim": 100, "z_dist": "uniform"}
+    return ckpt_io.save_checkpoint(path, model, {"step": 2, "config": config})
+
+
+def run_cli(args):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "rawgan.sample", *args], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT, env=env)
+
+
+def test_grid_of_64(ckpt, tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    assert sample_main(["--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    with Image.open(out) as im:
+        assert im.size == (8 * CELL + 2, 8 * CELL + 2)
+        pixels = np.asarray(im)
+    tiles = [pixels[2:66, 2 + CELL * i:66 + CELL * i] for i in range(3)]
+    assert not np.array_equal(tiles[0], tiles[1])             # different z, different faces
+    assert "64 faces" in capsys.readouterr().out
+
+
+def test_interpolation_rows_are_linear_walks(ckpt, tmp_path):
+    B = get_backend("numpy")
+    z = B.to_numpy(interpolation_z(B, 7, rows=2, steps=5, z_dim=100, z_dist="uniform"))
+    ends = B.to_numpy(draw_z(B, 7, 4, 100, "uniform"))
+    np.testing.assert_allclose(z[0], ends[0], atol=1e-7)
+    np.testing.assert_allclose(z[4], ends[1], atol=1e-7)
+    np.testing.assert_allclose(z[2], (ends[0] + ends[1]) / 2, atol=1e-6)
+    np.testing.assert_allclose(z[5], ends[2], atol=1e-7)
+
+    out = tmp_path / "walk.png"
+    assert sample_main(["--checkpoint", str(ckpt), "--out", str(out), "--interpolate",
+                        "--rows", "2", "--steps", "5"]) == 0
+    with Image.open(out) as im:
+        assert im.size == (5 * CELL + 2, 2 * CELL + 2)
+
+
+def test_eval_mode_is_per_image_and_batch_stats_leave_buffers(ckpt):
+    model, _ = load_generator(ckpt)
+    B = model.B
+    z = draw_z(B, 0, 6, 100, "uniform")
+    full = generate(model, z)
+    np.testing.assert_allclose(generate(model, z[:2]), full[:2], atol=1e-6)   # eval: independent
+    before = [b.copy() for _, b in model.G.named_buffers()]
+    stats = generate(model, z, batch_stats=True)
+    assert stats.shape == (6, 3, 64, 64) and not np.allclose(stats, full)
+    for b0, (_, b1) in zip(before, model.G.named_buffers()):
+        np.testing.assert_array_equal(b0, b1)
+
+
+def test_errors_exit_2_without_traceback(ckpt, tmp_path):
+    missing = run_cli(["--checkpoint", str(tmp_path / "nope.npz"), "--out", str(tmp_path / "a.png")])
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(ckpt.read_bytes()[:1000])
+    bad = run_cli(["--checkpoint", str(corrupt), "--out", str(tmp_path / "b.png")])
+    assert bad.returncode == 2 and "truncated or corrupt" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    assert not (tmp_path / "b.png").exists()
+
+
+def test_help():
+    res = run_cli(["--help"])
+    assert res.returncode == 0
+    for flag in ("--checkpoint", "--interpolate", "--steps", "--batch-stats", "--seed", "--n"):
+        assert flag in res.stdout
