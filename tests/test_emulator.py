@@ -301,3 +301,16 @@ def test_throughput_report(mod, capsys):
     with capsys.disabled():
         print(f"\n[emulator] elementwise {elementwise / 1e6:.1f} M threads/s, "
               f"warp+block reduction {reduction / 1e6:.1f} M threads/s")
+
+
+def test_schedule_from_module_attribute_and_env(monkeypatch):
+    m = EmulatedModule("selftest")
+    assert m.schedule is None
+    with pytest.raises(ValueError, match="schedule"):
+        m.get_function("saxpy")(1, 32, (np.zeros(1, np.float32), np.zeros(1, np.float32), 1.0, 1),
+                                schedule="sideways")
+    monkeypatch.setenv("RAWGAN_EMU_SCHEDULE", "bogus")
+    with pytest.raises(ValueError, match="bogus"):
+        m.get_function("saxpy")(1, 32, (np.zeros(1, np.float32), np.zeros(1, np.float32), 1.0, 1))
+    m.schedule = "reverse"  # the module attribute wins over the environment
+    m.get_function("saxpy")(1, 32, (np.zeros(1, np.float32), np.zeros(1, np.float32), 1.0, 1))

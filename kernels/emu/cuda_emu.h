@@ -235,7 +235,7 @@ static void* g_sched_sp;       // scheduler's saved stack pointer
 static ucontext_t g_sched_ctx;
 #endif
 static size_t g_stack_size = 256 * 1024;
-static char* g_stack_pool[kMaxThreads];  // tops of free stacks (each with a guard page below it)
+static char* g_stack_pool[kMaxThreads + 1];  // tops of free stacks (each with a guard page below it)
 static int g_stack_free = 0;
 static int g_stacks_made = 0;
 unsigned char* g_dyn_smem = nullptr;    // dynamic shared memory of the current launch

@@ -19,7 +19,8 @@ kernels/README.md for the supported CUDA subset.
 Schedules: ``schedule="forward"`` runs blocks and the threads of each block in index order between
 barriers; ``"reverse"`` runs both in reverse. Both are legal CUDA schedules, so a correct kernel
 gives the same answer under both; run tests under both to expose missing ``__syncthreads()``.
-The default comes from ``$RAWGAN_EMU_SCHEDULE`` (else forward).
+The schedule of a launch is the ``schedule=`` argument of the call, else the module's
+``schedule`` attribute (settable), else ``$RAWGAN_EMU_SCHEDULE`` read at launch time, else forward.
 """
 from __future__ import annotations
 
@@ -176,6 +177,10 @@ _CTYPES = {
 }
 
 
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
 class EmulatedKernel:
     """One kernel of an :class:`EmulatedModule`; call it like ``cupy.RawKernel``."""
 
@@ -200,7 +205,7 @@ class EmulatedKernel:
                 f"kernel {self.name}: shared_mem={shared_mem} bytes outside 0..{limit} "
                 f"({static} bytes of static __shared__; raise max_dynamic_shared_size_bytes to opt in)"
             )
-        schedule = schedule or self.module.schedule
+        schedule = schedule or self.module.schedule or os.environ.get("RAWGAN_EMU_SCHEDULE") or "forward"
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {schedule!r}")
         values = pack_args(self.signature, tuple(args), np.ndarray)
@@ -239,9 +244,9 @@ class EmulatedModule:
             raise ValueError("give a kernel file name or source=")
         self.name = name or "inline"
         self.source = source if source is not None else read_kernel_source(name)
-        self.schedule = schedule or os.environ.get("RAWGAN_EMU_SCHEDULE", "forward")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {self.schedule!r}")
+        if schedule is not None and schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {schedule!r}")
+        self.schedule = schedule  # None: $RAWGAN_EMU_SCHEDULE at launch time, else forward
         self.path = build_library(self.source, f"{self.name}.cu")
         self._lib = ctypes.CDLL(str(self.path))
         self._lib.rawgan_emu_launch.restype = ctypes.c_int
@@ -251,7 +256,8 @@ class EmulatedModule:
         ]
         self._lib.rawgan_emu_static_smem_bytes.restype = ctypes.c_ulonglong
         self.static_shared_bytes = int(self._lib.rawgan_emu_static_smem_bytes())
-        self._lock = threading.Lock()
+        with _LOCKS_LOCK:  # one lock per library: its globals hold the running launch
+            self._lock = _LOCKS.setdefault(str(self.path), threading.Lock())
         self._kernels: dict[str, EmulatedKernel] = {}
 
     def get_function(self, name: str) -> EmulatedKernel:
