@@ -288,7 +288,8 @@ class Trainer:
         self.tb = TBLogger(self.out / "tb", purge_step=self.step if self.step else None,
                            enabled=not args.no_tensorboard)
         self.x = self.z = None          # the latest batch and z (for histograms)
-        self.last_metrics = None        # the latest step's metrics (device scalars)
+        self.last_metrics = None        # the latest step's metrics (device scalars) ...
+        self.last_epoch = self.epoch    # ... and the epoch that step belonged to
         self.overhead_s = 0.0           # time spent sampling/checkpointing since the last log
         self.last_log = (self.step, time.time())
         self.start_time = time.time()
@@ -363,7 +364,7 @@ class Trainer:
             if host is None:                      # never checkpoint a state we haven't checked
                 self.check_finite(metrics_to_host(self.B, metrics))
             self.save_checkpoint()
-        self.last_metrics = metrics
+        self.last_metrics, self.last_epoch = metrics, epoch
 
     def check_finite(self, host: dict) -> None:
         if not _all_finite(host):
@@ -374,6 +375,7 @@ class Trainer:
         print(f"interrupted at step {self.step}", file=sys.stderr, flush=True)
         if self.last_metrics is not None:
             self.check_finite(metrics_to_host(self.B, self.last_metrics))
+            self.save_samples(self.last_epoch)
             path = self.save_checkpoint()
             print(f"saved checkpoint {path}\nresume with: {resume_command(sys.argv[1:])}",
                   flush=True)

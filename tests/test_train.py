@@ -170,7 +170,9 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_0(tiny_data, tmp_path):
     assert "Traceback" not in err
     latest = ckpt_io.latest_checkpoint(run / "checkpoints")
     assert latest is not None
-    assert ckpt_io.load_checkpoint(latest)["extra"]["step"] >= 1
+    step = ckpt_io.load_checkpoint(latest)["extra"]["step"]
+    assert step >= 1
+    assert list((run / "samples").glob(f"train_*_{step:06d}.png"))    # the final grid too
 
 
 def test_error_paths_exit_2_without_traceback(tiny_data, tmp_path):
