@@ -314,3 +314,18 @@ def test_schedule_from_module_attribute_and_env(monkeypatch):
         m.get_function("saxpy")(1, 32, (np.zeros(1, np.float32), np.zeros(1, np.float32), 1.0, 1))
     m.schedule = "reverse"  # the module attribute wins over the environment
     m.get_function("saxpy")(1, 32, (np.zeros(1, np.float32), np.zeros(1, np.float32), 1.0, 1))
+
+
+def test_aligned_dynamic_shared_and_file_scope_rejected():
+    src = """
+    extern "C" __global__ void k(double* y) {
+        extern __shared__ __align__(16) double buf[];
+        buf[threadIdx.x] = 2.0 * threadIdx.x;
+        __syncthreads();
+        y[threadIdx.x] = buf[blockDim.x - 1 - threadIdx.x];
+    }"""
+    y = np.zeros(48, np.float64)
+    EmulatedModule(source=src).get_function("k")(1, 48, (y,), shared_mem=48 * 8, schedule="reverse")
+    np.testing.assert_array_equal(y, 2.0 * np.arange(48)[::-1])
+    with pytest.raises(CompileError, match="inside the kernel body"):
+        EmulatedModule(source='extern __shared__ float s[];\nextern "C" __global__ void k(float* y) { y[0] = s[0]; }')
