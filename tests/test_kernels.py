@@ -1,0 +1,294 @@
+"""Every CUDA kernel (kernels/*.cu) against the NumPy reference, run by the CPU emulator.
+
+Each test runs under both legal emulator schedules (threads and blocks in index order, and
+reversed), so a missing __syncthreads() or a race on shared memory shows up as a failure. Sizes
+are awkward on purpose: not multiples of the block, N = 1, C = 3, C = 515, more elements than one
+grid-stride pass covers. The reduction kernels are also launched directly with explicit block
+sizes (32, 64, 256 threads: one warp, two warps, the GPU default).
+
+Kernel -> test:
+    activations.cu  relu/leaky_relu/tanh/sigmoid _forward/_backward  test_activation_kernels
+    bias.cu         bias_add, bias_grad, bias_grad_rows              test_bias_kernels, test_bias_grad_block_sizes
+    batchnorm.cu    batchnorm_forward_train/_eval, batchnorm_backward test_batchnorm_*
+    loss.cu         sigmoid_bce_with_logits_forward/_backward        test_loss_kernels
+    conv.cu         im2col, col2im, swap_axes01                      test_im2col_col2im, test_conv_passes
+    adam.cu         adam_update                                      test_adam_kernel
+    rng.cu          philox_uniform, philox_normal                    test_philox_*
+    reduce.cuh      block_reduce_sum (barrier (B) removed)           test_broken_reduction_is_caught
+"""
+import numpy as np
+import pytest
+
+from rawgan.backend import reference as R
+from rawgan.backend.cuda import make_ops
+from rawgan.backend.cuda.common import f32, i32
+from rawgan.backend.cuda.runtime import get_runtime
+from rawgan.backend.cuda.sources import read_kernel_source, kernel_dir
+
+RTOL, ATOL = 1e-5, 1e-6
+
+
+@pytest.fixture(scope="module")
+def rt():
+    return get_runtime("emulated")
+
+
+@pytest.fixture(scope="module")
+def ops(rt):
+    return make_ops(rt)
+
+
+@pytest.fixture(params=["forward", "reverse"], autouse=True)
+def schedule(request, monkeypatch):
+    """Run every test under both emulator schedules (read by the emulator at each launch)."""
+    monkeypatch.setenv("RAWGAN_EMU_SCHEDULE", request.param)
+    return request.param
+
+
+def rnd(rng, *shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def close(a, b, rtol=RTOL, atol=ATOL):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol)
+
+
+# -- activations.cu ------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(1,), (257,), (3, 5, 7, 11), (16387,)])  # 16387 > 32 blocks * 256
+def test_activation_kernels(ops, shape):
+    rng = np.random.default_rng(0)
+    x, dy = rnd(rng, *shape, scale=3), rnd(rng, *shape)
+    x.flat[0] = 0.0                                      # the kink: subgradient 0 / slope side
+    for name in ("relu", "tanh", "sigmoid"):
+        y_ref = getattr(R, f"{name}_forward")(x)
+        y = getattr(ops, f"{name}_forward")(x)
+        assert y.shape == x.shape and y.dtype == np.float32
+        close(y, y_ref)
+        close(getattr(ops, f"{name}_backward")(dy, y_ref), getattr(R, f"{name}_backward")(dy, y_ref))
+    close(ops.leaky_relu_forward(x, 0.2), R.leaky_relu_forward(x, 0.2))
+    close(ops.leaky_relu_backward(dy, x, 0.2), R.leaky_relu_backward(dy, x, 0.2))
+
+
+def test_sigmoid_extreme_logits(ops):
+    x = np.array([-1e4, -90.0, -1.0, 0.0, 1.0, 90.0, 1e4], np.float32)
+    y = ops.sigmoid_forward(x)
+    assert np.all(np.isfinite(y))
+    close(y, R.sigmoid_forward(x))
+
+
+# -- bias.cu -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(1, 3, 5, 5), (2, 515, 3, 1), (3, 7, 9, 11), (4, 515), (1, 3)])
+def test_bias_kernels(ops, shape):
+    rng = np.random.default_rng(1)
+    y, b = rnd(rng, *shape), rnd(rng, shape[1])
+    close(ops.bias_add(y.copy(), b), R.bias_add(y.copy(), b))
+    close(ops.bias_grad(y), R.bias_grad(y), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("block", [32, 64, 256])
+def test_bias_grad_block_sizes(rt, block):
+    rng = np.random.default_rng(2)
+    dy = rnd(rng, 3, 5, 13, 7)                           # M = 273 per channel: not a block multiple
+    db = np.full(5, np.nan, np.float32)
+    rt.module("bias").get_function("bias_grad")((5,), (block,), (dy, db, i32(3), i32(5), i32(91)))
+    close(db, R.bias_grad(dy), atol=1e-5)
+
+
+# -- batchnorm.cu --------------------------------------------------------------------------------
+BN_SHAPES = [(4, 515), (2, 3), (1, 3, 7, 5), (3, 5, 6, 6), (2, 4, 17, 9)]
+
+
+@pytest.mark.parametrize("shape", BN_SHAPES)
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_batchnorm_train_kernels(ops, shape, unbiased):
+    rng = np.random.default_rng(3)
+    C = shape[1]
+    x = rnd(rng, *shape, scale=2) + 0.5
+    g, b, dy = rnd(rng, C), rnd(rng, C), rnd(rng, *shape)
+    rm, rv = rnd(rng, C), np.abs(rnd(rng, C)) + 0.1
+    rm_k, rv_k = rm.copy(), rv.copy()
+    y, mean, invstd = ops.batchnorm_forward_train(x, g, b, rm_k, rv_k, 0.1, 1e-5, unbiased)
+    y_r, mean_r, invstd_r = R.batchnorm_forward_train(x, g, b, rm, rv, 0.1, 1e-5, unbiased)
+    close(y, y_r, rtol=1e-4, atol=1e-5)
+    close(mean, mean_r, atol=1e-6)
+    close(invstd, invstd_r, rtol=1e-5)
+    close(rm_k, rm, atol=1e-6)
+    close(rv_k, rv, rtol=1e-5)
+    for a, r in zip(ops.batchnorm_backward_train(dy, x, g, mean_r, invstd_r),
+                    R.batchnorm_backward_train(dy, x, g, mean_r, invstd_r)):
+        close(a, r, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", BN_SHAPES)
+def test_batchnorm_eval_kernels(ops, shape):
+    rng = np.random.default_rng(4)
+    C = shape[1]
+    x, dy = rnd(rng, *shape), rnd(rng, *shape)
+    g, b, rm, rv = rnd(rng, C), rnd(rng, C), rnd(rng, C), np.abs(rnd(rng, C)) + 0.1
+    close(ops.batchnorm_forward_eval(x, g, b, rm, rv, 1e-5), R.batchnorm_forward_eval(x, g, b, rm, rv, 1e-5))
+    for a, r in zip(ops.batchnorm_backward_eval(dy, x, g, rm, rv, 1e-5),
+                    R.batchnorm_backward_eval(dy, x, g, rm, rv, 1e-5)):
+        close(a, r, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("block", [32, 64, 256])
+def test_batchnorm_block_sizes(rt, block):
+    """The reduction kernels with explicit launches: 1, 2 and 8 warps per channel."""
+    rng = np.random.default_rng(5)
+    N, C, H, W = 3, 4, 11, 9                             # M = 297
+    x, dy = rnd(rng, N, C, H, W) + 1, rnd(rng, N, C, H, W)
+    g, b = rnd(rng, C), rnd(rng, C)
+    rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
+    y, sm, si = (np.full(s, np.nan, np.float32) for s in ((N, C, H, W), (C,), (C,)))
+    mod = rt.module("batchnorm")
+    mod.get_function("batchnorm_forward_train")(
+        (C,), (block,), (x, g, b, rm, rv, y, sm, si, i32(N), i32(C), i32(H * W), f32(0.1), f32(1e-5), i32(0)))
+    y_r, sm_r, si_r = R.batchnorm_forward_train(x, g, b, np.zeros(C, np.float32), np.ones(C, np.float32),
+                                                0.1, 1e-5)
+    close(y, y_r, rtol=1e-4, atol=1e-5)
+    close(sm, sm_r, atol=1e-6)
+    close(si, si_r, rtol=1e-5)
+    dx, dg, db = (np.full(s, np.nan, np.float32) for s in ((N, C, H, W), (C,), (C,)))
+    mod.get_function("batchnorm_backward")(
+        (C,), (block,), (dy, x, g, sm_r, si_r, f32(0), i32(1), dx, dg, db, i32(N), i32(C), i32(H * W)))
+    for a, r in zip((dx, dg, db), R.batchnorm_backward_train(dy, x, g, sm_r, si_r)):
+        close(a, r, rtol=1e-4, atol=1e-5)
+
+
+# -- loss.cu -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(1, 1), (7, 1), (300, 3)])
+@pytest.mark.parametrize("target", [1.0, 0.0, 0.9, "array"])
+def test_loss_kernels(ops, shape, target):
+    rng = np.random.default_rng(6)
+    x = rnd(rng, *shape, scale=5)
+    t = (rng.random(shape) > 0.5).astype(np.float32) if target == "array" else target
+    loss = ops.sigmoid_bce_with_logits_forward(x, t)
+    assert loss.shape == () and loss.dtype == np.float32
+    close(loss, R.sigmoid_bce_with_logits_forward(x, t), rtol=1e-5)
+    close(ops.sigmoid_bce_with_logits_backward(x, t, 2.0), R.sigmoid_bce_with_logits_backward(x, t, 2.0))
+    # dloss given as a 0-d device array is read on the device
+    close(ops.sigmoid_bce_with_logits_backward(x, t, np.array(2.0, np.float32)),
+          R.sigmoid_bce_with_logits_backward(x, t, 2.0))
+
+
+def test_loss_extreme_logits_finite(ops):
+    x = np.array([[-1e4], [1e4], [0.0]], np.float32)
+    loss = ops.sigmoid_bce_with_logits_forward(x, 1.0)
+    assert np.isfinite(loss)
+    close(loss, R.sigmoid_bce_with_logits_forward(x, 1.0), rtol=1e-6)
+
+
+# -- conv.cu -------------------------------------------------------------------------------------
+CONV_CASES = [  # (x shape, w shape, stride, pad)
+    ((2, 3, 8, 8), (4, 3, 5, 5), (2, 2), (1, 2, 1, 2)),      # TF SAME k5 s2 on an even input
+    ((1, 3, 7, 5), (2, 3, 3, 2), (1, 2), (0, 1, 2, 0)),      # asymmetric, rectangular
+    ((2, 2, 4, 4), (3, 2, 5, 5), (2, 2), (2, 2, 2, 2)),      # more padding than image
+    ((3, 1, 5, 5), (2, 1, 1, 1), (1, 1), (0, 0, 0, 0)),      # 1x1
+    ((1, 3, 6, 6), (2, 3, 4, 4), (3, 3), (2, 2, 2, 2)),      # stride 3
+]
+
+
+@pytest.mark.parametrize("xs,ws,stride,pad", CONV_CASES)
+def test_im2col_col2im(rt, xs, ws, stride, pad):
+    from rawgan.backend.cuda import conv as C
+    from rawgan.backend.reference import conv as RC
+
+    rng = np.random.default_rng(7)
+    x = rnd(rng, *xs)
+    cols = C.im2col(rt, x, ws, stride, pad)
+    np.testing.assert_array_equal(cols, RC.im2col(x, ws, stride, pad))       # pure data movement
+    dcols = rnd(rng, *cols.shape)
+    close(C.col2im(rt, dcols, xs, ws, stride, pad), RC.col2im(dcols, xs, ws, stride, pad))
+    a = rnd(rng, 3, 5, 7)
+    np.testing.assert_array_equal(C.swap_axes01(rt, a, (3, 5, 7)), a.transpose(1, 0, 2))
+    bias = rnd(rng, 3)
+    np.testing.assert_array_equal(C.swap_axes01(rt, a, (3, 5, 7), bias=bias),
+                                  a.transpose(1, 0, 2) + bias[None, :, None])
+
+
+@pytest.mark.parametrize("xs,ws,stride,pad", CONV_CASES)
+def test_conv_passes(ops, xs, ws, stride, pad):
+    rng = np.random.default_rng(8)
+    x, w, b = rnd(rng, *xs), rnd(rng, *ws), rnd(rng, ws[0])
+    y_r = R.conv2d_fprop(x, w, b, stride, pad)
+    close(ops.conv2d_fprop(x, w, b, stride, pad), y_r, rtol=1e-5, atol=1e-5)
+    close(ops.conv2d_fprop(x, w, None, stride, pad), R.conv2d_fprop(x, w, None, stride, pad), atol=1e-5)
+    dy = rnd(rng, *y_r.shape)
+    close(ops.conv2d_dgrad(dy, w, xs, stride, pad), R.conv2d_dgrad(dy, w, xs, stride, pad), atol=1e-5)
+    close(ops.conv2d_wgrad(dy, x, ws, stride, pad), R.conv2d_wgrad(dy, x, ws, stride, pad), atol=1e-5)
+
+
+def test_linear_ops(ops):
+    rng = np.random.default_rng(9)
+    x, w, b, dy = rnd(rng, 5, 7), rnd(rng, 3, 7), rnd(rng, 3), rnd(rng, 5, 3)
+    close(ops.linear_forward(x, w, b), R.linear_forward(x, w, b), atol=1e-5)
+    for a, r in zip(ops.linear_backward(dy, x, w), R.linear_backward(dy, x, w)):
+        close(a, r, atol=1e-5)
+    assert ops.linear_backward(dy, x, w, need_dx=False)[0] is None
+    assert ops.linear_backward(dy, x, w, need_dw=False)[1:] == (None, None)
+
+
+# -- adam.cu -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n", [1, 1000, 16387])
+@pytest.mark.parametrize("t", [1, 7])
+def test_adam_kernel(ops, n, t):
+    rng = np.random.default_rng(10)
+    p, g = rnd(rng, n), rnd(rng, n)
+    m, v = rnd(rng, n, scale=0.1), np.abs(rnd(rng, n, scale=0.1))
+    mine, ref = [p.copy(), g, m.copy(), v.copy()], [p.copy(), g, m.copy(), v.copy()]
+    assert ops.adam_update(*mine, t, 2e-4, 0.5, 0.999, 1e-8) is None
+    R.adam_update(*ref, t, 2e-4, 0.5, 0.999, 1e-8)
+    for a, r in zip(mine, ref):
+        close(a, r, rtol=1e-6, atol=1e-9)
+
+
+# -- rng.cu --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n,seed,offset", [(1, 0, 0), (1000, 1234, 5), (16387, 2**40 + 7, 2**33 + 3)])
+def test_philox_uniform_bitwise(ops, n, seed, offset):
+    for low, high in ((-1.0, 1.0), (0.0, 1.0), (-3.5, 0.25)):
+        u = ops.philox_uniform(n, seed, offset, low, high, np.float32)
+        u_ref = R.philox_uniform(n, seed, offset, low, high, np.float32)
+        assert u.dtype == np.float32 and u.shape == (n,)
+        np.testing.assert_array_equal(u.view(np.uint32), u_ref.view(np.uint32))
+
+
+@pytest.mark.parametrize("n,seed,offset", [(1, 0, 0), (16387, 99, 2**32 + 1)])
+def test_philox_normal(ops, n, seed, offset):
+    z = ops.philox_normal(n, seed, offset, 0.5, 2.0, np.float32)
+    close(z, R.philox_normal(n, seed, offset, 0.5, 2.0, np.float32), rtol=1e-5, atol=1e-5)
+
+
+# -- a deliberately broken kernel must fail ------------------------------------------------------
+def _batchnorm_source(remove_barrier_b: bool) -> str:
+    """batchnorm.cu with reduce.cuh inlined, optionally without block_reduce_sum's barrier (B)."""
+    header = (kernel_dir() / "reduce.cuh").read_text()
+    lines = header.splitlines()
+    barrier = [i for i, line in enumerate(lines) if line.strip().startswith("__syncthreads();  // (B)")]
+    assert len(barrier) == 1
+    if remove_barrier_b:
+        lines[barrier[0]] = "    // (B) removed"
+    header = "\n".join(lines) + "\n"
+    source = read_kernel_source("batchnorm")
+    assert source.count('#include "reduce.cuh"') == 1
+    return source.replace('#include "reduce.cuh"', header)
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_broken_reduction_is_caught(rt, broken):
+    """Without barrier (B) a warp reads the other warps' partial sums before they are written:
+    the training statistics come out wrong under either schedule. The intact source, compiled
+    the same way, is the control."""
+    mod = rt.module_from_source(_batchnorm_source(broken), name="batchnorm_broken" if broken else "batchnorm_inline")
+    rng = np.random.default_rng(11)
+    N, C, H, W = 2, 3, 8, 8                              # M = 128, launched with 2 warps
+    x = rnd(rng, N, C, H, W) + 1
+    g, b = np.ones(C, np.float32), np.zeros(C, np.float32)
+    rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
+    y = np.empty_like(x)
+    sm, si = np.empty(C, np.float32), np.empty(C, np.float32)
+    mod.get_function("batchnorm_forward_train")(
+        (C,), (64,), (x, g, b, rm, rv, y, sm, si, i32(N), i32(C), i32(H * W), f32(0.1), f32(1e-5), i32(0)))
+    mean_ref = x.mean(axis=(0, 2, 3))
+    ok = np.allclose(sm, mean_ref, rtol=1e-5, atol=1e-6) and np.allclose(y, R.batchnorm_forward_train(
+        x, g, b, np.zeros(C, np.float32), np.ones(C, np.float32), 0.1, 1e-5)[0], rtol=1e-4, atol=1e-5)
+    assert ok != broken, "the kernel with barrier (B) removed must give a wrong result" if broken else ""
