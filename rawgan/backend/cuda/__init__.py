@@ -63,8 +63,9 @@ def make_ops(rt, conv_impl: str = "kernels") -> Ops:
     ops = Ops(rt, conv_impl)
     for mod in OP_MODULES:
         for name in mod.OPS:
-            fn = functools.partial(getattr(mod, name), rt)
-            functools.update_wrapper(fn, getattr(mod, name))
+            impl = getattr(mod, name)
+            fn = functools.partial(impl, rt)      # signature: the reference's (rt bound)
+            fn.__name__, fn.__doc__ = name, impl.__doc__
             setattr(ops, name, fn)
         for name in getattr(mod, "PLAIN", ()):
             setattr(ops, name, getattr(mod, name))
