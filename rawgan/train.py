@@ -277,6 +277,7 @@ class Trainer:
             # The fixed sample z is the first draw of the z stream; training z's follow it.
             self.z_gen = Generator(config["seed"])
             self.sample_z = self.draw_z(SAMPLE_GRID)
+            trim_metrics(self.metrics_path, 0)      # records of an earlier attempt that died early
         else:
             extra = resume_ckpt["extra"]
             self.step, self.epoch, self.batch = int(extra["step"]), int(extra["epoch"]), int(extra["batch"])
@@ -479,6 +480,9 @@ def setup(args):
         for key in ("step", "epoch", "batch", "z_rng", "sample_z", "config"):
             if key not in resume_ckpt["extra"]:
                 raise CheckpointError(f"checkpoint {path} lacks {key!r}; not a training checkpoint")
+    elif ckpt_io.latest_checkpoint(out / "checkpoints") is not None:
+        raise UsageError(f"{out} already holds a run (checkpoints in {out / 'checkpoints'}); "
+                         f"continue it with --resume or choose another --out")
     config = resolve_config(args, resume_ckpt["extra"]["config"] if resume_ckpt else None)
 
     data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()

@@ -119,6 +119,9 @@ def test_resume_continues_bitwise_like_a_straight_run(tiny_data, tmp_path):
 def test_resume_rejects_a_different_model_and_allows_a_new_lr(tiny_data, tmp_path, capsys):
     run = tmp_path / "run"
     assert train_main(small_args(tiny_data, run, "--max-steps", "1")) == 0
+    again = small_args(tiny_data, run, "--max-steps", "2")        # forgot --resume
+    assert train_main(again) == 2
+    assert "already holds a run" in capsys.readouterr().err
     bad = small_args(tiny_data, run, "--max-steps", "2", "--resume")
     bad[bad.index("--ngf") + 1] = "8"
     assert train_main(bad) == 2
