@@ -9,7 +9,7 @@ import numpy as np
 
 def relu_forward(x):
     """y = max(x, 0)."""
-    return np.maximum(x, 0)
+    return np.maximum(x, x.dtype.type(0))
 
 
 def relu_backward(dy, y):
@@ -18,13 +18,22 @@ def relu_backward(dy, y):
 
 
 def leaky_relu_forward(x, slope):
-    """y = x if x > 0 else slope·x (Maas et al. 2013; DCGAN's D uses slope 0.2)."""
-    return np.where(x > 0, x, x * x.dtype.type(slope))
+    """y = x if x > 0 else slope·x (Maas et al. 2013; DCGAN's D uses slope 0.2).
+
+    For 0 ≤ slope ≤ 1 this is max(x, slope·x) (two passes, no mask); NaN propagates either way.
+    """
+    a = x.dtype.type(slope)
+    y = np.multiply(x, a)
+    if 0 <= slope <= 1:
+        return np.maximum(x, y, out=y)
+    return np.where(x > 0, x, y)
 
 
 def leaky_relu_backward(dy, x, slope):
     """dx = dy if x > 0 else slope·dy."""
-    return np.where(x > 0, dy, dy * dy.dtype.type(slope))
+    dx = np.multiply(dy, dy.dtype.type(slope))
+    np.copyto(dx, dy, where=x > 0)
+    return dx
 
 
 def tanh_forward(x):
@@ -34,7 +43,9 @@ def tanh_forward(x):
 
 def tanh_backward(dy, y):
     """dx = dy · (1 − y²)."""
-    return dy * (1 - y * y)
+    t = np.multiply(y, y)
+    np.subtract(y.dtype.type(1), t, out=t)
+    return np.multiply(dy, t, out=t)
 
 
 def sigmoid_forward(x):

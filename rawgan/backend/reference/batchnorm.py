@@ -31,21 +31,58 @@ def _axes_and_shape(x):
     raise ValueError(f"batchnorm: expected 2-D (N, F) or 4-D (N, C, H, W) input, got {x.ndim}-D")
 
 
+def _rows(x):
+    """A (M, C) *view* of x with the channel axis last, or None if the memory does not allow it.
+
+    2-D x is already (N, F); a 4-D x whose memory is channels-last (what the reference convolutions
+    return) is ``x.transpose(0, 2, 3, 1).reshape(-1, C)`` without a copy.
+    """
+    if x.ndim == 2:
+        return x if x.flags.c_contiguous else None
+    xt = x.transpose(0, 2, 3, 1)
+    return xt.reshape(-1, x.shape[1]) if xt.flags.c_contiguous else None
+
+
+def _colsum(a):
+    """Per-channel sums of a (M, C) matrix, in two levels (blocks of rows) for float32 accuracy."""
+    M, C = a.shape
+    nb = 1
+    while nb * nb < M:
+        nb *= 2
+    if M % nb == 0 and nb > 1:
+        return a.reshape(nb, M // nb, C).sum(axis=1).sum(axis=0)
+    return a.sum(axis=0)
+
+
 def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum, eps,
                             unbiased=False):
     """Training-mode forward; updates ``running_mean``/``running_var`` in place.
 
     Returns ``(y, save_mean, save_invstd)``; the two saved (C,) arrays feed the backward.
+    ``y`` has the memory order of ``x`` (channels-last in, channels-last out).
     """
     axes, bshape = _axes_and_shape(x)
     M = x.size // x.shape[1]
-    mean = x.mean(axis=axes)
-    xc = x - mean.reshape(bshape)
-    var = (xc * xc).mean(axis=axes)
-    invstd = 1 / np.sqrt(var + x.dtype.type(eps))
-    y = xc * invstd.reshape(bshape) * gamma.reshape(bshape) + beta.reshape(bshape)
-    m = x.dtype.type(momentum)
-    var_run = var * x.dtype.type(M / (M - 1)) if (unbiased and M > 1) else var
+    dt = x.dtype.type
+    X = _rows(x)
+    if X is None:                                   # NCHW memory: the plain formulation
+        mean = x.mean(axis=axes)
+        xc = x - mean.reshape(bshape)
+        var = (xc * xc).mean(axis=axes)
+        invstd = 1 / np.sqrt(var + dt(eps))
+        y = xc * invstd.reshape(bshape) * gamma.reshape(bshape) + beta.reshape(bshape)
+    else:                                           # (M, C) rows: 4 passes, 2 temporaries
+        mean = _colsum(X) / dt(M)
+        xc = np.subtract(X, mean)
+        y2 = np.multiply(xc, xc)
+        var = _colsum(y2) / dt(M)
+        invstd = 1 / np.sqrt(var + dt(eps))
+        np.multiply(xc, (invstd * gamma).astype(x.dtype, copy=False), out=y2)
+        y2 += beta
+        y = y2.reshape(x.shape[0], *x.shape[2:], x.shape[1]).transpose(0, 3, 1, 2) \
+            if x.ndim == 4 else y2
+    m = dt(momentum)
+    var_run = var * dt(M / (M - 1)) if (unbiased and M > 1) else var
     running_mean *= 1 - m
     running_mean += m * mean
     running_var *= 1 - m
@@ -57,12 +94,36 @@ def batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd):
     """Training-mode backward. Returns ``(dx, dgamma, dbeta)``."""
     axes, bshape = _axes_and_shape(x)
     M = x.size // x.shape[1]
-    xhat = (x - save_mean.reshape(bshape)) * save_invstd.reshape(bshape)
-    dbeta = dy.sum(axis=axes)
-    dgamma = (dy * xhat).sum(axis=axes)
-    k = (gamma * save_invstd / M).reshape(bshape)
-    dx = k * (M * dy - dbeta.reshape(bshape) - xhat * dgamma.reshape(bshape))
-    return dx.astype(x.dtype, copy=False), dgamma, dbeta
+    X = _rows(x)
+    if X is None or x.ndim != dy.ndim:
+        xhat = (x - save_mean.reshape(bshape)) * save_invstd.reshape(bshape)
+        dbeta = dy.sum(axis=axes)
+        dgamma = (dy * xhat).sum(axis=axes)
+        k = (gamma * save_invstd / M).reshape(bshape)
+        dx = k * (M * dy - dbeta.reshape(bshape) - xhat * dgamma.reshape(bshape))
+        return dx.astype(x.dtype, copy=False), dgamma, dbeta
+    # Rows form: dx = A·dy + Bc·(x − μ) + Cc per channel, with
+    #   A = γ·invstd, Bc = −γ·invstd²·dγ/M (dγ = invstd·Σ dy·(x − μ)), Cc = −γ·invstd·dβ/M.
+    dt = x.dtype.type
+    C = x.shape[1]
+    dyt = dy.transpose(0, 2, 3, 1) if dy.ndim == 4 else dy
+    if dyt.flags.c_contiguous:
+        DY = dyt.reshape(-1, C)
+    else:
+        DY = np.ascontiguousarray(dyt).reshape(-1, C)
+    xc = np.subtract(X, save_mean)
+    dbeta = _colsum(DY)
+    t = np.multiply(DY, xc)
+    dgamma = _colsum(t) * save_invstd
+    A = (gamma * save_invstd).astype(x.dtype, copy=False)
+    Bc = (-A * save_invstd * dgamma / dt(M)).astype(x.dtype, copy=False)
+    Cc = (-A * dbeta / dt(M)).astype(x.dtype, copy=False)
+    np.multiply(DY, A, out=t)
+    xc *= Bc
+    t += xc
+    t += Cc
+    dx = t.reshape(x.shape[0], *x.shape[2:], C).transpose(0, 3, 1, 2) if x.ndim == 4 else t
+    return dx, dgamma.astype(x.dtype, copy=False), dbeta
 
 
 def batchnorm_forward_eval(x, gamma, beta, running_mean, running_var, eps):
