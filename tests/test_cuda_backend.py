@@ -25,14 +25,24 @@ NP = get_backend("numpy")
 EM = get_backend("emulated")
 
 
+@pytest.fixture(scope="module")
+def dut():
+    """The backend under test (tests/test_gpu.py reruns these tests with get_backend("cupy"))."""
+    return EM
+
+
+def host(a):
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
 def close(a, b, rtol=RTOL, atol=ATOL):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(host(a), host(b), rtol=rtol, atol=atol)
 
 
-def run_layer(make, x, dy, train=True):
+def run_layer(make, x, dy, dut, train=True):
     """Forward + backward of the same layer on both backends; compares y, dx and every grad."""
     out = []
-    for B in (NP, EM):
+    for B in (NP, dut):
         layer = make(B)
         layer.train(train)
         y = layer.forward(B.asarray(x))
@@ -42,7 +52,7 @@ def run_layer(make, x, dy, train=True):
     close(ye, yn)
     close(dxe, dxn)
     for k in ln.grads:
-        close(le.grads[k], ln.grads[k], atol=1e-4 * max(1.0, float(np.abs(ln.grads[k]).max())))
+        close(le.grads[k], ln.grads[k], atol=1e-4 * max(1.0, float(np.abs(host(ln.grads[k])).max())))
     for k in ln.buffers:
         close(le.buffers[k], ln.buffers[k])
     return ln, le
@@ -60,11 +70,11 @@ def schedule(request, monkeypatch):
     ((2, 2, 9, 7), 3, 3, 2, (0, 1, 2, 0)),    # asymmetric
     ((1, 4, 6, 5), 2, (3, 2), (2, 3), 1),     # rectangular
 ])
-def test_conv2d_layer(schedule, shape, cout, k, stride, pad):
+def test_conv2d_layer(schedule, dut, shape, cout, k, stride, pad):
     rng = np.random.default_rng(0)
     make = lambda B: Conv2d(B, shape[1], cout, k, stride, pad, rng=np.random.default_rng(1), init_std=0.3)
     y_shape = make(NP).output_shape(shape)
-    run_layer(make, rng.standard_normal(shape), rng.standard_normal(y_shape))
+    run_layer(make, rng.standard_normal(shape), rng.standard_normal(y_shape), dut)
 
 
 @pytest.mark.parametrize("shape,cout,k,stride,pad,out_pad", [
@@ -72,25 +82,25 @@ def test_conv2d_layer(schedule, shape, cout, k, stride, pad):
     ((1, 3, 3, 5), 2, 3, 1, "same", 0),
     ((2, 2, 3, 4), 3, 3, 2, (1, 0, 0, 2), 1),
 ])
-def test_conv_transpose2d_layer(schedule, shape, cout, k, stride, pad, out_pad):
+def test_conv_transpose2d_layer(schedule, dut, shape, cout, k, stride, pad, out_pad):
     rng = np.random.default_rng(2)
     make = lambda B: ConvTranspose2d(B, shape[1], cout, k, stride, pad, output_padding=out_pad,
                                      rng=np.random.default_rng(3), init_std=0.3)
     y_shape, _ = make(NP).output_shape(shape)
-    run_layer(make, rng.standard_normal(shape), rng.standard_normal(y_shape))
+    run_layer(make, rng.standard_normal(shape), rng.standard_normal(y_shape), dut)
 
 
 @pytest.mark.parametrize("n,fin,fout", [(1, 7, 3), (4, 100, 515), (5, 8192, 1)])
-def test_linear_layer(n, fin, fout):
+def test_linear_layer(dut, n, fin, fout):
     rng = np.random.default_rng(4)
     make = lambda B: Linear(B, fin, fout, rng=np.random.default_rng(5), init_std=0.3)
-    run_layer(make, rng.standard_normal((n, fin)), rng.standard_normal((n, fout)))
+    run_layer(make, rng.standard_normal((n, fin)), rng.standard_normal((n, fout)), dut)
 
 
 @pytest.mark.parametrize("shape", [(4, 515), (1, 3, 7, 5), (3, 8, 6, 6)])
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("unbiased", [False, True])
-def test_batchnorm_layer(schedule, shape, train, unbiased):
+def test_batchnorm_layer(schedule, dut, shape, train, unbiased):
     rng = np.random.default_rng(6)
 
     def make(B):
@@ -100,23 +110,23 @@ def test_batchnorm_layer(schedule, shape, train, unbiased):
         layer.buffers["running_var"][...] = B.asarray(np.linspace(0.5, 2, shape[1]))
         return layer
 
-    run_layer(make, rng.standard_normal(shape) * 2 + 1, rng.standard_normal(shape), train=train)
+    run_layer(make, rng.standard_normal(shape) * 2 + 1, rng.standard_normal(shape), dut, train=train)
 
 
 @pytest.mark.parametrize("cls", [ReLU, Tanh, Sigmoid, LeakyReLU])
-def test_activation_layers(cls):
+def test_activation_layers(dut, cls):
     rng = np.random.default_rng(8)
     shape = (3, 5, 7, 9)
-    run_layer(lambda B: cls(B), rng.standard_normal(shape) * 3, rng.standard_normal(shape))
+    run_layer(lambda B: cls(B), rng.standard_normal(shape) * 3, rng.standard_normal(shape), dut)
 
 
 @pytest.mark.parametrize("target", [1.0, 0.0, 0.9, "array"])
-def test_loss_layer(target):
+def test_loss_layer(dut, target):
     rng = np.random.default_rng(9)
     x = rng.standard_normal((7, 1)) * 4
     t = (rng.random((7, 1)) > 0.5) if target == "array" else target
     res = []
-    for B in (NP, EM):
+    for B in (NP, dut):
         loss = SigmoidBCEWithLogits(B)
         tt = B.asarray(t) if target == "array" else t
         value = loss.forward(B.asarray(x), tt)
@@ -126,14 +136,14 @@ def test_loss_layer(target):
     close(res[1][1], res[0][1])
 
 
-def test_ops_have_reference_signatures():
+def test_ops_have_reference_signatures(dut):
     """Every reference op exists in the CUDA ops namespace with the same parameter names."""
     names = [n for n in dir(R) if callable(getattr(R, n)) and not n.startswith("_")
              and inspect.isfunction(getattr(R, n)) and n not in ("philox4x32_10",)]
     assert "conv2d_fprop" in names and "adam_update" in names
     for name in names:
         ref = list(inspect.signature(getattr(R, name)).parameters)
-        mine = list(inspect.signature(getattr(EM.ops, name)).parameters)
+        mine = list(inspect.signature(getattr(dut.ops, name)).parameters)
         assert mine == ref, f"{name}: {mine} != {ref}"
 
 
@@ -145,12 +155,12 @@ def test_backend_object():
         make_backend("emulated", conv_impl="winograd")
 
 
-def test_backend_uniform_normal_match_numpy():
+def test_backend_uniform_normal_match_numpy(dut):
     gn, ge = Generator(42, 10), Generator(42, 10)
-    un, ue = NP.uniform(gn, (4, 100)), EM.uniform(ge, (4, 100))
-    np.testing.assert_array_equal(ue, un)
+    un, ue = NP.uniform(gn, (4, 100)), dut.uniform(ge, (4, 100))
+    np.testing.assert_array_equal(host(ue), un)
     assert gn.offset == ge.offset == 410
-    close(EM.normal(ge, (3, 7)), NP.normal(gn, (3, 7)), rtol=1e-5, atol=1e-5)
+    close(dut.normal(ge, (3, 7)), NP.normal(gn, (3, 7)), rtol=1e-5, atol=1e-5)
 
 
 def test_cupy_without_gpu_raises_clear_error():
@@ -185,7 +195,7 @@ def test_cudnn_falls_back_with_one_warning():
           atol=1e-5)
 
 
-def test_dcgan_loss_trajectory_matches_numpy():
+def test_dcgan_loss_trajectory_matches_numpy(dut):
     """Same seed, weights, batches and z: the losses of the first training steps agree.
 
     Steps 1 and 2 agree to 1e-4. Step 3 is compared more loosely (1e-2) on purpose: the conv
@@ -199,7 +209,7 @@ def test_dcgan_loss_trajectory_matches_numpy():
     from rawgan.models.dcgan import DCGAN
 
     history = {}
-    for B in (NP, EM):
+    for B in (NP, dut):
         model = DCGAN(B, ngf=8, ndf=8, seed=3)
         gen = Generator(7)
         data_rng = np.random.default_rng(11)
@@ -209,17 +219,17 @@ def test_dcgan_loss_trajectory_matches_numpy():
             z = B.uniform(gen, (4, 100))
             m = model.train_step(x, z)
             rows.append([float(m[k]) for k in ("d_loss_real", "d_loss_fake", "g_loss", "d_real", "d_fake")])
-        history[B.name] = np.array(rows)
-    np.testing.assert_allclose(history["emulated"][:2], history["numpy"][:2], rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(history["emulated"][2], history["numpy"][2], rtol=1e-2, atol=1e-3)
+        history["dut" if B is dut else "numpy"] = np.array(rows)
+    np.testing.assert_allclose(history["dut"][:2], history["numpy"][:2], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(history["dut"][2], history["numpy"][2], rtol=1e-2, atol=1e-3)
 
 
-def test_dcgan_gradients_match_from_same_state():
+def test_dcgan_gradients_match_from_same_state(dut):
     """One D update and one G update from identical weights: every loss, gradient and updated
     parameter of the emulated backend matches NumPy float32 (and both match float64)."""
     from rawgan.models.dcgan import DCGAN
 
-    backends = (get_backend("numpy", "float64"), NP, EM)
+    backends = (get_backend("numpy", "float64"), NP, dut)
     rng = np.random.default_rng(12)
     x, z = rng.uniform(-1, 1, (4, 3, 64, 64)), rng.uniform(-1, 1, (4, 100))
     out = []
