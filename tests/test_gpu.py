@@ -1,0 +1,116 @@
+"""The kernel and layer checks of test_kernels.py / test_cuda_backend.py on a real GPU (CuPy).
+
+Skipped, with the reason, unless CuPy is importable and ``cupy.cuda.runtime.getDeviceCount() > 0``.
+The tests are imported from the emulator test files and run with the ``dev``/``dut`` fixtures
+overridden: ``get_runtime("cupy")`` and ``get_backend("cupy")`` (kernels), plus the cuDNN
+Frontend convolutions against our kernels when the ``cudnn`` package is installed.
+Run on a GPU machine: ``pytest tests/test_gpu.py`` (bench/gpu_check.sh does it).
+"""
+import warnings
+
+import numpy as np
+import pytest
+
+
+def _gpu_reason():
+    try:
+        import cupy
+    except Exception as e:  # ImportError, or a broken CUDA install behind it
+        return f"CuPy is not importable ({type(e).__name__}: {e})"
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:
+        return f"CuPy sees no CUDA device ({type(e).__name__}: {e})"
+    return None if n > 0 else "CuPy sees no CUDA device (getDeviceCount() == 0)"
+
+
+_REASON = _gpu_reason()
+if _REASON is not None:
+    pytest.skip(_REASON, allow_module_level=True)
+
+from rawgan.backend import get_backend  # noqa: E402
+from rawgan.backend import reference as R  # noqa: E402
+from rawgan.backend.cuda.runtime import get_runtime  # noqa: E402
+
+from test_kernels import (Device, test_activation_kernels, test_adam_kernel,  # noqa: E402,F401
+                          test_batchnorm_block_sizes, test_batchnorm_eval_kernels,
+                          test_batchnorm_train_kernels, test_bias_grad_block_sizes, test_bias_kernels,
+                          test_broken_reduction_is_caught, test_conv_passes, test_im2col_col2im,
+                          test_linear_ops, test_loss_extreme_logits_finite, test_loss_kernels,
+                          test_philox_normal, test_philox_uniform_bitwise, test_sigmoid_extreme_logits,
+                          CONV_CASES)
+from test_cuda_backend import (test_activation_layers, test_backend_uniform_normal_match_numpy,  # noqa: E402,F401
+                               test_batchnorm_layer, test_conv2d_layer, test_conv_transpose2d_layer,
+                               test_dcgan_gradients_match_from_same_state,
+                               test_dcgan_loss_trajectory_matches_numpy, test_linear_layer,
+                               test_loss_layer, test_ops_have_reference_signatures)
+
+
+@pytest.fixture(scope="module")
+def dev():
+    return Device(get_runtime("cupy"))
+
+
+@pytest.fixture(scope="module")
+def dut():
+    return get_backend("cupy")
+
+
+@pytest.fixture(autouse=True, params=["gpu"])
+def schedule(request):
+    """The emulator's schedule fixture has no meaning on a GPU: one run per test."""
+    return request.param
+
+
+def test_backend_is_cupy(dut):
+    import cupy
+
+    assert dut.name == "cupy" and dut.xp is cupy and dut.dtype == np.float32
+    x = dut.asarray(np.ones((2, 3)))
+    assert isinstance(dut.ops.relu_forward(x), cupy.ndarray)
+
+
+# -- cuDNN Frontend convolutions ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cudnn_backend():
+    pytest.importorskip("cudnn", reason="nvidia-cudnn-frontend is not installed (pip install .[cudnn])")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        B = get_backend("cupy", conv_impl="cudnn")
+    if not B.ops.cudnn.available:
+        pytest.skip("cudnn imported but unusable: " + "; ".join(str(c.message) for c in caught))
+    return B
+
+
+@pytest.mark.parametrize("xs,ws,stride,pad", CONV_CASES + [
+    ((8, 64, 32, 32), (128, 64, 5, 5), (2, 2), (1, 2, 1, 2)),   # a DCGAN discriminator layer
+])
+def test_cudnn_conv_matches_reference(cudnn_backend, xs, ws, stride, pad):
+    B = cudnn_backend
+    rng = np.random.default_rng(0)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in (xs, ws, (ws[0],)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")            # a silent fallback would hide a cuDNN failure
+        y = B.ops.conv2d_fprop(B.asarray(x), B.asarray(w), B.asarray(b), stride, pad)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        dx = B.ops.conv2d_dgrad(B.asarray(dy), B.asarray(w), xs, stride, pad)
+        dw = B.ops.conv2d_wgrad(B.asarray(dy), B.asarray(x), ws, stride, pad)
+    scale = lambda r: 1e-4 * max(1.0, float(np.abs(r).max()))   # cuDNN may pick TF32-free fp32 algos
+    for got, ref in ((y, R.conv2d_fprop(x, w, b, stride, pad)), (dx, R.conv2d_dgrad(dy, w, xs, stride, pad)),
+                     (dw, R.conv2d_wgrad(dy, x, ws, stride, pad))):
+        np.testing.assert_allclose(got.get(), ref, rtol=1e-4, atol=scale(ref))
+    assert not B.ops.cudnn.failed
+
+
+def test_cudnn_dcgan_step_matches_kernels(cudnn_backend):
+    from rawgan.models.dcgan import DCGAN
+
+    rng = np.random.default_rng(1)
+    x, z = rng.uniform(-1, 1, (8, 3, 64, 64)), rng.uniform(-1, 1, (8, 100))
+    losses = []
+    for B in (get_backend("cupy"), cudnn_backend):
+        model = DCGAN(B, ngf=16, ndf=16, seed=2)
+        m = model.d_step(B.asarray(x), B.asarray(z))
+        g = model.g_step(B.asarray(z))
+        losses.append([float(m["d_loss"]), float(g["g_loss"])])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
