@@ -18,7 +18,7 @@ One graph per (pass, shapes, stride, padding), built once and cached:
     g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
     g.check_support(); g.build_plans()
     ws = cupy.empty(g.get_workspace_size(), cupy.uint8)
-    g.execute({X: x.data.ptr, W: w.data.ptr, Y: y.data.ptr}, ws, handle=h)
+    g.execute({X: x.data.ptr, W: w.data.ptr, Y: y.data.ptr}, ws.data.ptr, handle=h)
 
 dgrad is ``g.conv_dgrad(loss=DY, filter=W, ...)`` with DX's dims set explicitly, wgrad is
 ``g.conv_wgrad(image=X, loss=DY, ...)`` with DW's dims set. TensorFlow's asymmetric SAME padding
@@ -26,11 +26,16 @@ dgrad is ``g.conv_dgrad(loss=DY, filter=W, ...)`` with DX's dims set explicitly,
 to CuPy's current stream (``cudnn.set_stream``), so cuDNN work is ordered with our kernels and
 nothing synchronises with the host.
 
-API checked against the NVIDIA/cudnn-frontend sources (python/pygraph/pygraph.cpp: the
-``conv_fprop``/``conv_dgrad``/``conv_wgrad`` bindings with ``pre_padding``/``post_padding``;
-samples/python/00_introduction.ipynb and test/python/core/graph/test_execute_overload.py: tensor
-declaration, the build sequence, ``get_workspace_size`` and ``execute(variant_pack, workspace,
-handle=)``). It could not be run here (no GPU); bench/gpu_check.sh runs it on one.
+API checked against the nvidia-cudnn-frontend 1.32.0 wheel itself (cudnn/_pygraph.py:
+``_STRUCTURED_OPS`` declares conv_fprop(image, weight) / conv_dgrad(loss, filter) /
+conv_wgrad(image, loss) with attrs padding, pre_padding, post_padding, stride, dilation, plus the
+``compute_data_type``/``name`` keywords; ``tensor(dim, stride, data_type, ..., name)``;
+``validate``/``build_operation_graph``/``create_execution_plans``/``check_support``/``build_plans``;
+``get_workspace_size()``; ``execute(tensor_dict, workspace, handle)`` whose ``_native_var_pack``
+takes a bare ``int`` as a device pointer for pack values and workspace; cudnn/__init__.py:
+``create_handle()``, ``set_stream(handle, stream)``) and the NVIDIA/cudnn-frontend repository
+(python/pygraph/pygraph.cpp, samples/python/00_introduction.ipynb). Not run here (no GPU);
+tests/test_gpu.py and bench/gpu_check.sh run it on one.
 
 Fallback: when ``cudnn`` cannot be imported, the runtime is not a GPU (emulation), or a graph
 fails to build/execute for a shape, the call goes to our im2col kernels (rawgan.backend.cuda.conv)
@@ -74,7 +79,7 @@ class CudnnConv:
         self.handle = None
         self.graphs: dict = {}
         self.failed: set = set()
-        self._pointer_mode = "int"   # variant pack values: "int" (arr.data.ptr) or "array"
+        self._pointer_mode = "int"   # variant pack values: "int" (arr.data.ptr; 1.32) or "array"
         if rt.kind != "cupy":
             _warn_once(f"cuDNN needs the GPU runtime, not {rt.kind!r}")
             return
@@ -145,10 +150,11 @@ class CudnnConv:
                                   stream=self.rt.xp.cuda.get_current_stream().ptr)
             if self._pointer_mode == "int":
                 try:
-                    g.execute({ta: a.data.ptr, tb: b.data.ptr, tout: out.data.ptr}, ws, handle=self.handle)
+                    g.execute({ta: a.data.ptr, tb: b.data.ptr, tout: out.data.ptr}, ws.data.ptr,
+                              handle=self.handle)
                     return True
-                except TypeError:
-                    self._pointer_mode = "array"   # a binding that wants __dlpack__ objects
+                except TypeError:                  # a frontend that wants __dlpack__ objects
+                    self._pointer_mode = "array"
             g.execute({ta: a, tb: b, tout: out}, ws, handle=self.handle)
             return True
         except Exception as e:  # cudnnGraphNotSupportedError, a build error, ...
