@@ -4,10 +4,10 @@ What a run writes into RUN_DIR:
 
     metrics.jsonl           one JSON object per log step: step, epoch, batch, time, elapsed_s,
                             sec_per_step, d_loss_real, d_loss_fake, d_loss, g_loss,
-                            d_real (mean D(x)), d_fake (mean D(G(z)), before the D update's step),
-                            d_fake_g (mean D(G(z)) in the last G update)
+                            d_real (mean D(x)) and d_fake (mean D(G(z))) from the D update's
+                            passes, d_fake_g (mean D(G(z)) in the last G update)
     samples/train_EE_SSSSSS.png   8x8 grid of G(fixed z) in eval mode (BN running statistics), at
-                            step 0, every --sample-every steps, and at the end
+                            step 0, every --sample-every steps, at the end and on Ctrl-C
     checkpoints/ckpt_SSSSSS.npz   every --checkpoint-every steps, at the end and on Ctrl-C
                             (see rawgan.checkpoint); the newest --keep-checkpoints are kept
     tb/                     TensorBoard events (tensorboard --logdir RUN_DIR/tb)
@@ -25,6 +25,11 @@ steps straight. The model and data-order settings (--ngf, --ndf, --seed, --batch
 come from the checkpoint; giving a different value is an error. --lr, --beta1, --g-steps,
 --epochs and --max-steps may be changed on resume (the change is printed); --max-steps and
 --epochs count from the start of the run, not from the resume point.
+
+Ctrl-C (SIGINT) finishes the current step, writes a sample grid and a checkpoint and prints the
+command that resumes; a second Ctrl-C quits at once without saving. A fresh run refuses an --out
+that already has checkpoints. Losses are checked for NaN/Inf at log steps (the only host syncs)
+and before every checkpoint.
 
 Exit codes: 0 done or interrupted with a checkpoint saved; 1 a loss became NaN/Inf (no checkpoint
 is written from the broken state); 2 bad flags, missing data, unreadable or incompatible checkpoint.
@@ -54,7 +59,6 @@ DEFAULTS = {"epochs": 5, "max_steps": None, "batch_size": 64, "lr": 2e-4, "beta1
             "g_steps": 2, "z_dist": "uniform", "seed": 0, "ngf": 64, "ndf": 64, "z_dim": 100}
 FIXED_ON_RESUME = ("batch_size", "seed", "ngf", "ndf", "z_dim", "z_dist")
 SAMPLE_GRID = 64          # images in a sample grid (8x8)
-HIST_EVERY_SAMPLE = True  # histograms at sample steps (they need an extra G and two D forwards)
 
 
 class UsageError(Exception):
