@@ -30,12 +30,23 @@ def block_cap(rt) -> int:
     cap = _block_caps.get(id(rt))
     if cap is None:
         if rt.kind == "cupy":
-            sms = rt.xp.cuda.Device().attributes["MultiProcessorCount"]
-            cap = 8 * int(sms)
+            cap = 8 * _sm_count(rt.xp)
         else:
             cap = _EMULATED_BLOCK_CAP
         _block_caps[id(rt)] = cap
     return cap
+
+
+def _sm_count(cupy) -> int:
+    """Streaming multiprocessors of the current device (132 on an H100/H200 if the query fails)."""
+    try:
+        return int(cupy.cuda.Device().attributes["MultiProcessorCount"])
+    except Exception:
+        try:
+            dev = cupy.cuda.runtime.getDevice()
+            return int(cupy.cuda.runtime.getDeviceProperties(dev)["multiProcessorCount"])
+        except Exception:
+            return 132
 
 
 def grid_1d(rt, n: int) -> int:
