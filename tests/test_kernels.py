@@ -217,18 +217,45 @@ CONV_CASES = [  # (x shape, w shape, stride, pad)
 ]
 
 
+def naive_im2col(x, w_shape, stride, pad):
+    """cols[(c, r, s), (n, p, q)] = xpad[n, c, p*sh + r, q*sw + s], by loops (the definition)."""
+    N, C, H, W = x.shape
+    _, _, R, S = w_shape
+    (sh, sw), (t, b, l, r_) = stride, pad
+    xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r_)))
+    P, Q = (H + t + b - R) // sh + 1, (W + l + r_ - S) // sw + 1
+    cols = np.empty((C, R, S, N, P, Q), x.dtype)
+    for r in range(R):
+        for s in range(S):
+            cols[:, r, s] = xp[:, :, r:r + sh * (P - 1) + 1:sh, s:s + sw * (Q - 1) + 1:sw].transpose(1, 0, 2, 3)
+    return cols.reshape(C * R * S, N * P * Q)
+
+
+def naive_col2im(dcols, x_shape, w_shape, stride, pad):
+    """The adjoint of naive_im2col: scatter-add every window tap back, then crop the padding."""
+    N, C, H, W = x_shape
+    _, _, R, S = w_shape
+    (sh, sw), (t, b, l, r_) = stride, pad
+    P, Q = (H + t + b - R) // sh + 1, (W + l + r_ - S) // sw + 1
+    d = dcols.reshape(C, R, S, N, P, Q)
+    dxp = np.zeros((N, C, H + t + b, W + l + r_), np.float64)
+    for r in range(R):
+        for s in range(S):
+            dxp[:, :, r:r + sh * (P - 1) + 1:sh, s:s + sw * (Q - 1) + 1:sw] += d[:, r, s].transpose(1, 0, 2, 3)
+    return dxp[:, :, t:t + H, l:l + W]
+
+
 @pytest.mark.parametrize("xs,ws,stride,pad", CONV_CASES)
 def test_im2col_col2im(dev, xs, ws, stride, pad):
     from rawgan.backend.cuda import conv as C
-    from rawgan.backend.reference import conv as RC
 
     rt, put, get = dev.rt, dev.put, dev.get
     rng = np.random.default_rng(7)
     x = rnd(rng, *xs)
     cols = C.im2col(rt, put(x), ws, stride, pad)
-    np.testing.assert_array_equal(get(cols), RC.im2col(x, ws, stride, pad))    # pure data movement
+    np.testing.assert_array_equal(get(cols), naive_im2col(x, ws, stride, pad))   # pure data movement
     dcols = rnd(rng, *cols.shape)
-    close(C.col2im(rt, put(dcols), xs, ws, stride, pad), RC.col2im(dcols, xs, ws, stride, pad))
+    close(C.col2im(rt, put(dcols), xs, ws, stride, pad), naive_col2im(dcols, xs, ws, stride, pad))
     a = rnd(rng, 3, 5, 7)
     np.testing.assert_array_equal(get(C.swap_axes01(rt, put(a), (3, 5, 7))), a.transpose(1, 0, 2))
     bias = rnd(rng, 3)
