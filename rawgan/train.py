@@ -410,8 +410,8 @@ class Trainer:
         self.check_finite(host)
         self.tb.scalars({k: host[k] for k in ("d_loss_real", "d_loss_fake", "d_loss", "g_loss")},
                         self.step, prefix="loss/")
-        self.tb.scalars({"D(x)": host["d_real"], "D(G(z))": host["d_fake"],
-                         "D(G(z))_g_update": host["d_fake_g"]}, self.step, prefix="D/")
+        self.tb.scalars({"D_x": host["d_real"], "D_G_z": host["d_fake"],
+                         "D_G_z_g_update": host["d_fake_g"]}, self.step, prefix="D/")
         self.tb.scalars({"sec_per_step": sec_per_step}, self.step, prefix="perf/")
         return host
 
@@ -445,8 +445,8 @@ class Trainer:
             G.train()
             logits_fake = D.forward(G.forward(self.z))
         self.tb.histogram("z", self.z, self.step)
-        self.tb.histogram("logits/D(x)", logits_real, self.step)
-        self.tb.histogram("logits/D(G(z))", logits_fake, self.step)
+        self.tb.histogram("logits/D_x", logits_real, self.step)
+        self.tb.histogram("logits/D_G_z", logits_fake, self.step)
 
     def save_checkpoint(self) -> Path:
         t0 = time.time()

@@ -49,6 +49,25 @@ def read_metrics(run):
     return [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
 
 
+def tensorboard_tags(tb_dir) -> dict:
+    """{tag: kind} of the summaries in the event files of ``tb_dir`` (TFRecord framing: u64 length,
+    u32 crc, payload, u32 crc)."""
+    import struct
+    from tensorboardX.proto import event_pb2
+
+    tags = {}
+    for path in Path(tb_dir).glob("events.out.tfevents.*"):
+        data = path.read_bytes()
+        pos = 0
+        while pos < len(data):
+            (length,) = struct.unpack("<Q", data[pos:pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+            pos += 12 + length + 4
+            for v in event.summary.value:
+                tags[v.tag] = v.WhichOneof("value")
+    return tags
+
+
 def run_cli(args, timeout=60):
     env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-m", "rawgan.train", *args], capture_output=True,
@@ -86,7 +105,14 @@ def test_smoke_run_writes_metrics_samples_checkpoints_and_events(tiny_data, tmp_
     assert json.loads(extra["config_json"])["ngf"] == 4 and extra["config"]["g_steps"] == 2
     assert ck["opt_D"]["t"] == 6 and ck["opt_G"]["t"] == 12         # 2 G updates per step
     assert "2.running_mean" in ck["G"]["buffer"] and "0.w" in ck["D"]["param"]
-    assert list((run / "tb").glob("events.out.tfevents.*"))
+    tags = tensorboard_tags(run / "tb")
+    for tag in ("loss/d_loss_real", "loss/d_loss_fake", "loss/d_loss", "loss/g_loss", "D/D_x",
+                "D/D_G_z"):
+        assert tags.get(tag) == "simple_value", tag
+    for tag in ("z", "logits/D_x", "logits/D_G_z", "weights/G.0.w", "weights/D.0.w"):
+        assert tags.get(tag) == "histo", tag
+    assert sum(t.startswith("weights/") for t in tags) == 4           # first and last of G and D
+    assert tags.get("samples") == "image"
 
 
 def test_resume_continues_bitwise_like_a_straight_run(tiny_data, tmp_path):
