@@ -14,7 +14,10 @@ Method. Each side runs in its own child process (so its peak resident memory,
 … — so both sides see the same machine state (thermal, other load); while one side runs the
 other is blocked reading its pipe. Reported: the median ms/step, images/s (= B / median) and
 achieved GFLOP/s (= analytic FLOPs / median). The LAST line printed is
-``ratio_vs_torch=<rawgan median / torch median>`` (absent with ``--compare none``).
+``ratio_vs_torch=<rawgan median / torch median>`` (absent with ``--compare none``); before it,
+``rss_ratio_vs_torch`` and ``cpu_ratio_vs_torch`` (median CPU time per step, all threads, from
+``time.process_time`` — a cross-check that is less sensitive to other load on the machine,
+though spinning BLAS/OpenMP threads count in it).
 
 Threads. Both sides use ``--threads`` threads (default: the CPUs this process may run on):
 the NumPy child gets ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` and
@@ -145,14 +148,72 @@ def child_main(args):
         cmd = line.strip()
         if cmd == "step":
             sync()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             step()
             sync()
-            print(json.dumps({"ms": (time.perf_counter() - t0) * 1e3}), flush=True)
+            print(json.dumps({"ms": (time.perf_counter() - t0) * 1e3,
+                              "cpu_ms": (time.process_time() - c0) * 1e3}), flush=True)
         elif cmd == "rss":
             print(json.dumps({"rss_mb": _peak_rss_mb()}), flush=True)
         elif cmd == "quit":
             break
+
+
+def profile_main(args):
+    """``--profile``: time every backend op (and the conv internals) over ``--steps`` steps."""
+    import collections
+    import numpy as np
+    sys.path.insert(0, ROOT)
+    from rawgan.backend import get_backend
+    from rawgan.models.dcgan import DCGAN
+    Bk = get_backend(args.backend, "float32")
+    acc = collections.defaultdict(lambda: [0.0, 0])
+    stack = []
+
+    def wrap(mod, name, label):
+        fn = getattr(mod, name)
+
+        def timed(*a, **k):
+            t0 = time.perf_counter()
+            stack.append(0.0)
+            try:
+                return fn(*a, **k)
+            finally:
+                dt = time.perf_counter() - t0
+                inner = stack.pop()
+                acc[label][0] += dt - inner          # exclusive time
+                acc[label][1] += 1
+                if stack:
+                    stack[-1] += dt
+        setattr(mod, name, timed)
+
+    ops = Bk.ops
+    for name in dir(ops):
+        if name.endswith(("_forward", "_backward", "_fprop", "_dgrad", "_wgrad", "_update")) \
+                or name in ("bias_add", "bias_grad"):
+            wrap(ops, name, name)
+    if args.backend == "numpy":
+        from rawgan.backend.reference import conv
+        for name in ("_padded_nhwc", "_rows_nhwc", "_im2col_nhwc", "_w_rsc", "_mm"):
+            wrap(conv, name, "conv." + name)
+    model = DCGAN(Bk)
+    rng = np.random.default_rng(1234)
+    x = Bk.asarray(rng.uniform(-1, 1, (args.batch_size, 3, 64, 64)))
+    z = Bk.asarray(rng.uniform(-1, 1, (args.batch_size, 100)))
+    for _ in range(args.warmup):
+        model.train_step(x, z, args.g_steps)
+    acc.clear()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        model.train_step(x, z, args.g_steps)
+    Bk.synchronize()
+    total = (time.perf_counter() - t0) * 1e3 / args.steps
+    print(f"profile: {total:.1f} ms/step over {args.steps} steps (exclusive wall ms per step)")
+    for label, (t, n) in sorted(acc.items(), key=lambda kv: -kv[1][0]):
+        print(f"  {label:28s} {t * 1e3 / args.steps:8.1f} ms  {n // args.steps:4d} calls  "
+              f"{t * 1e5 / args.steps / total:5.1f} %")
+    rest = total - sum(t for t, _ in acc.values()) * 1e3 / args.steps
+    print(f"  {'(python / layers / other)':28s} {rest:8.1f} ms")
 
 
 def spawn(side, args):
@@ -191,10 +252,14 @@ def main(argv=None):
     ap.add_argument("--g-steps", type=int, default=1)
     ap.add_argument("--compare", default="torch", choices=("torch", "none"))
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--profile", action="store_true",
+                    help="time each backend op in-process (rawgan side only) instead")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         return child_main(args)
+    if args.profile:
+        return profile_main(args)
 
     flops, g_fwd, d_fwd = step_flops(args.batch_size, args.g_steps)
     import numpy as np
@@ -210,9 +275,12 @@ def main(argv=None):
         procs[name] = spawn(side, args)
         wait_ready(procs[name], name)
     times = {name: [] for name, _ in sides}
+    cpu = {name: [] for name, _ in sides}
     for _ in range(args.steps):
         for name, _ in sides:
-            times[name].append(ask(procs[name], "step")["ms"])
+            r = ask(procs[name], "step")
+            times[name].append(r["ms"])
+            cpu[name].append(r["cpu_ms"])
     rss = {name: ask(p, "rss")["rss_mb"] for name, p in procs.items()}
     for p in procs.values():
         p.stdin.write("quit\n")
@@ -224,10 +292,12 @@ def main(argv=None):
         med[name] = statistics.median(t)
         print(f"{name:14s} median {med[name]:8.1f} ms/step  (min {min(t):.1f}, max {max(t):.1f}, "
               f"n={len(t)})  {args.batch_size / med[name] * 1e3:7.1f} img/s  "
-              f"{flops / med[name] / 1e6:6.1f} GFLOP/s  peak RSS {rss[name]:7.1f} MB")
+              f"{flops / med[name] / 1e6:6.1f} GFLOP/s  peak RSS {rss[name]:7.1f} MB  "
+              f"CPU {statistics.median(cpu[name]):8.1f} ms/step (all threads)")
     if args.compare == "torch":
         a, b = sides[0][0], sides[1][0]
         print(f"rss_ratio_vs_torch={rss[a] / rss[b]:.3f}")
+        print(f"cpu_ratio_vs_torch={statistics.median(cpu[a]) / statistics.median(cpu[b]):.3f}")
         print(f"ratio_vs_torch={med[a] / med[b]:.3f}")
 
 

@@ -30,10 +30,17 @@ def leaky_relu_forward(x, slope):
 
 
 def leaky_relu_backward(dy, x, slope):
-    """dx = dy if x > 0 else slope·dy."""
-    dx = np.multiply(dy, dy.dtype.type(slope))
-    np.copyto(dx, dy, where=x > 0)
-    return dx
+    """dx = dy if x > 0 else slope·dy.
+
+    For 0 ≤ slope ≤ 1 as dy·f with the exact factor f = max([x > 0], slope) ∈ {slope, 1}
+    (cheap passes with no masked/select loop); otherwise the plain select.
+    """
+    a = dy.dtype.type(slope)
+    if not 0 <= slope <= 1:
+        return np.where(x > 0, dy, dy * a)
+    f = np.greater(x, 0).astype(dy.dtype)
+    np.maximum(f, a, out=f)
+    return np.multiply(f, dy, out=f)
 
 
 def tanh_forward(x):

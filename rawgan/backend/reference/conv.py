@@ -97,8 +97,10 @@ def col2im(dcols, x_shape, w_shape, stride, pad):
 
 # --------------------------------------------------------------------------- fast path
 _CHUNK_ELEMS = 1 << 22          # cols/dcols scratch per chunk: 4 Mi elements (16 MiB float32)
+_SMALL_C = 16                   # dgrad: below this many input channels, col2im in C-major memory
 _MIN_PAR = 1 << 15              # elements below which a copy is not worth splitting
 _tls = threading.local()
+_mm = np.matmul                 # module-level so a profiler can wrap the GEMMs
 
 
 def _scratch(tag, n, dtype):
@@ -204,41 +206,123 @@ def conv2d_fprop(x, w, b, stride, pad):
         cols = _scratch("cols", (n1 - n0) * per, x.dtype).reshape(n1 - n0, P, Q, R, S, C)
         _im2col_nhwc(xp, n0, n1, R, S, sh, sw, P, Q, cols)
         yc = y[n0 * P * Q:n1 * P * Q]
-        np.matmul(cols.reshape(-1, R * S * C), W2t, out=yc)
+        _mm(cols.reshape(-1, R * S * C), W2t, out=yc)
         if b is not None:
             yc += b
     return y.reshape(N, P, Q, K).transpose(0, 3, 1, 2)
 
 
+def _phase(rho, s, R, t, H):
+    """Rows of dx in phase rho of a stride-s conv: (J taps, i_lo, I rows, first row h0)."""
+    J = -(-(R - rho) // s) if rho < R else 0
+    i_lo = -((rho - t) // s)                           # ceil((t − rho)/s) ≥ 0
+    i_hi = (H - 1 + t - rho) // s
+    return J, i_lo, i_hi - i_lo + 1, s * i_lo + rho - t
+
+
 def conv2d_dgrad(dy, w, x_shape, stride, pad):
     """dx (x_shape) = ∂(Σ dy·y)/∂x for y = conv2d_fprop(x, w, ·, stride, pad); dy (N, K, P, Q).
 
-    The result has NCHW shape and channels-last memory (a crop of the padded gradient).
+    The result has NCHW shape; its memory is channels-last, except for C < 16 channels where it is
+    channel-major ((C, N, H, W), see :func:`_dgrad_col2im_cmajor`).
+    """
+    if x_shape[1] < _SMALL_C:
+        return _dgrad_col2im_cmajor(dy, w, x_shape, stride, pad)
+    return _dgrad_phases(dy, w, x_shape, stride, pad)
+
+
+def _dgrad_phases(dy, w, x_shape, stride, pad):
+    """dgrad as sh·sw stride-1 "gather" convolutions, one per output phase — no scatter-add.
+
+    Row h of x with u = h + top = sh·i + ρ receives Σ_j dy[i − j] · w[ρ + sh·j] (j over the taps
+    of phase ρ, dy zero outside [0, P)); likewise along the width. For each phase (ρh, ρw) the
+    windows of the padded channels-last dy form cols (N·I·I', Jh·Jw·K) — one strided-view copy,
+    no accumulation — and one GEMM with the phase's (flipped) sub-kernel gives those rows of dx.
+    Every element of dx is written exactly once (phases without taps are zero).
+    """
+    N, C, H, W = x_shape
+    K, _, R, S = w.shape
+    sh, sw = stride
+    t, _, l, _ = pad
+    P, Q = _out_hw(x_shape, w.shape, stride, pad)
+    dt = np.result_type(dy.dtype, w.dtype)
+    ph = [_phase(r, sh, R, t, H) for r in range(sh)]
+    pw = [_phase(s, sw, S, l, W) for s in range(sw)]
+    JH, JW = max(p[0] for p in ph), max(p[0] for p in pw)
+    top, left = max(JH - 1, 0), max(JW - 1, 0)
+    bot = max(0, max(p[1] + p[2] for p in ph) - P)
+    right = max(0, max(p[1] + p[2] for p in pw) - Q)
+    dyp = _padded_nhwc(dy, (top, bot, left, right)).astype(dt, copy=False)
+    sN, sH, sW, sK = dyp.strides
+    wt = w.astype(dt, copy=False).transpose(2, 3, 0, 1)           # (R, S, K, C)
+    dx = np.empty((N, H, W, C), dtype=dt)
+    for rh, (Jh, ih, I, h0) in enumerate(ph):
+        for rw, (Jw, iw, I2, w0) in enumerate(pw):
+            if I <= 0 or I2 <= 0:
+                continue
+            rows = slice(h0, h0 + sh * (I - 1) + 1, sh)
+            colsl = slice(w0, w0 + sw * (I2 - 1) + 1, sw)
+            if Jh == 0 or Jw == 0:
+                dx[:, rows, colsl, :] = 0
+                continue
+            sub = np.ascontiguousarray(wt[rh::sh][::-1][:, rw::sw][:, ::-1]).reshape(-1, C)
+            base = dyp[:, ih - (Jh - 1) + top:, iw - (Jw - 1) + left:, :]
+            per = I * I2 * Jh * Jw * K
+            for n0, n1 in _chunks(N, max(per, I * I2 * C)):
+                nb = n1 - n0
+                win = as_strided(base[n0:n1], shape=(nb, I, I2, Jh, Jw, K),
+                                 strides=(sN, sH, sW, sH, sW, sK), writeable=False)
+                cols = _scratch("cols", nb * per, dt).reshape(nb, I, I2, Jh, Jw, K)
+                _parallel.parallel_for(lambda lo, hi: np.copyto(cols[lo:hi], win[lo:hi]), nb,
+                                       _MIN_PAR, per)
+                if sh == 1 and sw == 1:
+                    _mm(cols.reshape(-1, Jh * Jw * K), sub, out=dx[n0:n1].reshape(-1, C))
+                    continue
+                res = _scratch("res", nb * I * I2 * C, dt).reshape(nb, I, I2, C)
+                _mm(cols.reshape(-1, Jh * Jw * K), sub, out=res.reshape(-1, C))
+                dst = dx[n0:n1, rows, colsl, :]
+                _parallel.parallel_for(lambda lo, hi: np.copyto(dst[lo:hi], res[lo:hi]), nb,
+                                       _MIN_PAR, I * I2 * C)
+    return dx.transpose(0, 3, 1, 2)
+
+
+def _dgrad_col2im_cmajor(dy, w, x_shape, stride, pad):
+    """dgrad for few input channels C: GEMM then col2im in channel-major memory.
+
+    dcols (R, S, C, N·P·Q) = W₂ᵀ · dYᵀ, then each tap's (C, N, P, Q) slab is added into a
+    (C, N, H+t+b, W+l+r) buffer — inner loops run along Q, not along C (3 for RGB images), which
+    is what makes the channels-last scatter slow here. Returns a crop of that buffer as
+    (N, C, H, W).
     """
     N, C, H, W = x_shape
     K, _, R, S = w.shape
     sh, sw = stride
     t, b_, l, r_ = pad
     P, Q = _out_hw(x_shape, w.shape, stride, pad)
-    dY = _rows_nhwc(dy)                                  # (N·P·Q, K)
-    W2 = _w_rsc(w)                                       # (K, R·S·C)
-    dxp = np.zeros((N, H + t + b_, W + l + r_, C), dtype=np.result_type(dy.dtype, w.dtype))
-    per = P * Q * R * S * C
+    dt = np.result_type(dy.dtype, w.dtype)
+    dyt = dy.transpose(1, 0, 2, 3)                                # (K, N, P, Q)
+    if not dyt.flags.c_contiguous:
+        dyt = np.ascontiguousarray(dyt)
+    dYt = dyt.reshape(K, N * P * Q)
+    Wt = np.ascontiguousarray(w.astype(dt, copy=False).transpose(2, 3, 1, 0)).reshape(-1, K)
+    dxp = np.zeros((C, N, H + t + b_, W + l + r_), dtype=dt)
     hs, ws = sh * (P - 1) + 1, sw * (Q - 1) + 1
-    for n0, n1 in _chunks(N, per):
-        nb = n1 - n0
-        dcols = _scratch("dcols", nb * per, dxp.dtype)
-        np.matmul(dY[n0 * P * Q:n1 * P * Q], W2, out=dcols.reshape(nb * P * Q, R * S * C))
-        dc = dcols.reshape(nb, P, Q, R, S, C)
+    per = N * P * Q
+    # chunks of taps so the dcols scratch stays bounded
+    taps = [(r, s) for r in range(R) for s in range(S)]
+    tb = max(1, _CHUNK_ELEMS // max(1, C * per))
+    for k0 in range(0, len(taps), tb):
+        tk = taps[k0:k0 + tb]
+        rows = slice(k0 * C, (k0 + len(tk)) * C)
+        dc = _scratch("dcols", len(tk) * C * per, dt).reshape(len(tk) * C, per)
+        _mm(Wt[rows], dYt, out=dc)
+        dc = dc.reshape(len(tk), C, N, P, Q)
 
-        def work(lo, hi, dc=dc, n0=n0):
-            dst = dxp[n0 + lo:n0 + hi]
-            src = dc[lo:hi]
-            for r in range(R):
-                for s in range(S):
-                    dst[:, r:r + hs:sh, s:s + ws:sw, :] += src[:, :, :, r, s, :]
-        _parallel.parallel_for(work, nb, _MIN_PAR, per)
-    return dxp[:, t:t + H, l:l + W, :].transpose(0, 3, 1, 2)
+        def work(lo, hi):
+            for i, (r, s) in enumerate(tk):
+                dxp[:, lo:hi, r:r + hs:sh, s:s + ws:sw] += dc[i, :, lo:hi]
+        _parallel.parallel_for(work, N, _MIN_PAR, len(tk) * C * P * Q)
+    return dxp[:, :, t:t + H, l:l + W].transpose(1, 0, 2, 3)
 
 
 def conv2d_wgrad(dy, x, w_shape, stride, pad):
@@ -257,11 +341,11 @@ def conv2d_wgrad(dy, x, w_shape, stride, pad):
         _im2col_nhwc(xp, n0, n1, R, S, sh, sw, P, Q, cols)
         dYc = dY[n0 * P * Q:n1 * P * Q].T
         if i == 0:
-            np.matmul(dYc, cols.reshape(-1, R * S * C), out=dW2)
+            _mm(dYc, cols.reshape(-1, R * S * C), out=dW2)
         else:
             if tmp is None:
                 tmp = np.empty_like(dW2)
-            np.matmul(dYc, cols.reshape(-1, R * S * C), out=tmp)
+            _mm(dYc, cols.reshape(-1, R * S * C), out=tmp)
             dW2 += tmp
     return np.ascontiguousarray(dW2.reshape(K, R, S, C).transpose(0, 3, 1, 2))
 
