@@ -19,11 +19,16 @@ achieved GFLOP/s (= analytic FLOPs / median). The LAST line printed is
 ``time.process_time`` — a cross-check that is less sensitive to other load on the machine,
 though spinning BLAS/OpenMP threads count in it).
 
-Threads. Both sides use ``--threads`` threads (default: the CPUs this process may run on):
-the NumPy child gets ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` and
-``RAWGAN_NUM_THREADS`` (the reference backend's stdlib copy/elementwise thread pool) set to it
-before NumPy is imported; the torch child calls ``torch.set_num_threads(threads)`` (and the
-same environment variables, so oneDNN/OpenMP agree).
+Threads. Both sides compute on ``--threads`` threads (default: the CPUs this process may run
+on). The torch child calls ``torch.set_num_threads(threads)`` (and gets ``OMP_NUM_THREADS`` /
+``MKL_NUM_THREADS`` = threads). The NumPy child gets ``RAWGAN_NUM_THREADS`` = threads (the
+reference backend's stdlib thread pool, which runs the big copies and splits every large GEMM
+by output rows/columns) and ``OPENBLAS_NUM_THREADS=1`` (``--blas-threads``), so each GEMM piece
+is a single-threaded OpenBLAS call: the process computes on exactly ``threads`` threads, like
+torch. Why not OpenBLAS's own threads: they synchronise by spinning/yielding, and on a machine
+with other load a small-output GEMM (the RGB layer's weight gradient, 64×75 from a 65,536-long
+reduction) took 1.6 s instead of 14 ms (see bench/RESULTS.md). ``--blas-threads N`` (N > 1)
+hands the threads to OpenBLAS instead (the backend then does not split GEMMs).
 
 FLOP count (analytic, multiply-add = 2 FLOPs; only the passes that are actually computed). Per
 conv/convT layer with MACs = N·K·P·Q·C·R·S (the convT counted as the conv it is the adjoint of):
@@ -189,7 +194,8 @@ def profile_main(args):
 
     ops = Bk.ops
     for name in dir(ops):
-        if name.endswith(("_forward", "_backward", "_fprop", "_dgrad", "_wgrad", "_update")) \
+        if name.endswith(("_forward", "_backward", "_fprop", "_dgrad", "_wgrad", "_update", "_train",
+                          "_eval")) \
                 or name in ("bias_add", "bias_grad"):
             wrap(ops, name, name)
     if args.backend == "numpy":
@@ -219,7 +225,12 @@ def profile_main(args):
 def spawn(side, args):
     env = dict(os.environ)
     t = str(args.threads)
-    env.update(OPENBLAS_NUM_THREADS=t, OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, RAWGAN_NUM_THREADS=t)
+    env.update(OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, RAWGAN_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t)
+    if side == "rawgan" and args.backend == "numpy":
+        # The reference backend's pool (RAWGAN_NUM_THREADS) runs the copies and splits the GEMMs
+        # itself, each piece a single-threaded OpenBLAS call (see rawgan.backend.reference.
+        # _parallel.split_gemms); --blas-threads > 1 gives OpenBLAS the threads instead.
+        env.update(OPENBLAS_NUM_THREADS=str(args.blas_threads), OMP_NUM_THREADS=str(args.blas_threads))
     cmd = [sys.executable, os.path.abspath(__file__), "--child", side, "--backend", args.backend,
            "--warmup", str(args.warmup), "--batch-size", str(args.batch_size), "--g-steps",
            str(args.g_steps), "--threads", t]
@@ -252,6 +263,9 @@ def main(argv=None):
     ap.add_argument("--g-steps", type=int, default=1)
     ap.add_argument("--compare", default="torch", choices=("torch", "none"))
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--blas-threads", type=int, default=1,
+                    help="OpenBLAS threads of the NumPy side (default 1: the backend's own pool of "
+                         "--threads threads splits the GEMMs; >1: OpenBLAS threads them)")
     ap.add_argument("--profile", action="store_true",
                     help="time each backend op in-process (rawgan side only) instead")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)

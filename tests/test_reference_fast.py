@@ -81,10 +81,14 @@ CASES = [
 ]
 
 
-@pytest.fixture(params=[False, True], ids=["chunks-default", "chunks-tiny"])
+@pytest.fixture(params=[False, True], ids=["default", "tiny-chunks-split-gemms"])
 def chunking(request, monkeypatch):
     if request.param:
         monkeypatch.setattr(conv, "_CHUNK_ELEMS", 64)   # many image chunks and tap chunks
+        monkeypatch.setattr(conv, "_GEMM_SPLIT_MIN", 0)  # every GEMM split over the pool
+        monkeypatch.setattr(conv._parallel, "_SPLIT", True)
+        monkeypatch.setattr(conv._parallel, "num_threads", lambda: 2)
+        monkeypatch.setattr(conv._parallel, "_POOL", None)
     return request.param
 
 

@@ -96,11 +96,25 @@ def col2im(dcols, x_shape, w_shape, stride, pad):
 
 
 # --------------------------------------------------------------------------- fast path
-_CHUNK_ELEMS = 1 << 22          # cols/dcols scratch per chunk: 4 Mi elements (16 MiB float32)
+_CHUNK_ELEMS = 1 << 24          # cols/dcols scratch per chunk: 16 Mi elements (64 MiB float32)
 _SMALL_C = 16                   # dgrad: below this many input channels, col2im in C-major memory
 _MIN_PAR = 1 << 15              # elements below which a copy is not worth splitting
 _tls = threading.local()
-_mm = np.matmul                 # module-level so a profiler can wrap the GEMMs
+_GEMM_SPLIT_MIN = 1 << 22       # m·n·k below which a GEMM is not split across threads
+
+
+def _mm(a, b, out):
+    """out = a @ b (2-D), split over the pool's threads by output rows or columns when OpenBLAS
+    is single-threaded (``_parallel.split_gemms``); otherwise one ``np.matmul``."""
+    M, Kd = a.shape
+    N = b.shape[1]
+    if M * N * Kd < _GEMM_SPLIT_MIN or not _parallel.split_gemms():
+        return np.matmul(a, b, out=out)
+    if M >= N:
+        _parallel.parallel_for(lambda lo, hi: np.matmul(a[lo:hi], b, out=out[lo:hi]), M)
+    else:
+        _parallel.parallel_for(lambda lo, hi: np.matmul(a, b[:, lo:hi], out=out[:, lo:hi]), N)
+    return out
 
 
 def _scratch(tag, n, dtype):
