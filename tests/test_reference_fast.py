@@ -159,7 +159,7 @@ def plain_bn_forward(x, gamma, beta, eps):
         mean, var, inv
 
 
-@pytest.mark.parametrize("shape", [(6, 5, 3, 7), (64, 8, 4, 4), (9, 11)])
+@pytest.mark.parametrize("shape", [(6, 5, 3, 7), (64, 8, 4, 4), (9, 11), (64, 16, 16, 16)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 def test_batchnorm_matches_textbook(shape, dtype, layout):

@@ -22,6 +22,10 @@ Eval mode uses the running statistics as constants: dx = dy·γ/√(running_var 
 """
 import numpy as np
 
+from . import _parallel
+
+_PAR_MIN = 1 << 17          # elements below which the row passes run on one thread
+
 
 def _axes_and_shape(x):
     if x.ndim == 4:
@@ -71,14 +75,30 @@ def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum,
         var = (xc * xc).mean(axis=axes)
         invstd = 1 / np.sqrt(var + dt(eps))
         y = xc * invstd.reshape(bshape) * gamma.reshape(bshape) + beta.reshape(bshape)
-    else:                                           # (M, C) rows: 4 passes, 2 temporaries
-        mean = _colsum(X) / dt(M)
-        xc = np.subtract(X, mean)
-        y2 = np.multiply(xc, xc)
-        var = _colsum(y2) / dt(M)
+    else:                                           # (M, C) rows, blocks of rows per thread
+        Mr, C = X.shape
+        y2 = np.empty_like(X)
+        s1, s2 = {}, {}
+
+        def sums(lo, hi):
+            s1[lo] = _colsum(X[lo:hi])
+        _parallel.parallel_for(sums, Mr, _PAR_MIN, C)
+        mean = sum(s1[k] for k in sorted(s1)) / dt(M)
+
+        def center(lo, hi):
+            xc = np.subtract(X[lo:hi], mean, out=y2[lo:hi])
+            s2[lo] = _colsum(np.multiply(xc, xc))
+        _parallel.parallel_for(center, Mr, _PAR_MIN, C)
+        var = sum(s2[k] for k in sorted(s2)) / dt(M)
         invstd = 1 / np.sqrt(var + dt(eps))
-        np.multiply(xc, (invstd * gamma).astype(x.dtype, copy=False), out=y2)
-        y2 += beta
+        scale = (invstd * gamma).astype(x.dtype, copy=False)
+        beta_ = beta.astype(x.dtype, copy=False)
+
+        def affine(lo, hi):
+            yb = y2[lo:hi]
+            yb *= scale
+            yb += beta_
+        _parallel.parallel_for(affine, Mr, _PAR_MIN, C)
         y = y2.reshape(x.shape[0], *x.shape[2:], x.shape[1]).transpose(0, 3, 1, 2) \
             if x.ndim == 4 else y2
     m = dt(momentum)
@@ -111,17 +131,27 @@ def batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd):
         DY = dyt.reshape(-1, C)
     else:
         DY = np.ascontiguousarray(dyt).reshape(-1, C)
-    xc = np.subtract(X, save_mean)
-    dbeta = _colsum(DY)
-    t = np.multiply(DY, xc)
-    dgamma = _colsum(t) * save_invstd
+    Mr = X.shape[0]
+    t = np.empty_like(X)
+    s1, s2 = {}, {}
+
+    def pass1(lo, hi):
+        xc = np.subtract(X[lo:hi], save_mean, out=t[lo:hi])
+        s1[lo] = _colsum(DY[lo:hi])
+        s2[lo] = _colsum(np.multiply(DY[lo:hi], xc))
+    _parallel.parallel_for(pass1, Mr, _PAR_MIN, C)
+    dbeta = sum(s1[k] for k in sorted(s1))
+    dgamma = sum(s2[k] for k in sorted(s2)) * save_invstd
     A = (gamma * save_invstd).astype(x.dtype, copy=False)
     Bc = (-A * save_invstd * dgamma / dt(M)).astype(x.dtype, copy=False)
     Cc = (-A * dbeta / dt(M)).astype(x.dtype, copy=False)
-    np.multiply(DY, A, out=t)
-    xc *= Bc
-    t += xc
-    t += Cc
+
+    def pass2(lo, hi):
+        tb = t[lo:hi]
+        tb *= Bc
+        tb += np.multiply(DY[lo:hi], A)
+        tb += Cc
+    _parallel.parallel_for(pass2, Mr, _PAR_MIN, C)
     dx = t.reshape(x.shape[0], *x.shape[2:], C).transpose(0, 3, 1, 2) if x.ndim == 4 else t
     return dx, dgamma.astype(x.dtype, copy=False), dbeta
 
