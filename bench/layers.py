@@ -13,9 +13,11 @@ also print GFLOP/s (MACs·2 per pass); elementwise rows print GB/s (bytes read +
 On a GPU the achieved rates are also given as a fraction of the H200's peaks (67 TFLOP/s FP32
 non-tensor, 4.8 TB/s HBM3e) — that path is untested without a GPU and refuses to run without one.
 
-Threads: ``--threads`` (default: CPUs available) for OpenBLAS, the reference backend's pool
-(``RAWGAN_NUM_THREADS``) and torch. Must be set before NumPy loads, so the script re-executes
-itself with the environment set when needed.
+Threads: ``--threads`` (default: CPUs available) for the reference backend's pool
+(``RAWGAN_NUM_THREADS``, which splits the GEMMs; OpenBLAS itself single-threaded,
+``--blas-threads 1``) and for torch (``torch.set_num_threads``, OMP/MKL) — the same convention as
+bench/train_step.py. Must be set before NumPy loads, so the script re-executes itself with the
+environment set when needed.
 """
 from __future__ import annotations
 
@@ -31,12 +33,12 @@ PEAK_FLOPS = 67e12
 PEAK_BW = 4.8e12
 
 
-def _reexec_with_threads(threads):
-    want = str(threads)
-    keys = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAWGAN_NUM_THREADS")
-    if all(os.environ.get(k) == want for k in keys):
+def _reexec_with_threads(threads, blas_threads):
+    want = {"OPENBLAS_NUM_THREADS": str(blas_threads), "OMP_NUM_THREADS": str(threads),
+            "MKL_NUM_THREADS": str(threads), "RAWGAN_NUM_THREADS": str(threads)}
+    if all(os.environ.get(k) == v for k, v in want.items()):
         return
-    env = dict(os.environ, **{k: want for k in keys})
+    env = dict(os.environ, **want)
     os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:], env)
 
 
@@ -107,10 +109,13 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--blas-threads", type=int, default=1,
+                    help="OpenBLAS threads (default 1: the reference backend splits GEMMs over its "
+                         "own pool of --threads threads, as in bench/train_step.py)")
     ap.add_argument("--only", default="", help="substring filter on layer names")
     ap.add_argument("--compare", default="torch", choices=("torch", "none"))
     args = ap.parse_args(argv)
-    _reexec_with_threads(args.threads)
+    _reexec_with_threads(args.threads, args.blas_threads)
 
     import numpy as np
     sys.path.insert(0, ROOT)
