@@ -98,6 +98,7 @@ def col2im(dcols, x_shape, w_shape, stride, pad):
 # --------------------------------------------------------------------------- fast path
 _CHUNK_ELEMS = 1 << 24          # cols/dcols scratch per chunk: 16 Mi elements (64 MiB float32)
 _SMALL_C = 16                   # dgrad: below this many input channels, col2im in C-major memory
+_PAD_CACHE = 16                 # padded-input buffers kept (one per shape/padding/dtype)
 _MIN_PAR = 1 << 15              # elements below which a copy is not worth splitting
 _tls = threading.local()
 _GEMM_SPLIT_MIN = 1 << 22       # m·n·k below which a GEMM is not split across threads
@@ -149,6 +150,8 @@ def _padded_nhwc(x, pad):
     key = (x.shape, tuple(pad), np.dtype(x.dtype).str)
     xp = bufs.get(key)
     if xp is None:
+        if len(bufs) >= _PAD_CACHE:                 # bounded: drop the oldest shape
+            bufs.pop(next(iter(bufs)))
         xp = np.zeros((N, H + t + b, W + l + r, C), dtype=x.dtype)
         bufs[key] = xp
     inner = xp[:, t:t + H, l:l + W, :]
@@ -315,9 +318,10 @@ def _dgrad_col2im_cmajor(dy, w, x_shape, stride, pad):
     P, Q = _out_hw(x_shape, w.shape, stride, pad)
     dt = np.result_type(dy.dtype, w.dtype)
     dyt = dy.transpose(1, 0, 2, 3)                                # (K, N, P, Q)
-    if not dyt.flags.c_contiguous:
-        dyt = np.ascontiguousarray(dyt)
-    dYt = dyt.reshape(K, N * P * Q)
+    if dyt.flags.c_contiguous:
+        dYt = dyt.reshape(K, N * P * Q)
+    else:                                 # channels-last dy: its (N·P·Q, K) rows, transposed view
+        dYt = _rows_nhwc(dy).T
     Wt = np.ascontiguousarray(w.astype(dt, copy=False).transpose(2, 3, 1, 0)).reshape(-1, K)
     dxp = np.zeros((C, N, H + t + b_, W + l + r_), dtype=dt)
     hs, ws = sh * (P - 1) + 1, sw * (Q - 1) + 1
