@@ -40,14 +40,15 @@ fprop, dgrad and wgrad each cost MACs. At B=64, ngf=ndf=64:
     D conv4 256→512 8²→4²:    3.3554 GMAC     G convT 512→256 4²→8²:    3.3554 GMAC
     D linear 8192→1:          0.0005 GMAC     G linear 100→8192:        0.0524 GMAC
 
-    D forward = 20.7693 GFLOP, G forward = 20.8742 GFLOP.
-    D update:   G fwd + 2 × (D fwd + D wgrad (all) + D dgrad (all but conv1))
+    D forward = 20.7629 GFLOP, G forward = 20.8667 GFLOP.
+    D update:   G fwd + 2 × (D fwd + D wgrad (all) + D dgrad (all but conv1))     = 144.19 GFLOP
     G update:   G fwd + D fwd + D dgrad (all, linear included) + G wgrad (all) + G dgrad (all
-                but the linear's dz)
-    total (g_steps=1) = 248.08 GFLOP  (REFERENCE.md §4: 248.1; torch's FLOP counter agrees)
+                but the linear's dz)                                               = 104.02 GFLOP
+    total (g_steps=1) = 248.21 GFLOP. REFERENCE.md §4 quotes 248.1 (torch's FLOP counter); the
+    0.1 GFLOP difference is the size of one pass of G's 100→8192 linear (0.105 GFLOP).
 
 Elementwise work (BN, activations, Adam) is not counted. ``--g-steps 2`` (the TF cadence) adds one
-G update (≈83.3 GFLOP). GPU: ``--backend cupy`` vs torch CUDA eager (untested without a GPU;
+G update (104.02 GFLOP). GPU: ``--backend cupy`` vs torch CUDA eager (untested without a GPU;
 guarded: fails with a clear message if CuPy/CUDA is missing).
 """
 from __future__ import annotations
