@@ -11,6 +11,15 @@ float64; outputs have the dtype of the inputs. Files mirror ``kernels/``:
     loss.py         <-> kernels/loss.cu          sigmoid cross-entropy with logits
     adam.py         <-> kernels/adam.cu          Adam update over a flat buffer
     rng.py          <-> kernels/rng.cu           Philox4x32-10 uniform / normal
+    _parallel.py    (CPU only)                   stdlib thread pool for copies and split GEMMs
+
+Speed notes (CPU). The convolutions compute in channels-last memory and return arrays of the
+documented NCHW shape whose memory is channels-last (``a.transpose(0, 2, 3, 1)`` contiguous) —
+values, shapes and dtypes are exactly those of the plain formulation; use
+``np.ascontiguousarray`` where NCHW memory is required. Big copies and elementwise passes run on
+a pool of ``RAWGAN_NUM_THREADS`` threads (default: all CPUs); with ``OPENBLAS_NUM_THREADS=1`` the
+pool also splits every large GEMM, which is the fastest and most robust setting
+(bench/RESULTS.md).
 """
 from .activations import (relu_forward, relu_backward, leaky_relu_forward, leaky_relu_backward,
                           tanh_forward, tanh_backward, sigmoid_forward, sigmoid_backward)
