@@ -16,7 +16,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
+from .cpu_threads import configure_cpu_threads
+
+configure_cpu_threads()  # before NumPy loads OpenBLAS (see rawgan/cpu_threads.py)
+
+import numpy as np  # noqa: E402
 
 from .checkpoint import CheckpointError, load_checkpoint, restore
 

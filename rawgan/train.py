@@ -46,7 +46,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from .cpu_threads import configure_cpu_threads
+
+configure_cpu_threads()  # before NumPy loads OpenBLAS (see rawgan/cpu_threads.py)
+
+import numpy as np  # noqa: E402
 
 from . import checkpoint as ckpt_io
 from .checkpoint import CheckpointError
