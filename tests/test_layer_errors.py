@@ -120,3 +120,12 @@ def test_philox_distributions():
     assert -1 <= u.min() and u.max() < 1 and abs(u.mean()) < 0.01 and abs(u.var() - 1 / 3) < 0.01
     z = philox_normal(200_000, 7, 0, 0.0, 1.0, np.float32)
     assert np.isfinite(z).all() and abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
+
+
+def test_padding_strings_and_bad_geometry():
+    assert Conv2d(B, 1, 1, 3, padding="valid").padding == (0, 0, 0, 0)
+    assert Conv2d(B, 1, 1, 3, padding="SAME").padding == "same"
+    with pytest.raises(ValueError, match="padding: expected 'same', 'valid'"):
+        Conv2d(B, 1, 1, 3, padding="full")
+    with pytest.raises(ValueError, match="stride"):
+        ConvTranspose2d(B, 1, 1, 3, stride=0)

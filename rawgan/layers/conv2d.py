@@ -2,7 +2,7 @@
 import numpy as np
 
 from .base import Layer
-from .padding import _pair, explicit_padding, same_padding
+from .padding import conv_geometry, same_padding
 
 
 class Conv2d(Layer):
@@ -25,9 +25,7 @@ class Conv2d(Layer):
         super().__init__(backend)
         rng = rng or np.random.default_rng(0)
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride = _pair(stride, "stride")
-        self.padding = padding if padding == "same" else explicit_padding(padding)
+        self.kernel_size, self.stride, self.padding = conv_geometry(kernel_size, stride, padding)
         kh, kw = self.kernel_size
         self._add_param("w", rng.normal(0, init_std, (out_channels, in_channels, kh, kw)))
         if bias:

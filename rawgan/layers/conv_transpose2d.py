@@ -2,7 +2,7 @@
 import numpy as np
 
 from .base import Layer
-from .padding import _pair, explicit_padding, same_padding
+from .padding import _pair, conv_geometry, same_padding
 
 
 class ConvTranspose2d(Layer):
@@ -25,9 +25,7 @@ class ConvTranspose2d(Layer):
         super().__init__(backend)
         rng = rng or np.random.default_rng(0)
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride = _pair(stride, "stride")
-        self.padding = padding if padding == "same" else explicit_padding(padding)
+        self.kernel_size, self.stride, self.padding = conv_geometry(kernel_size, stride, padding)
         self.output_padding = _pair(output_padding, "output_padding")
         if any(op >= s for op, s in zip(self.output_padding, self.stride)):
             raise ValueError(f"ConvTranspose2d: output_padding {self.output_padding} must be "

@@ -40,3 +40,23 @@ def explicit_padding(padding):
     if min(pad) < 0:
         raise ValueError(f"padding: entries must be >= 0, got {pad}")
     return pad
+
+
+def conv_geometry(kernel_size, stride, padding):
+    """Normalise a (transposed) convolution's geometry arguments.
+
+    Returns ``((kh, kw), (sh, sw), padding)`` where padding is ``"same"`` or
+    (top, bottom, left, right); ``"valid"`` means no padding. Raises ValueError naming the
+    argument for a non-positive kernel size or stride, or an unknown padding string.
+    """
+    kernel_size, stride = _pair(kernel_size, "kernel_size"), _pair(stride, "stride")
+    if min(kernel_size) < 1 or min(stride) < 1:
+        raise ValueError(f"kernel_size {kernel_size} and stride {stride} must be >= 1")
+    if isinstance(padding, str):
+        if padding.lower() not in ("same", "valid"):
+            raise ValueError(f"padding: expected 'same', 'valid', an int, (ph, pw) or "
+                             f"(top, bottom, left, right); got {padding!r}")
+        padding = "same" if padding.lower() == "same" else (0, 0, 0, 0)
+    else:
+        padding = explicit_padding(padding)
+    return kernel_size, stride, padding
