@@ -118,7 +118,7 @@ def check_layer(layer, x, *, seed=0, h=1e-5, rtol=1e-6, directional=None, n_dire
                 ana = float(a.reshape(-1)[i])
                 err = float(_rel_err(ana, num, floor))
                 if err > rtol:
-                    idx = np.unravel_index(i, target.shape)
+                    idx = tuple(int(j) for j in np.unravel_index(i, target.shape))
                     raise GradcheckError(f"{layer}: d/d{name}[{idx}]: analytic {ana:.12g}, "
                                          f"numeric {num:.12g}, rel err {err:.3g}")
                 worst = max(worst, err)

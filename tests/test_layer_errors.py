@@ -70,8 +70,13 @@ def test_activation_dtype():
 def test_unknown_backend_and_dtype():
     with pytest.raises(ValueError, match="unknown backend"):
         get_backend("tpu")
-    with pytest.raises(ValueError, match="unknown dtype"):
+    with pytest.raises(ValueError, match="unsupported dtype float16"):
         get_backend("numpy", "float16")
+    assert get_backend("numpy", np.float64).dtype == np.float64
+    with pytest.raises(ValueError, match="unknown option.*foo"):
+        get_backend("numpy", foo=1)
+    with pytest.raises(ValueError, match="conv_impl applies to the cupy and emulated"):
+        get_backend("numpy", conv_impl="cudnn")
 
 
 @pytest.mark.parametrize("size,k,s,expected", [
@@ -129,3 +134,42 @@ def test_padding_strings_and_bad_geometry():
         Conv2d(B, 1, 1, 3, padding="full")
     with pytest.raises(ValueError, match="stride"):
         ConvTranspose2d(B, 1, 1, 3, stride=0)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: Conv2d(B, 0, 4, 3), "in_channels must be a positive int"),
+    (lambda: Conv2d(B, 3, 4, 2.5), "kernel_size: expected an int or a pair of ints"),
+    (lambda: Conv2d(B, 3, 4, 0), "kernel_size .* must be >= 1"),
+    (lambda: Conv2d(B, 3, 4, 3, stride=0), "stride"),
+    (lambda: ConvTranspose2d(B, 3, -1, 3), "out_channels must be a positive int"),
+    (lambda: Linear(B, -1, 4), "in_features must be a positive int"),
+    (lambda: BatchNorm(B, 0), "num_features must be a positive int"),
+    (lambda: Conv2d(B, 3, 4, 3, padding=1.5), "padding: expected"),
+])
+def test_bad_construction_arguments(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_backward_before_forward_and_wrong_dy_shape():
+    conv = Conv2d(B, 3, 4, 3)
+    with pytest.raises(RuntimeError, match=r"Conv2d.*backward called before forward"):
+        conv.backward(B.zeros((1, 4, 5, 5)))
+    conv.forward(B.zeros((2, 3, 5, 5)))
+    with pytest.raises(ValueError, match=r"dy has shape \(2, 4, 4, 4\), expected .*\(2, 4, 5, 5\)"):
+        conv.backward(B.zeros((2, 4, 4, 4)))
+    lin = Linear(B, 3, 2)
+    lin.forward(B.zeros((5, 3)))
+    with pytest.raises(ValueError, match="Linear"):
+        lin.backward(B.zeros((5, 3)))
+    with pytest.raises(RuntimeError, match="before forward"):
+        SigmoidBCEWithLogits(B).backward()
+    relu = ReLU(B)
+    relu.forward(B.zeros((2, 3)))
+    with pytest.raises(ValueError, match="ReLU"):
+        relu.backward(B.zeros((3, 2)))
+
+
+def test_non_array_input_is_named():
+    with pytest.raises(ValueError, match=r"Conv2d.*expected a 4-D array of the numpy backend, got list"):
+        Conv2d(B, 1, 1, 1).forward([[1.0]])

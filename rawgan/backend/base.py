@@ -93,21 +93,35 @@ def get_backend(name: str = "numpy", dtype: str = "float32", **options) -> Backe
 
     Args:
         name: ``"numpy"`` (reference), ``"cupy"`` (GPU) or ``"emulated"`` (CUDA code on the CPU).
-        dtype: ``"float32"`` or ``"float64"`` (the CUDA kernels are float32 only).
-        options: backend options, e.g. ``conv_impl="kernels"|"cudnn"`` for ``cupy``.
+        dtype: ``"float32"`` or ``"float64"`` (or the NumPy dtype); the CUDA kernels are float32.
+        options: ``conv_impl="kernels"|"cudnn"`` (``cupy``/``emulated``; numpy: only "kernels").
     Raises:
-        ValueError: unknown backend or dtype, or float64 requested for a CUDA backend.
+        ValueError: unknown backend, dtype or option, float64 for a CUDA backend, or
+            ``conv_impl="cudnn"`` for numpy.
         RuntimeError: ``cupy`` requested but CuPy or a GPU is not available (message says how to
             install: ``pip install .[cuda12]`` or ``.[cuda13]``).
     """
     if name not in BACKENDS:
-        raise ValueError(f"--backend: unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+        raise ValueError(f"get_backend: unknown backend {name!r}; choose one of "
+                         f"{', '.join(BACKENDS)}")
+    try:
+        dtype = np.dtype(dtype).name          # accepts "float32", np.float32, np.dtype(...)
+    except TypeError:
+        dtype = repr(dtype)
     if dtype not in _DTYPES:
-        raise ValueError(f"dtype: unknown dtype {dtype!r}; choose float32 or float64")
+        raise ValueError(f"get_backend: unsupported dtype {dtype}; choose float32 or float64")
+    unknown = set(options) - {"conv_impl"}
+    if unknown:
+        raise ValueError(f"get_backend: unknown option(s) {', '.join(sorted(unknown))}; "
+                         f"the only option is conv_impl")
     if name == "numpy":
+        if options.get("conv_impl", "kernels") != "kernels":
+            raise ValueError("get_backend: conv_impl applies to the cupy and emulated backends "
+                             f"only (got conv_impl={options['conv_impl']!r} for numpy)")
         from . import reference
-        return Backend("numpy", np, reference, _DTYPES[dtype], **options)
+        return Backend("numpy", np, reference, _DTYPES[dtype])
     if dtype != "float32":
-        raise ValueError(f"backend {name!r}: the CUDA kernels are float32 only (got {dtype})")
+        raise ValueError(f"get_backend: the {name} backend's kernels are float32 only "
+                         f"(got {dtype})")
     from .cuda import make_backend
     return make_backend(name, **options)

@@ -7,6 +7,7 @@ from .base import Layer
 
 class _Activation(Layer):
     def _check(self, x):
+        self._y_shape = tuple(getattr(x, "shape", ()))
         if getattr(x, "dtype", None) != self.B.dtype:
             raise ValueError(f"{self}: expected dtype {self.B.dtype.name}, got "
                              f"{getattr(x, 'dtype', type(x).__name__)}")
@@ -24,6 +25,7 @@ class ReLU(_Activation):
         return self.y
 
     def backward(self, dy, need_dx=True):
+        self._check_grad(dy)
         return self.B.ops.relu_backward(dy, self.y) if need_dx else None
 
 
@@ -40,6 +42,7 @@ class LeakyReLU(_Activation):
         return self.B.ops.leaky_relu_forward(x, self.slope)
 
     def backward(self, dy, need_dx=True):
+        self._check_grad(dy)
         return self.B.ops.leaky_relu_backward(dy, self.x, self.slope) if need_dx else None
 
     def __repr__(self):
@@ -55,6 +58,7 @@ class Tanh(_Activation):
         return self.y
 
     def backward(self, dy, need_dx=True):
+        self._check_grad(dy)
         return self.B.ops.tanh_backward(dy, self.y) if need_dx else None
 
 
@@ -67,6 +71,7 @@ class Sigmoid(_Activation):
         return self.y
 
     def backward(self, dy, need_dx=True):
+        self._check_grad(dy)
         return self.B.ops.sigmoid_backward(dy, self.y) if need_dx else None
 
 

@@ -56,7 +56,10 @@ class Layer:
 
         ``dims`` maps axis index -> (dimension name, expected size).
         """
-        if getattr(x, "ndim", None) != ndim:
+        if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+            raise ValueError(f"{self}: expected a {ndim}-D array of the {self.B.name} backend, "
+                             f"got {type(x).__name__}")
+        if x.ndim != ndim:
             raise ValueError(f"{self}: expected a {ndim}-D input, got shape "
                              f"{tuple(getattr(x, 'shape', ()))}")
         if x.dtype != self.B.dtype:
@@ -65,6 +68,20 @@ class Layer:
             if x.shape[axis] != expected:
                 raise ValueError(f"{self}: expected {dim_name}={expected} (axis {axis}) but got "
                                  f"input of shape {tuple(x.shape)}")
+
+    def _out(self, y):
+        """Record the output shape (for :meth:`_check_grad`) and return y."""
+        self._y_shape = tuple(y.shape)
+        return y
+
+    def _check_grad(self, dy):
+        """Raise RuntimeError if forward has not run, ValueError if dy is not output-shaped."""
+        shape = getattr(self, "_y_shape", None)
+        if shape is None:
+            raise RuntimeError(f"{self}: backward called before forward")
+        if tuple(getattr(dy, "shape", ())) != shape:
+            raise ValueError(f"{self}: dy has shape {tuple(getattr(dy, 'shape', ()))}, expected "
+                             f"the shape of the last output {shape}")
 
     def __call__(self, x):
         return self.forward(x)

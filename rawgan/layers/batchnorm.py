@@ -2,6 +2,7 @@
 import numpy as np
 
 from .base import Layer
+from .padding import check_sizes
 
 
 class BatchNorm(Layer):
@@ -21,6 +22,7 @@ class BatchNorm(Layer):
     def __init__(self, backend, num_features, momentum=0.1, eps=1e-5, unbiased_running_var=False,
                  rng=None, gamma_std=0.0):
         super().__init__(backend)
+        check_sizes("BatchNorm", num_features=num_features)
         self.num_features = num_features
         self.momentum, self.eps, self.unbiased = momentum, eps, unbiased_running_var
         gamma = np.ones(num_features)
@@ -32,7 +34,7 @@ class BatchNorm(Layer):
         self.buffers["running_var"] = backend.asarray(np.ones(num_features))
 
     def forward(self, x):
-        if getattr(x, "ndim", None) not in (2, 4):
+        if not hasattr(x, "dtype") or x.ndim not in (2, 4):
             raise ValueError(f"{self}: expected a 2-D (N, F) or 4-D (N, C, H, W) input, got shape "
                              f"{tuple(getattr(x, 'shape', ()))}")
         self._check_input(x, x.ndim, {1: ("num_features", self.num_features)})
@@ -46,11 +48,12 @@ class BatchNorm(Layer):
             y, self.save_mean, self.save_invstd = ops.batchnorm_forward_train(
                 x, p["gamma"], p["beta"], buf["running_mean"], buf["running_var"],
                 self.momentum, self.eps, self.unbiased)
-            return y
-        return ops.batchnorm_forward_eval(x, p["gamma"], p["beta"], buf["running_mean"],
-                                          buf["running_var"], self.eps)
+            return self._out(y)
+        return self._out(ops.batchnorm_forward_eval(x, p["gamma"], p["beta"], buf["running_mean"],
+                                                    buf["running_var"], self.eps))
 
     def backward(self, dy, need_dx=True):
+        self._check_grad(dy)
         ops, p, buf = self.B.ops, self.params, self.buffers
         if self.mode_train:
             dx, dgamma, dbeta = ops.batchnorm_backward_train(dy, self.x, p["gamma"],

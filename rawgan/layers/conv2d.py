@@ -2,7 +2,7 @@
 import numpy as np
 
 from .base import Layer
-from .padding import conv_geometry, same_padding
+from .padding import check_sizes, conv_geometry, same_padding
 
 
 class Conv2d(Layer):
@@ -23,6 +23,7 @@ class Conv2d(Layer):
     def __init__(self, backend, in_channels, out_channels, kernel_size, stride=1, padding="same",
                  bias=True, rng=None, init_std=0.02):
         super().__init__(backend)
+        check_sizes("Conv2d", in_channels=in_channels, out_channels=out_channels)
         rng = rng or np.random.default_rng(0)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = conv_geometry(kernel_size, stride, padding)
@@ -52,10 +53,11 @@ class Conv2d(Layer):
             raise ValueError(f"{self}: input {tuple(x.shape)} is smaller than the kernel "
                              f"{self.kernel_size} with padding {self.pad}")
         self.x = x
-        return self.B.ops.conv2d_fprop(x, self.params["w"], self.params.get("b"), self.stride,
-                                       self.pad)
+        return self._out(self.B.ops.conv2d_fprop(x, self.params["w"], self.params.get("b"),
+                                                 self.stride, self.pad))
 
     def backward(self, dy, need_dx=True):
+        self._check_grad(dy)
         ops, w = self.B.ops, self.params["w"]
         if self.requires_grad:
             self.grads["w"] += ops.conv2d_wgrad(dy, self.x, w.shape, self.stride, self.pad)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .base import Layer
-from .padding import _pair, conv_geometry, same_padding
+from .padding import _pair, check_sizes, conv_geometry, same_padding
 
 
 class ConvTranspose2d(Layer):
@@ -23,6 +23,7 @@ class ConvTranspose2d(Layer):
     def __init__(self, backend, in_channels, out_channels, kernel_size, stride=1, padding="same",
                  output_padding=0, bias=True, rng=None, init_std=0.02):
         super().__init__(backend)
+        check_sizes("ConvTranspose2d", in_channels=in_channels, out_channels=out_channels)
         rng = rng or np.random.default_rng(0)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = conv_geometry(kernel_size, stride, padding)
@@ -58,9 +59,10 @@ class ConvTranspose2d(Layer):
         y = ops.conv2d_dgrad(x, self.params["w"], y_shape, self.stride, self.pad)
         if "b" in self.params:
             ops.bias_add(y, self.params["b"])
-        return y
+        return self._out(y)
 
     def backward(self, dy, need_dx=True):
+        self._check_grad(dy)
         ops, w = self.B.ops, self.params["w"]
         if self.requires_grad:
             # The convolution y -> x has input dy-shaped images and output x-shaped gradients.

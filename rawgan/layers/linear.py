@@ -2,6 +2,7 @@
 import numpy as np
 
 from .base import Layer
+from .padding import check_sizes
 
 
 class Linear(Layer):
@@ -14,6 +15,7 @@ class Linear(Layer):
 
     def __init__(self, backend, in_features, out_features, bias=True, rng=None, init_std=0.02):
         super().__init__(backend)
+        check_sizes("Linear", in_features=in_features, out_features=out_features)
         rng = rng or np.random.default_rng(0)
         self.in_features, self.out_features = in_features, out_features
         self._add_param("w", rng.normal(0, init_std, (out_features, in_features)))
@@ -23,9 +25,10 @@ class Linear(Layer):
     def forward(self, x):
         self._check_input(x, 2, {1: ("in_features", self.in_features)})
         self.x = x
-        return self.B.ops.linear_forward(x, self.params["w"], self.params.get("b"))
+        return self._out(self.B.ops.linear_forward(x, self.params["w"], self.params.get("b")))
 
     def backward(self, dy, need_dx=True):
+        self._check_grad(dy)
         dx, dw, db = self.B.ops.linear_backward(dy, self.x, self.params["w"], need_dx=need_dx,
                                                 need_dw=self.requires_grad)
         if self.requires_grad:

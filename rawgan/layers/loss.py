@@ -23,6 +23,8 @@ class SigmoidBCEWithLogits(Layer):
         return self.B.ops.sigmoid_bce_with_logits_forward(logits, targets)
 
     def backward(self, dloss=1.0, need_dx=True):
+        if not hasattr(self, "logits"):
+            raise RuntimeError(f"{self}: backward called before forward")
         return self.B.ops.sigmoid_bce_with_logits_backward(self.logits, self.targets, dloss)
 
     def __repr__(self):

@@ -1,12 +1,26 @@
 """Padding rules for (transposed) convolutions, per side: ``(top, bottom, left, right)``."""
+import numpy as np
+
+
+
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def _pair(v, name):
-    if isinstance(v, int):
-        return (v, v)
-    if len(v) != 2:
-        raise ValueError(f"{name}: expected an int or a pair, got {v!r}")
-    return tuple(int(a) for a in v)
+    """int or pair of ints -> (a, b). Raises ValueError naming the argument otherwise."""
+    if _is_int(v):
+        return (int(v), int(v))
+    if not (isinstance(v, (tuple, list)) and len(v) == 2 and all(_is_int(a) for a in v)):
+        raise ValueError(f"{name}: expected an int or a pair of ints, got {v!r}")
+    return (int(v[0]), int(v[1]))
+
+
+def check_sizes(layer_name, **sizes):
+    """Raise ValueError unless every given size is an int >= 1 (e.g. in_channels=3)."""
+    for k, v in sizes.items():
+        if not _is_int(v) or v < 1:
+            raise ValueError(f"{layer_name}: {k} must be a positive int, got {v!r}")
 
 
 def same_padding(size, k, stride):
@@ -26,9 +40,12 @@ def explicit_padding(padding):
 
     Raises ValueError for any other form or a negative entry.
     """
-    if isinstance(padding, int):
-        pad = (padding,) * 4
+    if _is_int(padding):
+        pad = (int(padding),) * 4
     else:
+        if not (isinstance(padding, (tuple, list)) and all(_is_int(p) for p in padding)):
+            raise ValueError(f"padding: expected 'same', 'valid', an int, (ph, pw) or "
+                             f"(top, bottom, left, right); got {padding!r}")
         padding = tuple(int(p) for p in padding)
         if len(padding) == 2:
             pad = (padding[0], padding[0], padding[1], padding[1])
