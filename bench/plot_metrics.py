@@ -1,8 +1,8 @@
 """Loss curves of a training run: ``python bench/plot_metrics.py RUN_DIR/metrics.jsonl --out loss.png``.
 
 Top panel: d_loss, g_loss (and d_loss_real / d_loss_fake thinner). Bottom panel: mean D(x) and
-mean D(G(z)) — a healthy DCGAN keeps D(x) above D(G(z)) without D(G(z)) collapsing to 0 (failure
-mode 1 in REFERENCE.md: D loss -> 0 while G loss climbs). Records with null (NaN) values are
+mean D(G(z)) — a healthy DCGAN keeps D(x) above D(G(z)) without D(G(z)) collapsing to 0 (the classic
+failure: D loss -> 0 while G loss climbs). Records with null (NaN) values are
 shown as gaps. If a run was resumed, the latest record of each step wins.
 """
 from __future__ import annotations

@@ -44,7 +44,7 @@ fprop, dgrad and wgrad each cost MACs. At B=64, ngf=ndf=64:
     D update:   G fwd + 2 × (D fwd + D wgrad (all) + D dgrad (all but conv1))     = 144.19 GFLOP
     G update:   G fwd + D fwd + D dgrad (all, linear included) + G wgrad (all) + G dgrad (all
                 but the linear's dz)                                               = 104.02 GFLOP
-    total (g_steps=1) = 248.21 GFLOP. REFERENCE.md §4 quotes 248.1 (torch's FLOP counter); the
+    total (g_steps=1) = 248.21 GFLOP. The team's earlier anchor was 248.1 (torch's FLOP counter); the
     0.1 GFLOP difference is the size of one pass of G's 100→8192 linear (0.105 GFLOP).
 
 Elementwise work (BN, activations, Adam) is not counted. ``--g-steps 2`` (the TF cadence) adds one

@@ -1,7 +1,7 @@
 """A small TensorBoard writer (tensorboardX) that never lets a bad value crash a training run.
 
-DCGAN users report runs dying inside the histogram summary once a value turns NaN (failure mode 3
-in REFERENCE.md). Here every value is moved to the host and filtered first: NaN/Inf entries are
+DCGAN users report runs dying inside the histogram summary once a value turns NaN (a failure
+often reported against DCGAN-tensorflow). Here every value is moved to the host and filtered first: NaN/Inf entries are
 dropped from histograms with one warning per tag, and a histogram with no finite value is skipped.
 If tensorboardX is not installed, the logger is a no-op that says so once.
 """
