@@ -155,6 +155,37 @@ def test_color_modes_become_rgb(mixed, tmp_path):
     np.testing.assert_array_equal(img["g_palette.png"], palette)
 
 
+def test_16bit_png_is_scaled_not_clipped(tmp_path):
+    """A 16-bit greyscale PNG (Pillow mode I;16) must become v/257, not Pillow's clip to 255."""
+    row = np.linspace(0, 65535, 64).round().astype(np.uint16)
+    grad = np.tile(row, (64, 1))  # horizontal 0..65535 gradient, 64x64: resize keeps it as is
+    folder = tmp_path / "hdr"
+    folder.mkdir()
+    Image.fromarray(grad).save(folder / "grad16.png")
+    with Image.open(folder / "grad16.png") as img:
+        assert img.mode == "I;16"  # guard: the fixture really is 16-bit
+    ds = rd.ShardDataset(rd.prepare("folder", folder, tmp_path / "p", workers=1, progress=False))
+    got = ds[0].astype(int)
+    expected = np.rint(grad / 257.0)
+    assert np.abs(got - expected[..., None]).max() <= 1
+    assert abs(got.mean() - 127.5) < 2  # was ~254 when Pillow clipped
+
+
+def test_int32_and_float_modes_are_scaled_to_8_bits():
+    to_rgb = rd.preparation.to_rgb
+    v16 = np.array([[0, 257, 32896, 65535]], np.int32)
+    np.testing.assert_array_equal(np.asarray(to_rgb(Image.fromarray(v16, "I")))[..., 0], [[0, 1, 128, 255]])
+    wide = np.array([[-1000, 0, 1000, 100000]], np.int32)  # beyond 16 bits: min..max -> 0..255
+    np.testing.assert_array_equal(np.asarray(to_rgb(Image.fromarray(wide, "I")))[..., 0],
+                                  np.rint((wide + 1000) * 255 / 101000))
+    unit = np.array([[0.0, 0.5, 1.0, np.nan]], np.float32)  # [0, 1] floats -> *255, NaN -> 0
+    np.testing.assert_array_equal(np.asarray(to_rgb(Image.fromarray(unit, "F")))[..., 0], [[0, 128, 255, 0]])
+    big = np.array([[-5.0, 12.4, 300.0, 255.0]], np.float32)  # otherwise clipped to 0..255
+    out = np.asarray(to_rgb(Image.fromarray(big, "F")))
+    assert out.shape == (1, 4, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[..., 0], [[0, 12, 255, 255]])
+
+
 def test_index_records_settings_shards_and_checksums(good_dir, tmp_path):
     out = rd.prepare("celeba", good_dir, tmp_path / "p", num_shards=5, workers=1, progress=False)
     index = json.loads((out / "index.json").read_text())

@@ -8,10 +8,21 @@ What happens to one image (:func:`decode`):
    ``.jpg`` that is really text) are skipped too; each skip is listed with its reason in
    ``report.json`` and in the index.
 2. Convert to RGB (:func:`to_rgb`): images with transparency (RGBA, LA, PA, palette with a
-   transparent colour) are composited onto white; every other mode (L, P, CMYK, YCbCr, I, ...)
-   goes through Pillow's ``convert("RGB")``. Pillow undoes the inverted CMYK that Adobe writes in
-   JPEGs; the CMYK -> RGB conversion itself is Pillow's plain formula (no ICC colour management).
-   16-bit modes are clipped by Pillow. EXIF orientation is ignored (pixels are used as stored).
+   transparent colour) are composited onto white; high-bit-depth greyscale is first scaled to 8
+   bits (:func:`to_8bit`, below); every other mode (L, P, CMYK, YCbCr, ...) goes through Pillow's
+   ``convert("RGB")``. Pillow undoes the inverted CMYK that Adobe writes in JPEGs; the CMYK -> RGB
+   conversion itself is Pillow's plain formula (no ICC colour management). EXIF orientation is
+   ignored (pixels are used as stored).
+
+   High bit depth (Pillow's own ``convert`` would *clip* these to 0..255, turning a 16-bit picture
+   almost white), each value v becomes round(...) of:
+
+   * ``I;16`` (16-bit PNG/TIFF, any byte order): v / 257, so 0..65535 -> 0..255 exactly;
+   * ``I`` (32-bit int): v / 257 if all values lie in 0..65535 (how Pillow stores 16-bit data in
+     mode I), otherwise (v - min) * 255 / (max - min), the image's actual range (a constant
+     image becomes 0);
+   * ``F`` (32-bit float): v * 255 if all values lie in [0, 1], otherwise v clipped to [0, 255];
+     NaN becomes 0.
 3. Crop (:func:`crop_box`):
 
    * ``celeba``: the 108x108 square whose top-left corner is at row round((H - 108) / 2), column
@@ -65,7 +76,8 @@ _CROP_RULES = {
                "offset": "row round((H-side)/2), col round((W-side)/2)",
                "small_images": "upsampled"},
 }
-_COLOR_RULE = "RGB; transparency composited onto white; other modes via PIL convert('RGB')"
+_COLOR_RULE = ("RGB; transparency composited onto white; I;16 v/257, I v/257 or min-max, F [0,1]*255 "
+               "or clip, then L; other modes via PIL convert('RGB')")
 
 
 def settings(kind: str) -> dict:
@@ -89,10 +101,29 @@ class Skip(Exception):
     """Raised by :func:`decode` for a file that cannot be used; ``str()`` is the reason."""
 
 
+def to_8bit(img: Image.Image) -> Image.Image:
+    """Scale a high-bit-depth greyscale image (modes ``I;16*``, ``I``, ``F``) to an 8-bit ``L``
+    image, by the rules in the module docstring; other modes are returned unchanged."""
+    mode = img.mode
+    if not (mode.startswith("I;16") or mode in ("I", "F")):
+        return img
+    v = np.asarray(img).astype(np.float64)
+    if mode == "F":
+        v = np.nan_to_num(v, nan=0.0, posinf=255.0, neginf=0.0)
+        v = v * 255.0 if v.size and v.min() >= 0 and v.max() <= 1 else v
+    elif mode.startswith("I;16") or not v.size or (v.min() >= 0 and v.max() <= 65535):
+        v = v / 257.0
+    else:  # 32-bit values beyond 16 bits: stretch the image's own range
+        lo, hi = v.min(), v.max()
+        v = (v - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(v)
+    return Image.fromarray(np.clip(np.rint(v), 0, 255).astype(np.uint8), "L")
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
     """Return an RGB version of ``img`` (see the module docstring for the rules per mode)."""
     if img.mode == "RGB":
         return img
+    img = to_8bit(img)
     has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         img.mode == "P" and "transparency" in img.info)
     if has_alpha:
