@@ -353,6 +353,22 @@ def test_folder_kind_is_recursive_with_centre_square_crop(tmp_path):
         np.testing.assert_array_equal(ds[i], np.asarray(direct))
 
 
+def test_prepared_folder_of_another_source_is_not_overwritten(good_dir, tmp_path):
+    out = rd.prepare("celeba", good_dir, tmp_path / "p", workers=1, progress=False)
+    before = shard_mtimes(out)
+    other = tmp_path / "other"
+    other.mkdir()
+    face_like(1, size=(80, 80)).save(other / "x.png")
+    for kind, src in (("folder", other), ("folder", good_dir), ("celeba", other)):
+        with pytest.raises(rd.DataError, match="holds prepared data of .*img_align_celeba.*celeba.*"
+                                               "pass another --out") as e:
+            rd.prepare(kind, src, out, workers=1, progress=False)
+        assert "\n" not in str(e.value)
+        with pytest.raises(rd.DataError, match="holds prepared data of"):
+            rd.ensure_prepared(kind, src, out, workers=1, progress=False)
+    assert shard_mtimes(out) == before and len(rd.ShardDataset(out)) == 12
+
+
 def test_default_locations(tmp_path, monkeypatch, cache):
     monkeypatch.setenv("RAWGAN_DATA_DIR", str(tmp_path / "x"))
     assert rd.default_data_dir() == tmp_path / "x"

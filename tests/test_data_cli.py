@@ -96,6 +96,23 @@ def test_empty_folder_is_a_one_line_error(env, tmp_path):
                        "no image files found")
 
 
+def test_folder_kind_without_data_dir_says_the_default_is_celebas(env, tmp_path):
+    assert_clean_error(run(env, "prepare", "--data", "folder"), "default data folder",
+                       "CelebA location", "--data folder needs --data-dir")
+
+
+def test_out_holding_another_dataset_is_refused(env, small_celeba, tmp_path):
+    out = tmp_path / "prep"
+    assert run(env, "prepare", "--data-dir", small_celeba, "--out", out, "--quiet").returncode == 0
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    Image.new("RGB", (80, 80), (10, 200, 30)).save(pics / "a.png")
+    assert_clean_error(run(env, "prepare", "--data", "folder", "--data-dir", pics, "--out", out),
+                       "holds prepared data of", "img_align_celeba", "delete it")
+    info = run(env, "info", out)
+    assert info.returncode == 0 and "6 images" in info.stdout  # untouched
+
+
 def test_html_saved_as_zip_is_a_one_line_error(env, tmp_path):
     (tmp_path / "img_align_celeba.zip").write_text("<html><body>Too many users have viewed or "
                                                    "downloaded this file recently.</body></html>")

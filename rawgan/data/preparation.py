@@ -59,7 +59,7 @@ from tqdm import tqdm
 
 from . import shards as fmt
 from .errors import DataError
-from .sources import KINDS, Reader, Source, find_source
+from .sources import KINDS, Reader, Source, default_data_dir, find_source
 
 IMAGE_SIZE = 64
 CELEBA_CROP = 108
@@ -229,12 +229,6 @@ def _decode_all(source: Source, tasks: list, workers: int, progress: bool):
 # Locations
 
 
-def default_data_dir() -> Path:
-    """Where the raw CelebA data is looked for by default: ``$RAWGAN_DATA_DIR`` if set, else
-    ``./data/celeba`` (relative to the current directory)."""
-    return Path(os.environ.get("RAWGAN_DATA_DIR") or "data/celeba")
-
-
 def default_cache_dir() -> Path:
     """``$RAWGAN_CACHE`` if set, else ``~/.cache/rawgan``."""
     env = os.environ.get("RAWGAN_CACHE")
@@ -282,6 +276,17 @@ def _index_matches(index: dict | None, kind: str, source: Source | None, num_sha
     return source is None or index.get("listing") == _listing(source)
 
 
+def _refuse_foreign(out: Path, old: dict | None, kind: str, source: Source) -> None:
+    """Raise :class:`DataError` when ``out`` holds a valid index made from another source (another
+    kind or source path): preparing into it would silently replace that dataset."""
+    if old is None:
+        return
+    theirs = (old.get("kind"), old.get("source"))
+    if theirs != (kind, str(source.path)):
+        raise DataError(f"{out} holds prepared data of {theirs[1]} ({theirs[0]}), not of "
+                        f"{source.path} ({kind}); pass another --out/--prepared-dir or delete it")
+
+
 def _listing(source: Source) -> dict:
     return {"type": source.type, "files": len(source.files), "sha256": source.fingerprint()}
 
@@ -316,6 +321,7 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
                              list(range(len(old["shards"]))), time.perf_counter() - t0)
 
     source = find_source(kind, data_dir)
+    _refuse_foreign(out, old, kind, source)
     n = len(source.files)
     num_shards = min(num_shards, n)
     bounds = [(k * n // num_shards, (k + 1) * n // num_shards) for k in range(num_shards)]

@@ -57,6 +57,12 @@ class Source:
         return h.hexdigest()
 
 
+def default_data_dir() -> Path:
+    """Where the raw CelebA data is looked for by default: ``$RAWGAN_DATA_DIR`` if set, else
+    ``./data/celeba`` (relative to the current directory)."""
+    return Path(os.environ.get("RAWGAN_DATA_DIR") or "data/celeba")
+
+
 def _expected(kind: str) -> str:
     if kind == "celeba":
         return (f"expected a folder holding {CELEBA_FOLDER}/*.jpg, a folder of the .jpg files, "
@@ -137,6 +143,10 @@ def find_source(kind: str, data_dir) -> Source:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     root = Path(data_dir).expanduser()
     if not root.exists():
+        if kind == "folder" and root == default_data_dir().expanduser():
+            raise DataError(f"image folder not found: {root.absolute()} is the default data folder, "
+                            "the CelebA location ($RAWGAN_DATA_DIR or ./data/celeba); --data "
+                            "folder needs --data-dir pointing at your image folder")
         what = "CelebA data folder" if kind == "celeba" else "image folder"
         raise _fail(kind, f"{what} not found: {root.absolute()}")
     if root.is_file():
