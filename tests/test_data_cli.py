@@ -53,7 +53,7 @@ def test_help_lists_the_commands(env):
     assert r.returncode == 0 and "prepare" in r.stdout and "info" in r.stdout
     r = run(env, "prepare", "--help")
     assert r.returncode == 0
-    for flag in ("--data", "--data-dir", "--out", "--shards", "--workers"):
+    for flag in ("--data", "--data-dir", "--out", "--prepared-dir", "--shards", "--workers"):
         assert flag in r.stdout
     assert "BICUBIC" in r.stdout and URL in r.stdout
 
@@ -82,6 +82,9 @@ def test_out_and_default_data_dir(env, small_celeba, tmp_path):
     r = run(env, "prepare", "--out", tmp_path / "mine", "--quiet")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(tmp_path / "mine") and (tmp_path / "mine" / "index.json").exists()
+    r = run(env, "prepare", "--prepared-dir", tmp_path / "theirs", "--quiet")  # alias of --out
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(tmp_path / "theirs") and (tmp_path / "theirs" / "index.json").exists()
 
 
 def test_missing_folder_is_a_one_line_error(env, tmp_path):

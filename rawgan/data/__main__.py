@@ -40,9 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None,
                    help="folder holding img_align_celeba/ or the images, or img_align_celeba.zip "
                         f"(default: $RAWGAN_DATA_DIR or ./data/celeba, now {default_data_dir()})")
-    p.add_argument("--out", default=None,
-                   help=f"prepared folder (default: {default_cache_dir()}/prepared/<kind>-64-<hash>; "
-                        "cache root from $RAWGAN_CACHE)")
+    p.add_argument("--out", "--prepared-dir", dest="out", default=None,
+                   help=f"prepared folder, the one training's --prepared-dir reads (default: "
+                        f"{default_cache_dir()}/prepared/<kind>-64-<hash>; cache root from "
+                        "$RAWGAN_CACHE)")
     p.add_argument("--shards", type=_positive, default=DEFAULT_SHARDS,
                    help=f"number of shard files (default: {DEFAULT_SHARDS})")
     p.add_argument("--workers", type=_positive, default=None,
