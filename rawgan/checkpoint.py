@@ -13,6 +13,10 @@ Layout of the archive (all entries are NumPy arrays; names are ``/``-separated):
 Files are written atomically (temporary file in the same folder, flush + fsync, ``os.replace``),
 so a crash or Ctrl-C while saving leaves the previous checkpoint untouched and never a half file
 under the final name. Names ``ckpt_<step:06d>.npz`` sort by step (:func:`checkpoint_path`).
+
+Wherever a checkpoint is read (:func:`load_checkpoint`, ``--resume``, ``--checkpoint``), a folder
+may be given instead of a file: a checkpoints folder or a run folder (one holding
+``checkpoints/``) stands for the newest checkpoint in it (:func:`find_checkpoint`).
 """
 from __future__ import annotations
 
@@ -31,6 +35,15 @@ _NAME = re.compile(r"^ckpt_(\d+)\.npz$")
 class CheckpointError(Exception):
     """A checkpoint is missing, unreadable, or does not fit the model; the message names the file
     (and the tensor, for a mismatch) in one printable line."""
+
+
+class NonFiniteState(CheckpointError):
+    """:func:`save_checkpoint` refused a model whose parameters, buffers or Adam moments hold
+    NaN/Inf (a diverged run). ``tensor`` is the archive name of the first such tensor."""
+
+    def __init__(self, message: str, tensor: str):
+        super().__init__(message)
+        self.tensor = tensor
 
 
 def checkpoint_path(directory, step: int) -> Path:
@@ -52,6 +65,19 @@ def latest_checkpoint(directory) -> Path | None:
     """The checkpoint with the highest step in ``directory``, or None."""
     found = list_checkpoints(directory)
     return found[-1] if found else None
+
+
+def find_checkpoint(path) -> Path:
+    """``path`` itself if it is not a folder; for a folder, the newest checkpoint in it or, for a
+    run folder, in its ``checkpoints/``. Raises CheckpointError for a folder without checkpoints
+    (a missing ``path`` is returned as is, so that loading it names it)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    found = latest_checkpoint(path) or latest_checkpoint(path / "checkpoints")
+    if found is None:
+        raise CheckpointError(f"no checkpoint (ckpt_SSSSSS.npz) in {path} or {path / 'checkpoints'}")
+    return found
 
 
 def prune_checkpoints(directory, keep: int) -> list[Path]:
@@ -97,16 +123,17 @@ def save_checkpoint(path, model, extra: dict | None = None) -> Path:
     into ``extra.json``. The parent folder is created. Returns ``path`` as a Path.
 
     Raises:
-        CheckpointError: a parameter is NaN/Inf (a broken state is never saved), or ``extra``
-            holds a value that is neither an array nor JSON-serialisable.
+        NonFiniteState: a parameter, buffer or Adam moment is NaN/Inf (a broken state is never
+            saved; the file at ``path``, if any, is left as it was).
+        CheckpointError: ``extra`` holds a value that is neither an array nor JSON-serialisable.
         OSError: the file cannot be written (disk full, permissions).
     """
     path = Path(path)
     arrays = model_arrays(model)
     for name, a in arrays.items():
         if a.dtype.kind == "f" and not np.isfinite(a).all():
-            raise CheckpointError(f"{path}: refusing to save a checkpoint, tensor {name} has "
-                                  f"non-finite values")
+            raise NonFiniteState(f"{path}: refusing to save a checkpoint, tensor {name} has "
+                                 f"non-finite values", name)
     plain = {}
     for key, value in (extra or {}).items():
         if isinstance(value, np.ndarray):
@@ -151,8 +178,14 @@ def _fsync_dir(directory: Path) -> None:
 # Loading
 
 
+_ZIP_MAGIC = b"PK\x03\x04"   # an .npz is a zip archive
+
+
 def load_checkpoint(path) -> dict:
     """Read a checkpoint written by :func:`save_checkpoint` fully into memory.
+
+    ``path`` is a checkpoint file, or a folder standing for its newest checkpoint
+    (:func:`find_checkpoint`).
 
     Returns a dict::
 
@@ -162,12 +195,19 @@ def load_checkpoint(path) -> dict:
          "extra": {key: value}}      # extra.json values and extra/<key> arrays together
 
     Raises:
-        CheckpointError: the file is missing, is not a readable npz (truncated, corrupt, another
-            format), or lacks an entry this format requires.
+        CheckpointError: the file is missing, is not an npz archive (another format, e.g. a text
+            file), is a truncated or corrupt one, or lacks an entry this format requires.
     """
-    path = Path(path)
+    path = find_checkpoint(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_ZIP_MAGIC))
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path} ({e.strerror or e})") from None
+    if head != _ZIP_MAGIC:     # np.load would try pickle and suggest allow_pickle=True
+        raise CheckpointError(f"{path} is not a rawgan checkpoint (.npz written by rawgan.train)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}   # reads (and CRC-checks) every entry
@@ -184,7 +224,8 @@ def load_checkpoint(path) -> dict:
                          t=int(arrays.pop(f"{opt_name}/t")))
             ckpt[opt_name] = state
     except KeyError as e:
-        raise CheckpointError(f"checkpoint {path} lacks entry {e}; not a rawgan checkpoint?") from None
+        raise CheckpointError(f"checkpoint {path} lacks entry {e}; not a rawgan checkpoint "
+                              f"(.npz written by rawgan.train)") from None
     except json.JSONDecodeError as e:
         raise CheckpointError(f"checkpoint {path} has unreadable metadata: {e}") from None
     for name, a in arrays.items():

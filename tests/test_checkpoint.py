@@ -123,3 +123,38 @@ def test_save_replaces_atomically(tmp_path, monkeypatch):
         ckpt_io.save_checkpoint(path, small_model(seed=5), {"step": 2})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt_000001.npz"]
+
+
+def test_a_file_of_another_format_is_not_a_rawgan_checkpoint(tmp_path):
+    """A text file used to give NumPy's pickle error, which suggests allow_pickle=True."""
+    for name, write in (("notes.txt", lambda p: p.write_text("step 100: looks good\n")),
+                        ("array.npy", lambda p: np.save(p, np.zeros(3))),
+                        ("empty.npz", lambda p: p.write_bytes(b""))):
+        path = tmp_path / name
+        write(path)
+        with pytest.raises(CheckpointError) as info:
+            ckpt_io.load_checkpoint(path)
+        msg = str(info.value)
+        assert f"{path} is not a rawgan checkpoint (.npz written by rawgan.train)" in msg
+        assert "pickle" not in msg
+
+
+def test_a_folder_stands_for_its_newest_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    for step in (3, 12):
+        ckpt_io.save_checkpoint(ckpt_io.checkpoint_path(run / "checkpoints", step), small_model(),
+                                {"step": step})
+    for folder in (run / "checkpoints", run):                 # checkpoints folder or run folder
+        ck = ckpt_io.load_checkpoint(folder)
+        assert ck["path"] == run / "checkpoints" / "ckpt_000012.npz" and ck["extra"]["step"] == 12
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="no checkpoint .* in .*empty"):
+        ckpt_io.load_checkpoint(tmp_path / "empty")
+
+
+def test_non_finite_state_names_the_tensor(tmp_path):
+    model = small_model()
+    model.opt_D.v[3] = np.inf
+    with pytest.raises(ckpt_io.NonFiniteState) as info:
+        ckpt_io.save_checkpoint(tmp_path / "ckpt_000001.npz", model, {})
+    assert info.value.tensor == "opt_D/v"
