@@ -311,6 +311,18 @@ def test_fake_zip_html_page_is_a_clear_error(tmp_path):
         assert rd.CELEBA_URL in str(e.value) and "\n" not in str(e.value)
 
 
+def test_truncated_zip_is_called_an_incomplete_download(good_dir, tmp_path):
+    z = tmp_path / "img_align_celeba.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for p in sorted((good_dir / "img_align_celeba").iterdir()):
+            zf.write(p, f"img_align_celeba/{p.name}")
+    z.write_bytes(z.read_bytes()[: z.stat().st_size * 2 // 3])  # download cut short
+    for where in (z, tmp_path):
+        with pytest.raises(rd.DataError, match="incomplete download \\(truncated zip") as e:
+            rd.prepare("celeba", where, tmp_path / "p", progress=False)
+        assert "no zip signature" not in str(e.value) and rd.CELEBA_URL in str(e.value)
+
+
 def test_zip_without_images_is_an_error(tmp_path):
     z = tmp_path / "img_align_celeba.zip"
     with zipfile.ZipFile(z, "w") as zf:

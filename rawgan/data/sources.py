@@ -103,11 +103,19 @@ def _list_folder(folder: Path, recursive: bool) -> tuple[list[str], list[int]]:
 
 
 def _describe_non_zip(path: Path) -> str:
-    """Say what a file that should be a zip looks like instead (the usual culprit: an HTML page)."""
-    with open(path, "rb") as f:
-        head = f.read(1024)
+    """Say what a file that should be a zip looks like instead (the usual culprits: an HTML page,
+    or a download cut short: it starts like a zip but its end-of-central-directory record, which
+    zip readers look for at the end, is missing)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1024)
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
     if not head:
         return "is empty (0 bytes)"
+    if head.startswith(b"PK\x03\x04"):
+        return (f"is an incomplete download (truncated zip: it starts like a zip archive but its end, "
+                f"the central directory, is missing; {path.stat().st_size} bytes); download it again")
     low = head.lstrip().lower()
     if low.startswith(b"<") or b"<html" in low:
         return ("is an HTML page, not a zip archive (a download that saved an error, login or "
