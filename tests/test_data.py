@@ -336,8 +336,9 @@ def test_missing_empty_and_undecodable_sources_are_errors(tmp_path):
         rd.prepare("celeba", tmp_path / "nope", progress=False)
     assert "img_align_celeba.zip" in str(e.value) and rd.CELEBA_URL in str(e.value)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(rd.DataError, match="no CelebA images found"):
+    with pytest.raises(rd.DataError, match="no CelebA images found") as e:
         rd.prepare("celeba", tmp_path / "empty", progress=False)
+    assert "subfolders" not in str(e.value)
     with pytest.raises(rd.DataError, match="no image files found"):
         rd.prepare("folder", tmp_path / "empty", progress=False)
     bad = tmp_path / "bad"
@@ -347,6 +348,18 @@ def test_missing_empty_and_undecodable_sources_are_errors(tmp_path):
     with pytest.raises(rd.DataError, match="none of the 2 image files") as e:
         rd.prepare("celeba", bad, tmp_path / "p", workers=1, progress=False)
     assert (tmp_path / "p" / "report.json").exists() and not (tmp_path / "p" / "index.json").exists()
+
+
+def test_celeba_kind_on_nested_folder_suggests_folder_kind(tmp_path):
+    deep = tmp_path / "data" / "img_align_celeba" / "part1" / "faces"
+    deep.mkdir(parents=True)
+    face_like(0).save(deep / "000001.jpg")
+    with pytest.raises(rd.DataError, match="no CelebA images found") as e:
+        rd.prepare("celeba", tmp_path / "data", tmp_path / "p", progress=False)
+    assert ("images in subfolders (e.g. img_align_celeba/part1/faces/)? use --data folder, "
+            "which searches recursively") in str(e.value)
+    assert len(rd.ShardDataset(rd.prepare("folder", tmp_path / "data", tmp_path / "q", workers=1,
+                                          progress=False))) == 1
 
 
 def test_folder_kind_is_recursive_with_centre_square_crop(tmp_path):

@@ -175,8 +175,21 @@ def find_source(kind: str, data_dir) -> Source:
                 return Source(kind, folder.resolve(), "folder", tuple(files), tuple(sizes))
     if (root / CELEBA_ZIP).is_file():
         return _zip_source(kind, root / CELEBA_ZIP)
+    nested = _first_subfolder_with_images(root)
+    hint = (f"; images in subfolders (e.g. {nested}/)? use --data folder, which searches recursively"
+            if nested else "")
     raise _fail(kind, f"no CelebA images found in {root.absolute()} (the folder is empty or holds "
-                      f"no {', '.join(IMAGE_EXTENSIONS)} files)")
+                      f"no {', '.join(IMAGE_EXTENSIONS)} files at the top level{hint})")
+
+
+def _first_subfolder_with_images(root: Path) -> str | None:
+    """The first subfolder of ``root`` (relative POSIX path, any depth, walked in sorted order)
+    that directly holds an image file, or None. Stops at the first one found."""
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if folder != str(root) and any(_is_image_name(f) for f in files):
+            return Path(folder).relative_to(root).as_posix()
+    return None
 
 
 class Reader:
