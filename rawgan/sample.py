@@ -2,13 +2,17 @@
 
     --n 64              a grid of 64 new faces (8 per row), z from --seed
     --interpolate       the DCGAN paper's latent walk instead: --rows rows, each going linearly
-                        from one random z to another in --steps images
+                        from one random z to another in --steps images; the grid is
+                        --rows x --steps, so --n does not apply (giving it is an error, as is
+                        --rows/--steps without --interpolate)
     --batch-stats       sample with batch statistics in G's BatchNorm (the PyTorch example's way)
                         instead of the running averages (eval mode, the TF reference's way)
 
 z is drawn from the same distribution as in training (the checkpoint's --z-dist). In eval mode
 every image depends only on its own z; with --batch-stats an image also depends on the rest of
-the batch. Exit codes: 0 written, 2 missing/corrupt/incompatible checkpoint or bad flags.
+the batch. --checkpoint may name a checkpoints folder or a run folder: its newest checkpoint is
+used. --out must end in .png (the picture is PNG); an existing file is replaced atomically.
+Exit codes: 0 written, 2 missing/corrupt/incompatible checkpoint, bad flags or unwritable --out.
 """
 from __future__ import annotations
 
@@ -36,15 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rawgan.sample",
                                 description=__doc__.split("\n\n")[0].strip(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="a checkpoint written by rawgan.train")
-    p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("--n", type=_positive_int, default=64, help="faces in the grid (default: 64)")
+    p.add_argument("--checkpoint", required=True,
+                   help="a checkpoint written by rawgan.train, or a checkpoints/run folder (its "
+                        "newest checkpoint)")
+    p.add_argument("--out", required=True, help="PNG file to write (name ending in .png)")
+    p.add_argument("--n", type=_positive_int,
+                   help="faces in the grid (default: 64; not with --interpolate)")
     p.add_argument("--seed", type=int, default=0, help="z seed (default: 0)")
     p.add_argument("--interpolate", action="store_true",
                    help="write latent walks: each row interpolates between two random z's")
-    p.add_argument("--rows", type=_positive_int, default=8,
+    p.add_argument("--rows", type=_positive_int,
                    help="walks (rows) with --interpolate (default: 8)")
-    p.add_argument("--steps", type=int, default=8,
+    p.add_argument("--steps", type=int,
                    help="images per walk, both ends included, with --interpolate (default: 8)")
     p.add_argument("--backend", choices=("numpy", "emulated", "cupy"), default="numpy",
                    help="default: numpy")
@@ -104,13 +111,35 @@ def generate(model, z, batch_stats: bool = False) -> np.ndarray:
             buf[...] = copy
 
 
+def check_flags(args) -> None:
+    """Raise ValueError for flags that contradict each other or an unusable --out; fill in the
+    defaults of --n, --rows and --steps."""
+    out = Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file name ending in .png")
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out must be a file name ending in .png (the picture is PNG), "
+                         f"got {out}")
+    if args.interpolate:
+        if args.n is not None:
+            raise ValueError("--n does not apply to --interpolate: the picture is --rows walks "
+                             "of --steps images")
+        args.rows = 8 if args.rows is None else args.rows
+        args.steps = 8 if args.steps is None else args.steps
+        if args.steps < 2:
+            raise ValueError(f"--steps must be >= 2 with --interpolate, got {args.steps}")
+    else:
+        if args.rows is not None or args.steps is not None:
+            raise ValueError("--rows and --steps apply to --interpolate only (use --n for a grid)")
+        args.n = 64 if args.n is None else args.n
+
+
 def main(argv=None) -> int:
     from .data import save_grid
 
     args = build_parser().parse_args(argv)
     try:
-        if args.interpolate and args.steps < 2:
-            raise ValueError(f"--steps must be >= 2 with --interpolate, got {args.steps}")
+        check_flags(args)
         model, config = load_generator(args.checkpoint, args.backend)
         z_dim, z_dist = config.get("z_dim", 100), config.get("z_dist", "uniform")
         if args.interpolate:
@@ -122,8 +151,11 @@ def main(argv=None) -> int:
         if args.batch_stats and z.shape[0] < 2:
             raise ValueError("--batch-stats needs at least 2 images")
         images = generate(model, z, args.batch_stats)
-        path = save_grid(images, Path(args.out), nrow=nrow)
-    except (CheckpointError, ValueError, RuntimeError, OSError) as e:
+        try:
+            path = save_grid(images, Path(args.out), nrow=nrow)
+        except OSError as e:           # the message would name save_grid's temporary file
+            raise ValueError(f"cannot write {args.out} ({e.strerror or e})") from None
+    except (CheckpointError, ValueError, RuntimeError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     mode = "batch statistics" if args.batch_stats else "BN running averages (eval mode)"

@@ -94,3 +94,27 @@ def test_help():
     assert res.returncode == 0
     for flag in ("--checkpoint", "--interpolate", "--steps", "--batch-stats", "--seed", "--n"):
         assert flag in res.stdout
+
+
+def test_bad_out_and_contradicting_flags_exit_2_with_a_clear_message(ckpt, tmp_path, capsys):
+    cases = [
+        (["--out", str(tmp_path / "a.jpg")], "ending in .png"),
+        (["--out", str(tmp_path / "noext")], "ending in .png"),
+        (["--out", str(tmp_path)], f"--out {tmp_path} is a folder"),
+        (["--out", str(tmp_path / "w.png"), "--interpolate", "--n", "5"], "--n does not apply"),
+        (["--out", str(tmp_path / "g.png"), "--rows", "2"], "apply to --interpolate only"),
+        (["--out", str(tmp_path / "missing" / "x" / "g.png").replace("missing", "f.txt")],
+         "cannot write"),
+    ]
+    (tmp_path / "f.txt").write_text("a file where a folder is expected")
+    for flags, message in cases:
+        assert sample_main(["--checkpoint", str(ckpt), *flags]) == 2, flags
+        err = capsys.readouterr().err
+        assert message in err and ".tmp" not in err, (flags, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]        # nothing written
+
+
+def test_checkpoint_may_be_a_run_folder(ckpt, tmp_path):
+    out = tmp_path / "grid.png"
+    assert sample_main(["--checkpoint", str(ckpt.parent), "--out", str(out), "--n", "2"]) == 0
+    assert out.exists()
