@@ -251,6 +251,32 @@ def test_changed_source_or_shard_count_rebuilds(good_dir, tmp_path):
     assert len(rd.ShardDataset(out)) == 13
 
 
+def test_more_shards_than_images_writes_no_empty_shard(tmp_path, capsys):
+    folder = tmp_path / "raw" / "img_align_celeba"
+    folder.mkdir(parents=True)
+    data = jpeg_bytes(face_like(0))
+    for i in range(25):  # 21 good files, 4 undecodable ones
+        (folder / f"{i:06d}.jpg").write_bytes(b"not a jpeg" if i % 6 == 1 else data)
+    out = tmp_path / "p"
+    result = rd.prepare_dataset("celeba", folder.parent, out, num_shards=50, workers=1)
+    assert result.count == 21 and result.num_shards == 21 and len(result.skipped) == 4
+    assert "in 21 shards (--shards 50: capped by the 25 files and 4 held only skipped files)" \
+        in capsys.readouterr().err
+    index = json.loads((out / "index.json").read_text())
+    assert index["num_shards"] == 25 and len(index["shards"]) == 21
+    assert all(e["count"] > 0 for e in index["shards"])
+    assert sorted(p.name for p in out.glob("*.npy")) == sorted(e["file"] for e in index["shards"])
+    assert len(rd.ShardDataset(out, verify=True)) == 21
+
+    again = rd.prepare_dataset("celeba", folder.parent, out, num_shards=50, workers=1, progress=False)
+    assert again.up_to_date and again.num_shards == 21 and len(again.skipped) == 4
+    assert rd.ensure_prepared("celeba", folder.parent, out, num_shards=50) == out
+    (out / index["shards"][3]["file"]).unlink()
+    rebuilt = rd.prepare_dataset("celeba", folder.parent, out, num_shards=50, workers=1, progress=False)
+    assert len(rebuilt.rebuilt) == 1 and rebuilt.count == 21 and len(rebuilt.skipped) == 4
+    assert json.loads((out / "index.json").read_text())["shards"] == index["shards"]
+
+
 def test_interrupted_preparation_leaves_no_index_and_recovers(good_dir, tmp_path, monkeypatch):
     out = tmp_path / "p"
     real_write = fmt.write_shard

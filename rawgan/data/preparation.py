@@ -323,17 +323,20 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
     source = find_source(kind, data_dir)
     _refuse_foreign(out, old, kind, source)
     n = len(source.files)
-    num_shards = min(num_shards, n)
+    requested, num_shards = num_shards, min(num_shards, n)  # a shard per file at most
     bounds = [(k * n // num_shards, (k + 1) * n // num_shards) for k in range(num_shards)]
     names = [fmt.shard_name(k, num_shards) for k in range(num_shards)]
 
     reusable = [False] * num_shards
     if _index_matches(old, kind, source, num_shards):
-        reusable = [fmt.shard_ok(out, e, verify) for e in old["shards"]]
+        old_entries = {tuple(e["candidates"]): e for e in old["shards"]}
+        # A range without an entry held only skipped files last time: nothing to rebuild.
+        reusable = [tuple(b) not in old_entries or fmt.shard_ok(out, old_entries[tuple(b)], verify)
+                    for b in bounds]
     if all(reusable):
-        say(f"reusing prepared {kind} data at {out}: {old['count']} images in {num_shards} shards, "
-            f"{'checksums' if verify else 'sizes'} OK")
-        return PrepareResult(out, old["count"], num_shards, _plain(old["skipped"]), [],
+        say(f"reusing prepared {kind} data at {out}: {old['count']} images in "
+            f"{len(old['shards'])} shards, {'checksums' if verify else 'sizes'} OK")
+        return PrepareResult(out, old["count"], len(old["shards"]), _plain(old["skipped"]), [],
                              list(range(num_shards)), time.perf_counter() - t0)
 
     try:
@@ -349,7 +352,7 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
         f"to build, {workers} worker{'s' * (workers > 1)}) into {out}")
 
     # Per shard: its index entry, the source names of its images, its skips, its source sizes.
-    shard_info = {k: _old_shard_info(old, k, bounds[k]) for k in range(num_shards) if reusable[k]}
+    shard_info = {k: _old_shard_info(old, bounds[k]) for k in range(num_shards) if reusable[k]}
     results = _decode_all(source, tasks, workers, progress)
     try:
         for k in todo:
@@ -363,9 +366,11 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
                     buf[len(kept)] = image
                     kept.append(source.files[pos])
                     sizes[f"{size[0]}x{size[1]}"] += 1
-            entry = {"file": names[k], "count": len(kept), "candidates": [start, stop],
-                     "source_sizes": dict(sizes)}
-            entry.update(fmt.write_shard(out / names[k], buf[:len(kept)]))
+            entry = None  # every file of this range was skipped: no empty shard file
+            if kept:
+                entry = {"file": names[k], "count": len(kept), "candidates": [start, stop],
+                         "source_sizes": dict(sizes)}
+                entry.update(fmt.write_shard(out / names[k], buf[:len(kept)]))
             shard_info[k] = (entry, kept, skipped)
     except OSError as e:  # reads are handled by _work; this is writing (disk full, ...)
         raise DataError(f"cannot write the prepared data to {out} ({e}); free some space or pass "
@@ -376,7 +381,8 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
     entries, sources, skipped = [], [], []
     for k in range(num_shards):
         entry, kept, skips = shard_info[k]
-        entries.append(dict(entry, first=len(sources)))
+        if entry is not None:
+            entries.append(dict(entry, first=len(sources)))
         sources += kept
         skipped += skips
     count = len(sources)
@@ -401,7 +407,7 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
              "pillow": PIL.__version__, "source_sizes": dict(size_counts), "shards": entries,
              "sources": sources, "skipped": skipped}
     fmt.write_json(out / fmt.INDEX_NAME, index)  # last: marks the set complete
-    _remove_stale_shards(out, set(names))
+    _remove_stale_shards(out, {e["file"] for e in entries})
 
     odd = {s: c for s, c in size_counts.items() if s != "178x218"}
     if kind == "celeba" and odd:
@@ -409,9 +415,14 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
             "the aligned CelebA images are all 178x218 -- is this img_align_celeba?")
     skip_note = (f"; skipped {len(skipped)} file{'s' * (len(skipped) != 1)}, reasons in "
                  f"{out / fmt.REPORT_NAME}" if skipped else "; nothing skipped")
-    say(f"prepared {count} images ({IMAGE_SIZE}x{IMAGE_SIZE}) in {num_shards} shards at {out} "
-        f"(built {len(todo)}, reused {num_shards - len(todo)}) in {seconds:.1f} s{skip_note}")
-    return PrepareResult(out, count, num_shards, report["skipped"], todo,
+    shard_note = ""
+    if len(entries) < requested:
+        why = [f"the {n} files" if num_shards < requested else "",
+               f"{num_shards - len(entries)} held only skipped files" if len(entries) < num_shards else ""]
+        shard_note = f" (--shards {requested}: capped by {' and '.join(w for w in why if w)})"
+    say(f"prepared {count} images ({IMAGE_SIZE}x{IMAGE_SIZE}) in {len(entries)} shards{shard_note} "
+        f"at {out} (built {len(todo)}, reused {num_shards - len(todo)}) in {seconds:.1f} s{skip_note}")
+    return PrepareResult(out, count, len(entries), report["skipped"], todo,
                          report["reused_shards"], seconds)
 
 
@@ -420,13 +431,15 @@ def _plain(skipped: list) -> list:
     return [{"file": s["file"], "reason": s["reason"]} for s in skipped]
 
 
-def _old_shard_info(old: dict, k: int, bounds: tuple[int, int]):
-    """(entry, source names, skip entries) of shard ``k`` of a previous index."""
-    entry = {key: v for key, v in old["shards"][k].items() if key != "first"}
-    first = old["shards"][k]["first"]
-    kept = old["sources"][first:first + entry["count"]]
+def _old_shard_info(old: dict, bounds: tuple[int, int]):
+    """(entry or None, source names, skip entries) of the shard made from candidates ``bounds`` in
+    a previous index (no entry: all its files were skipped)."""
     skipped = [s for s in old["skipped"] if bounds[0] <= s["candidate"] < bounds[1]]
-    return entry, kept, skipped
+    for e in old["shards"]:
+        if tuple(e["candidates"]) == tuple(bounds):
+            kept = old["sources"][e["first"]:e["first"] + e["count"]]
+            return {key: v for key, v in e.items() if key != "first"}, kept, skipped
+    return None, [], skipped
 
 
 def _remove_stale_shards(out: Path, keep: set) -> None:
@@ -454,7 +467,9 @@ def prepare(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT_SHARDS,
     ``kind`` is ``"celeba"`` (108x108 centre crop, see the module docstring) or ``"folder"``
     (centre square crop, folder read recursively). ``data_dir`` is a folder or zip as described in
     :mod:`rawgan.data.sources`. ``out_dir`` defaults to :func:`default_prepared_dir`. The source
-    candidates are split into ``num_shards`` contiguous shards (fewer if there are fewer files).
+    candidates are split into ``num_shards`` contiguous ranges, at most one per file; a range
+    whose files were all skipped writes no shard, so no shard is empty and there are never more
+    shards than images (the summary line says when fewer than ``num_shards`` were written).
     ``workers`` decoding processes (default: all usable cores). ``progress`` shows a tqdm bar and
     status lines on stderr.
 
@@ -481,6 +496,9 @@ def ensure_prepared(kind: str, data_dir, out_dir=None, **kw) -> Path:
             source = None  # prepared copy outlives its source: fine
         else:
             source = find_source(kind, data_dir)
-        if _index_matches(index, kind, source, kw.get("num_shards")):
+        shards = kw.get("num_shards")
+        if shards is not None and source is not None:
+            shards = min(shards, len(source.files))  # as prepare_dataset caps it
+        if _index_matches(index, kind, source, shards):
             return out
     return prepare(kind, data_dir, out, **kw)

@@ -9,7 +9,8 @@ A prepared folder holds::
 Every file is written atomically (a temporary file in the same folder, then ``os.replace``), and
 ``index.json`` is replaced only after all shards are in place, so an interrupted preparation never
 leaves a set that looks valid. ``index.json`` records for each shard its file name, image count,
-byte size and sha256, and the range of source candidates it was made from; see
+byte size and sha256, and the range of source candidates it was made from (a range whose files
+were all skipped gets no shard and no entry, so the numbers in the file names can have gaps); see
 :func:`rawgan.data.preparation.prepare` for the other fields.
 """
 from __future__ import annotations
