@@ -388,14 +388,25 @@ def test_celeba_kind_on_nested_folder_suggests_folder_kind(tmp_path):
                                           progress=False))) == 1
 
 
-def test_folder_kind_is_recursive_with_centre_square_crop(tmp_path):
+def test_folder_kind_is_recursive_with_centre_square_crop(tmp_path, capsys):
     root = tmp_path / "pics"
     (root / "cats").mkdir(parents=True)
     (root / "dogs" / "small").mkdir(parents=True)
     face_like(1, size=(100, 60)).save(root / "cats" / "wide.png")
     face_like(2, size=(50, 90)).save(root / "dogs" / "small" / "tall.png")
     face_like(3, size=(40, 40)).save(root / "top.png")
-    ds = rd.ShardDataset(rd.prepare("folder", root, tmp_path / "p", workers=1, progress=False))
+    result = rd.prepare_dataset("folder", root, tmp_path / "p", workers=1)
+    ds = rd.ShardDataset(result.path)
+    reason = "smaller than 64 px: upsampled"  # the centre square is min(W, H) on a side
+    up = [{"file": "cats/wide.png", "size": "100x60", "reason": reason},
+          {"file": "dogs/small/tall.png", "size": "50x90", "reason": reason},
+          {"file": "top.png", "size": "40x40", "reason": reason}]
+    assert result.upsampled == up
+    report = json.loads((result.path / "report.json").read_text())
+    assert report["upsampled_count"] == 3 and report["upsampled"] == up
+    assert "warning: 3 of 3 images are smaller than 64 px (e.g. cats/wide.png, 100x60) and " \
+        "were upsampled" in capsys.readouterr().err
+    assert rd.prepare_dataset("folder", root, result.path, progress=False).upsampled == up  # reused
     assert ds.index["sources"] == ["cats/wide.png", "dogs/small/tall.png", "top.png"]
     expected = {"cats/wide.png": (20, 0, 80, 60), "dogs/small/tall.png": (0, 20, 50, 70),
                 "top.png": (0, 0, 40, 40)}  # top.png is upsampled 40 -> 64

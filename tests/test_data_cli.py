@@ -87,6 +87,18 @@ def test_out_and_default_data_dir(env, small_celeba, tmp_path):
     assert r.stdout.strip() == str(tmp_path / "theirs") and (tmp_path / "theirs" / "index.json").exists()
 
 
+def test_small_images_are_upsampled_with_a_warning_and_counted_by_info(env, tmp_path):
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    Image.new("RGB", (10, 10), (200, 0, 0)).save(pics / "tiny.png")
+    Image.new("RGB", (80, 90), (0, 0, 200)).save(pics / "big.png")
+    r = run(env, "prepare", "--data", "folder", "--data-dir", pics, "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    assert "warning: 1 of 2 images are smaller than 64 px (e.g. tiny.png, 10x10)" in r.stderr
+    info = run(env, "info", r.stdout.strip())
+    assert info.returncode == 0 and "upsampled 1 (smaller than 64 px)" in info.stdout
+
+
 def test_missing_folder_is_a_one_line_error(env, tmp_path):
     assert_clean_error(run(env, "prepare", "--data-dir", tmp_path / "does-not-exist"),
                        "not found", "img_align_celeba.zip", URL)

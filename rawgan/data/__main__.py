@@ -68,10 +68,12 @@ def main(argv=None) -> int:
         else:
             ds = ShardDataset(args.prepared_dir, verify=args.verify)
             ix = ds.index
+            upsampled = sum(len(e.get("upsampled", [])) for e in ix["shards"])
             print(f"{ds.path}: {len(ds)} images {tuple(ds.image_shape)} uint8 in "
                   f"{len(ix['shards'])} shards; kind {ix['kind']}, from {ix['source']}; "
                   f"filter {ix['resize']['filter']}; skipped {len(ix['skipped'])}; "
-                  f"{'checksums' if args.verify else 'sizes'} OK")
+                  f"upsampled {upsampled} (smaller than 64 px); "
+                  f"shard {'checksums' if args.verify else 'sizes'} OK")
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -30,7 +30,10 @@ What happens to one image (:func:`decode`):
      carpedm20/DCGAN-tensorflow (``round`` is Python 3's, half to even). Images smaller than 108
      on a side are skipped with that reason.
    * ``folder``: the largest centred square, side min(H, W), corner at round((H - side) / 2),
-     round((W - side) / 2). Any size is accepted; images smaller than 64 are upsampled.
+     round((W - side) / 2). Any size is accepted: a square smaller than 64 is upsampled (it is
+   kept, not skipped, because a folder of small icons is a legitimate dataset), and such images
+   are listed in ``report.json`` ("upsampled", reason "smaller than 64 px: upsampled"), counted
+   in a warning line and in ``python -m rawgan.data info``.
 4. Resize to 64x64 with Pillow's ``Image.Resampling.BICUBIC`` filter (cubic convolution, a = -0.5,
    widened by the downscale factor so it also antialiases), giving uint8 (64, 64, 3) HWC RGB.
 
@@ -250,7 +253,8 @@ def default_prepared_dir(kind: str, data_dir) -> Path:
 class PrepareResult:
     """What :func:`prepare_dataset` did. ``path`` is the prepared folder, ``count`` the number of
     images in it, ``skipped`` the ``{"file", "reason"}`` entries, ``rebuilt``/``reused`` shard
-    numbers, ``seconds`` wall time."""
+    numbers, ``seconds`` wall time, ``upsampled`` the ``{"file", "size", "reason"}`` entries of
+    images smaller than 64 px (``folder`` kind) that were kept and upsampled."""
 
     path: Path
     count: int
@@ -259,6 +263,7 @@ class PrepareResult:
     rebuilt: list = field(default_factory=list)
     reused: list = field(default_factory=list)
     seconds: float = 0.0
+    upsampled: list = field(default_factory=list)
 
     @property
     def up_to_date(self) -> bool:
@@ -337,7 +342,7 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
         say(f"reusing prepared {kind} data at {out}: {old['count']} images in "
             f"{len(old['shards'])} shards, {'checksums' if verify else 'sizes'} OK")
         return PrepareResult(out, old["count"], len(old["shards"]), _plain(old["skipped"]), [],
-                             list(range(num_shards)), time.perf_counter() - t0)
+                             list(range(num_shards)), time.perf_counter() - t0, _upsampled(old["shards"]))
 
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -358,7 +363,7 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
         for k in todo:
             start, stop = bounds[k]
             buf = np.empty((stop - start, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-            kept, skipped, sizes = [], [], Counter()
+            kept, skipped, sizes, upsampled = [], [], Counter(), []
             for pos, image, size, reason in (next(results) for _ in range(start, stop)):
                 if image is None:
                     skipped.append({"file": source.files[pos], "reason": reason, "candidate": pos})
@@ -366,10 +371,12 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
                     buf[len(kept)] = image
                     kept.append(source.files[pos])
                     sizes[f"{size[0]}x{size[1]}"] += 1
+                    if min(size) < IMAGE_SIZE:
+                        upsampled.append({"file": source.files[pos], "size": f"{size[0]}x{size[1]}"})
             entry = None  # every file of this range was skipped: no empty shard file
             if kept:
                 entry = {"file": names[k], "count": len(kept), "candidates": [start, stop],
-                         "source_sizes": dict(sizes)}
+                         "source_sizes": dict(sizes), "upsampled": upsampled}
                 entry.update(fmt.write_shard(out / names[k], buf[:len(kept)]))
             shard_info[k] = (entry, kept, skipped)
     except OSError as e:  # reads are handled by _work; this is writing (disk full, ...)
@@ -386,12 +393,14 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
         sources += kept
         skipped += skips
     count = len(sources)
+    upsampled = _upsampled(entries)
     seconds = time.perf_counter() - t0
     report = {"source": str(source.path), "prepared": str(out), "date": _now(),
               "candidates": n, "count": count, "skipped_count": len(skipped),
               "rebuilt_shards": todo, "reused_shards": [k for k in range(num_shards) if reusable[k]],
               "seconds": round(seconds, 3),
-              "skipped": _plain(skipped)}
+              "skipped": _plain(skipped), "upsampled_count": len(upsampled),
+              "upsampled": upsampled}
     fmt.write_json(out / fmt.REPORT_NAME, report)
     if count == 0:
         raise DataError(f"none of the {n} image files in {source.path} could be used (first: "
@@ -413,6 +422,10 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
     if kind == "celeba" and odd:
         say(f"warning: {sum(odd.values())} of {count} images are not 178x218 (e.g. {next(iter(odd))}); "
             "the aligned CelebA images are all 178x218 -- is this img_align_celeba?")
+    if upsampled:
+        say(f"warning: {len(upsampled)} of {count} images are smaller than {IMAGE_SIZE} px (e.g. "
+            f"{upsampled[0]['file']}, {upsampled[0]['size']}) and were upsampled; listed in "
+            f"{out / fmt.REPORT_NAME}")
     skip_note = (f"; skipped {len(skipped)} file{'s' * (len(skipped) != 1)}, reasons in "
                  f"{out / fmt.REPORT_NAME}" if skipped else "; nothing skipped")
     shard_note = ""
@@ -423,7 +436,13 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
     say(f"prepared {count} images ({IMAGE_SIZE}x{IMAGE_SIZE}) in {len(entries)} shards{shard_note} "
         f"at {out} (built {len(todo)}, reused {num_shards - len(todo)}) in {seconds:.1f} s{skip_note}")
     return PrepareResult(out, count, len(entries), report["skipped"], todo,
-                         report["reused_shards"], seconds)
+                         report["reused_shards"], seconds, upsampled)
+
+
+def _upsampled(entries: list) -> list:
+    """The ``{"file", "size", "reason"}`` entries of upsampled images recorded in shard entries."""
+    return [dict(u, reason=f"smaller than {IMAGE_SIZE} px: upsampled")
+            for e in entries for u in e.get("upsampled", [])]
 
 
 def _plain(skipped: list) -> list:
