@@ -29,7 +29,7 @@ from PIL import Image  # noqa: E402
 import rawgan.data as rd  # noqa: E402
 from rawgan.data.sources import Reader, find_source  # noqa: E402
 
-REAL = Path("/work/shared/data/celeba")
+REAL = Path(os.environ.get("RAWGAN_DATA_DIR") or "/work/shared/data/celeba")
 FULL_CELEBA = 202_599  # images in the full aligned CelebA
 STEP_IMAGES = 64  # one DCGAN step consumes one batch of 64 real images
 STEP_SECONDS = {"NumPy CPU step (~1 s)": 1.0, "GPU step (~5 ms)": 0.005}
@@ -91,7 +91,7 @@ def bench_loader(ds, batch_size: int, batches: int, prefetch: int, as_uint8: boo
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", default=None, help=f"CelebA folder or zip (default: {REAL} if present)")
+    p.add_argument("--data-dir", default=None, help=f"CelebA folder or zip (default: $RAWGAN_DATA_DIR, else {REAL} if present)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images (symlinks)")
     p.add_argument("--synthetic", type=int, default=None, help="generate N images instead")
     p.add_argument("--workers", default=f"1,{os.cpu_count()}", help="comma-separated worker counts")
