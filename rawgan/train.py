@@ -17,30 +17,50 @@ The cadence is the paper's (Zhu et al. 2018 / carpedm20/DCGAN-tensorflow): one D
 checkpoints every 500. A "step" is one such iteration; steps count from 1 and ``step`` in the
 logs is the number of iterations completed.
 
-Resuming (``--resume`` alone: the newest checkpoint in RUN_DIR/checkpoints; ``--resume PATH``: that
-file) continues exactly where the checkpoint was taken: same data order (epoch + batch position),
-same z stream (Philox state), Adam moments and step counts, BN running statistics, step counter.
-On the NumPy backend N steps + resume + N steps give bitwise the same weights and losses as 2N
-steps straight. The model and data-order settings (--ngf, --ndf, --seed, --batch-size, --z-dist)
-come from the checkpoint; giving a different value is an error. --lr, --beta1, --g-steps,
---epochs and --max-steps may be changed on resume (the change is printed); --max-steps and
---epochs count from the start of the run, not from the resume point.
+Resuming: ``python -m rawgan.train --out RUN_DIR --resume`` continues from the newest checkpoint
+in RUN_DIR/checkpoints; ``--resume PATH`` from checkpoint PATH (a file, or a checkpoints or run
+folder standing for its newest checkpoint). It continues exactly where the checkpoint was taken:
+same data order (epoch + batch position), same z stream (Philox state), Adam moments and step
+counts, BN running statistics, step counter. On the NumPy backend N steps + resume + N steps give
+bitwise the same weights and losses as 2N steps straight.
+Every setting not given on the command line is the checkpoint's: --data, --data-dir,
+--prepared-dir, --epochs/--max-steps, --lr, --beta1, --g-steps, --log-every, --sample-every,
+--checkpoint-every, --keep-checkpoints and the model/data-order settings. The model and data-order
+settings (--data, --ngf, --ndf, --seed, --batch-size, --z-dist) cannot change: a different value is
+an error. The others may (the change is printed); --max-steps and --epochs count from the start of
+the run, and --epochs alone on resume drops the checkpoint's --max-steps. --backend, --conv-impl,
+--workers and --no-tensorboard are per invocation, never taken from the checkpoint: a run may move
+between numpy and cupy. The checkpoint records the data's identity (image count and a digest of
+the prepared index's source list); resuming on other data is an error, while the same images in
+another place (--data-dir) are fine. --resume PATH from another run folder continues that run in
+--out only if --out holds no run yet (metrics, samples and checkpoints so far stay where they are).
+
+One run per folder: RUN_DIR/.lock is locked (flock) for the run's lifetime, so a second training
+into the same --out exits 2 naming the pid of the first. A fresh run (no --resume) refuses an --out
+that already holds a run (metrics.jsonl, samples or checkpoints).
 
 Ctrl-C (SIGINT) finishes the current step, writes a sample grid and a checkpoint and prints the
-command that resumes; a second Ctrl-C quits at once without saving. A fresh run refuses an --out
-that already has checkpoints. Losses are checked for NaN/Inf at log steps (the only host syncs)
-and before every checkpoint.
+command that resumes (``--out RUN_DIR --resume``); a second Ctrl-C quits at once without saving.
+Losses are checked for NaN/Inf at log steps (the only host syncs), and losses, weights, BN and Adam
+statistics before every checkpoint; NumPy's floating-point warnings are silenced in the loop since
+non-finite values are reported this way. --conv-impl with --backend numpy is an error.
 
-Exit codes: 0 done or interrupted with a checkpoint saved; 1 a loss became NaN/Inf (no checkpoint
-is written from the broken state); 2 bad flags, missing data, unreadable or incompatible checkpoint.
+Exit codes: 0 done, nothing left to do, or interrupted with a checkpoint saved; 1 the run diverged
+(a loss, weight or statistic became NaN/Inf: no checkpoint is written from the broken state, the
+last good one is named, metrics so far stay in metrics.jsonl); 2 bad flags, missing or different
+data, unreadable or incompatible checkpoint, RUN_DIR in use, holding another run, or not writable;
+130 a second Ctrl-C (nothing saved).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
+import hashlib
 import json
 import math
 import os
+import shlex
 import signal
 import sys
 import time
@@ -57,11 +77,22 @@ from .checkpoint import CheckpointError
 from .data import (BatchLoader, DataError, ShardDataset, default_data_dir, ensure_prepared,
                    make_grid, save_grid)
 
-# Hyper-parameters with their defaults. FIXED_ON_RESUME ones define the model or the data/z order,
-# so a resumed run takes them from the checkpoint and refuses a different value.
-DEFAULTS = {"epochs": 5, "max_steps": None, "batch_size": 64, "lr": 2e-4, "beta1": 0.5,
-            "g_steps": 2, "z_dist": "uniform", "seed": 0, "ngf": 64, "ndf": 64, "z_dim": 100}
-FIXED_ON_RESUME = ("batch_size", "seed", "ngf", "ndf", "z_dim", "z_dist")
+# The run's settings with their defaults. A resumed run takes every setting the user does not give
+# on the command line from the checkpoint's config (then these defaults, for older checkpoints).
+# FIXED_ON_RESUME ones define the model or the data/z order: giving a different value on resume is
+# an error. --backend, --conv-impl, --workers and --no-tensorboard are per invocation, not settings.
+DEFAULTS = {
+    # model and data order
+    "data": "celeba", "batch_size": 64, "seed": 0, "ngf": 64, "ndf": 64, "z_dim": 100,
+    "z_dist": "uniform",
+    # where the data is (None: $RAWGAN_DATA_DIR or ./data/celeba; the per-source cache folder)
+    "data_dir": None, "prepared_dir": None,
+    # length, optimiser
+    "epochs": 5, "max_steps": None, "lr": 2e-4, "beta1": 0.5, "g_steps": 2,
+    # cadence of logs, samples and checkpoints
+    "log_every": 20, "sample_every": 100, "checkpoint_every": 500, "keep_checkpoints": 3,
+}
+FIXED_ON_RESUME = ("data", "batch_size", "seed", "ngf", "ndf", "z_dim", "z_dist")
 SAMPLE_GRID = 64          # images in a sample grid (8x8)
 
 
@@ -69,8 +100,8 @@ class UsageError(Exception):
     """A bad combination of flags or an incompatible checkpoint (exit code 2)."""
 
 
-class NonFiniteLoss(Exception):
-    """A loss became NaN/Inf (exit code 1)."""
+class Diverged(Exception):
+    """A loss, a weight or a BN/Adam statistic became NaN/Inf (exit code 1)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -106,10 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Data location: --data-dir, else $RAWGAN_DATA_DIR, else ./data/celeba. The first run "
                "prepares 64x64 shards into a cache (see python -m rawgan.data --help).\n"
-               "Resume: rerun the same command with --resume (newest checkpoint in "
-               "RUN_DIR/checkpoints) or --resume PATH.")
+               "Resume: python -m rawgan.train --out RUN_DIR --resume (newest checkpoint in "
+               "RUN_DIR/checkpoints; every setting not given is the checkpoint's).\n"
+               "Exit codes: 0 done (or interrupted, checkpoint saved); 1 the run diverged "
+               "(NaN/Inf); 2 bad flags, data or checkpoint, run folder in use or not writable; "
+               "130 a second Ctrl-C.")
     g = p.add_argument_group("data and output")
-    g.add_argument("--data", choices=("celeba", "folder"), default="celeba",
+    g.add_argument("--data", choices=("celeba", "folder"),
                    help="celeba: aligned & cropped CelebA (108x108 centre crop); folder: any "
                         "images, centre square crop (default: celeba)")
     g.add_argument("--data-dir", help="raw images: folder or zip (default: $RAWGAN_DATA_DIR or "
@@ -140,42 +174,65 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("backend")
     g.add_argument("--backend", choices=("numpy", "emulated", "cupy"), default="numpy",
                    help="numpy: reference; cupy: GPU; emulated: the CUDA code on the CPU "
-                        "(slow; for testing) (default: numpy)")
-    g.add_argument("--conv-impl", choices=("kernels", "cudnn"), default="kernels",
-                   help="convolutions on cupy: our kernels or cuDNN (default: kernels)")
+                        "(slow; for testing) (default: numpy, also on resume)")
+    g.add_argument("--conv-impl", choices=("kernels", "cudnn"),
+                   help="convolutions on cupy/emulated: our kernels or cuDNN (default: kernels; "
+                        "an error with --backend numpy)")
 
     g = p.add_argument_group("logging and checkpoints")
-    g.add_argument("--log-every", type=_positive_int, default=20, help="default: 20")
-    g.add_argument("--sample-every", type=_positive_int, default=100, help="default: 100")
-    g.add_argument("--checkpoint-every", type=_positive_int, default=500, help="default: 500")
-    g.add_argument("--keep-checkpoints", type=_nonneg_int, default=3,
+    g.add_argument("--log-every", type=_positive_int, help="default: 20")
+    g.add_argument("--sample-every", type=_positive_int, help="default: 100")
+    g.add_argument("--checkpoint-every", type=_positive_int, help="default: 500")
+    g.add_argument("--keep-checkpoints", type=_nonneg_int,
                    help="keep the newest N checkpoints, 0 = all (default: 3)")
     g.add_argument("--resume", nargs="?", const="auto", metavar="PATH",
-                   help="continue from checkpoint PATH, or (flag alone) from the newest one in "
-                        "RUN_DIR/checkpoints")
+                   help="continue from the newest checkpoint in RUN_DIR/checkpoints (flag alone), "
+                        "or from checkpoint PATH (a file, or a folder: its newest checkpoint); "
+                        "settings not given are the checkpoint's")
     g.add_argument("--no-tensorboard", action="store_true", help="don't write TensorBoard events")
     return p
 
 
-def resolve_config(args, saved: dict | None) -> dict:
-    """Hyper-parameters: defaults, then the checkpoint's config, then the flags given.
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
 
+
+def given_settings(args) -> dict:
+    """The DEFAULTS keys the user gave on the command line (argparse defaults are None), with
+    paths made absolute."""
+    given = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k, None) is not None}
+    for key in ("data_dir", "prepared_dir"):
+        if key in given:
+            given[key] = str(Path(given[key]).expanduser().absolute())
+    return given
+
+
+def resolve_config(args, saved: dict | None) -> dict:
+    """The run's settings: DEFAULTS, then the checkpoint's config (on resume), then the flags given.
+
+    On resume two settings go with another one: --epochs given without --max-steps drops a
+    --max-steps of the checkpoint (it would win over --epochs), and another --data-dir without
+    --prepared-dir uses that source's default prepared folder, not the checkpoint's.
+    ``config["_changed"]`` lists the changes against the checkpoint for printing.
     Raises UsageError when a flag contradicts a FIXED_ON_RESUME value of the checkpoint.
     """
     config = dict(DEFAULTS)
+    given = given_settings(args)
     notes = []
     if saved is not None:
         config.update({k: saved[k] for k in DEFAULTS if k in saved})
-    for key in DEFAULTS:
-        given = getattr(args, key, None)
-        if given is None or (saved is not None and given == config[key]):
-            continue
-        if saved is not None and key in FIXED_ON_RESUME:
-            raise UsageError(f"incompatible checkpoint: it was trained with --{key.replace('_', '-')} "
-                             f"{config[key]}, not {given} (resume with the checkpoint's value)")
-        if saved is not None:
-            notes.append(f"--{key.replace('_', '-')} {config[key]} -> {given}")
-        config[key] = given
+        if "epochs" in given and "max_steps" not in given:
+            given["max_steps"] = None
+        if "data_dir" in given and given["data_dir"] != config["data_dir"] \
+                and "prepared_dir" not in given:
+            given["prepared_dir"] = None
+    for key, value in given.items():
+        if saved is not None and value != config[key]:
+            if key in FIXED_ON_RESUME:
+                raise UsageError(f"incompatible checkpoint: it was trained with {_flag(key)} "
+                                 f"{config[key]}, not {value} (resume with the checkpoint's value)")
+            notes.append(f"{_flag(key)} {config[key]} -> {value}")
+        config[key] = value
     if not 0 <= config["beta1"] < 1:
         raise UsageError(f"--beta1 must be in [0, 1), got {config['beta1']}")
     config["_changed"] = notes
@@ -233,19 +290,71 @@ class StopRequest:
             signal.signal(signal.SIGINT, self._old)
 
 
-def resume_command(argv: list) -> str:
-    """The command line ``argv`` with any --resume [PATH] replaced by a plain --resume."""
-    kept, skip = [], False
-    for i, a in enumerate(argv):
-        if skip:
-            skip = False
-            continue
-        if a == "--resume":
-            skip = i + 1 < len(argv) and not argv[i + 1].startswith("--")
-            continue
-        if not a.startswith("--resume="):
-            kept.append(a)
-    return " ".join(["python -m rawgan.train", *kept, "--resume"])
+def resume_command(args) -> str:
+    """The command that continues this run: the settings come from the checkpoint, so only the
+    run folder and the per-invocation flags (backend, conv-impl, no-tensorboard) are needed."""
+    parts = ["python -m rawgan.train", "--out", shlex.quote(str(args.out)), "--resume"]
+    if args.backend != "numpy":
+        parts += ["--backend", args.backend]
+    if args.conv_impl is not None:
+        parts += ["--conv-impl", args.conv_impl]
+    if args.no_tensorboard:
+        parts.append("--no-tensorboard")
+    return " ".join(parts)
+
+
+def run_contents(out: Path) -> list:
+    """What of a run ``out`` holds: "metrics.jsonl", "samples/", "checkpoints/" (non-empty)."""
+    found = ["metrics.jsonl"] if (out / "metrics.jsonl").exists() else []
+    for sub in ("samples", "checkpoints"):
+        if (out / sub).is_dir() and any((out / sub).iterdir()):
+            found.append(sub + "/")
+    return found
+
+
+class RunFolder:
+    """RUN_DIR, created if needed and locked (``flock`` on RUN_DIR/.lock, which holds the pid) while
+    the ``with`` block runs, so that two trainings never write into one folder. A folder this
+    created and that still holds nothing but the lock file at the end is removed again (a run that
+    failed before its first step leaves no trace).
+
+    Raises UsageError when the folder cannot be created or another run holds the lock.
+    """
+
+    def __init__(self, out):
+        self.out = Path(out)
+        self.created = not self.out.exists()
+        self.lock_path = self.out / ".lock"
+        self._file = None
+
+    def __enter__(self):
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.lock_path, "a+")
+        except FileExistsError:
+            raise UsageError(f"--out {self.out} exists and is not a folder") from None
+        except OSError as e:
+            raise UsageError(f"cannot create the run folder {self.out} ({e.strerror or e})") from None
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            pid = self._file.read().strip() or "unknown"
+            self._file.close()
+            raise UsageError(f"another training run is using {self.out} (pid {pid}); wait for it "
+                             f"to end or choose another --out") from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"{os.getpid()}\n")
+        self._file.flush()
+        return self
+
+    def __exit__(self, *exc):
+        with contextlib.suppress(OSError):
+            if self.created and [p.name for p in self.out.iterdir()] == [self.lock_path.name]:
+                self.lock_path.unlink()
+                self.out.rmdir()
+        self._file.close()                                  # releases the lock
 
 
 def trim_metrics(path: Path, last_step: int) -> None:
@@ -285,7 +394,6 @@ class Trainer:
             # The fixed sample z is the first draw of the z stream; training z's follow it.
             self.z_gen = Generator(config["seed"])
             self.sample_z = self.draw_z(SAMPLE_GRID)
-            trim_metrics(self.metrics_path, 0)      # records of an earlier attempt that died early
         else:
             extra = resume_ckpt["extra"]
             self.step, self.epoch, self.batch = int(extra["step"]), int(extra["epoch"]), int(extra["batch"])
@@ -293,7 +401,7 @@ class Trainer:
             self.z_gen.load_state_dict(extra["z_rng"])
             self.sample_z = B.asarray(extra["sample_z"])
             trim_metrics(self.metrics_path, self.step)
-        self.last_ckpt = ckpt_io.latest_checkpoint(self.ckpt_dir)
+        self.last_ckpt = resume_ckpt["path"] if resume_ckpt else None   # the last good one
         self.tb = TBLogger(self.out / "tb", purge_step=self.step if self.step else None,
                            enabled=not args.no_tensorboard)
         self.x = self.z = None          # the latest batch and z (for histograms)
@@ -323,16 +431,19 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
                    mininterval=1.0 if sys.stderr.isatty() else 30.0)
         try:
-            with StopRequest() as stop:
+            # NaN/Inf are detected and reported (Diverged); NumPy's warnings would only add noise.
+            with StopRequest() as stop, np.errstate(over="ignore", invalid="ignore",
+                                                    divide="ignore"):
                 self.loop(bar, stop)
                 if stop.requested:
                     return self.interrupted()
-        except NonFiniteLoss as e:
+        except Diverged as e:
             bar.close()
             where = (f"the last good checkpoint is {self.last_ckpt}" if self.last_ckpt
                      else "no checkpoint was written before it")
-            print(f"error: {e}. Stopping without writing a checkpoint; {where}. Try a lower "
-                  f"--lr, or resume from an earlier checkpoint.", file=sys.stderr, flush=True)
+            print(f"error: the run diverged: {e}. Stopping without writing a checkpoint; try a "
+                  f"lower --lr; {where}; metrics so far are in {self.metrics_path}.",
+                  file=sys.stderr, flush=True)
             return 1
         finally:
             bar.close()
@@ -365,11 +476,12 @@ class Trainer:
     def after_step(self, metrics: dict, epoch: int, bar) -> None:
         step, last = self.step, self.step >= self.total_steps
         host = None
-        if step % self.args.log_every == 0 or last:
+        every = self.config
+        if step % every["log_every"] == 0 or last:
             host = self.log(metrics, epoch, bar)
-        if step % self.args.sample_every == 0 or last:
+        if step % every["sample_every"] == 0 or last:
             self.save_samples(epoch)
-        if step % self.args.checkpoint_every == 0 or last:
+        if step % every["checkpoint_every"] == 0 or last:
             if host is None:                      # never checkpoint a state we haven't checked
                 self.check_finite(metrics_to_host(self.B, metrics))
             self.save_checkpoint()
@@ -378,7 +490,7 @@ class Trainer:
     def check_finite(self, host: dict) -> None:
         if not _all_finite(host):
             bad = ", ".join(f"{k}={v}" for k, v in host.items() if not math.isfinite(v))
-            raise NonFiniteLoss(f"non-finite loss at step {self.step} ({bad})")
+            raise Diverged(f"non-finite loss at step {self.step} ({bad})")
 
     def interrupted(self) -> int:
         print(f"interrupted at step {self.step}", file=sys.stderr, flush=True)
@@ -386,8 +498,7 @@ class Trainer:
             self.check_finite(metrics_to_host(self.B, self.last_metrics))
             self.save_samples(self.last_epoch)
             path = self.save_checkpoint()
-            print(f"saved checkpoint {path}\nresume with: {resume_command(sys.argv[1:])}",
-                  flush=True)
+            print(f"saved checkpoint {path}\nresume with: {resume_command(self.args)}", flush=True)
         return 0
 
     # -- logging --------------------------------------------------------------------------------
@@ -455,14 +566,17 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         t0 = time.time()
         config = {k: v for k, v in self.config.items() if not k.startswith("_")}
-        path = ckpt_io.save_checkpoint(
-            ckpt_io.checkpoint_path(self.ckpt_dir, self.step), self.model,
-            {"step": self.step, "epoch": self.epoch, "batch": self.batch,
-             "z_rng": self.z_gen.state_dict(), "config": config,
-             "config_json": json.dumps(config, sort_keys=True),
-             "sample_z": np.array(self.B.to_numpy(self.sample_z))})
+        try:
+            path = ckpt_io.save_checkpoint(
+                ckpt_io.checkpoint_path(self.ckpt_dir, self.step), self.model,
+                {"step": self.step, "epoch": self.epoch, "batch": self.batch,
+                 "z_rng": self.z_gen.state_dict(), "config": config,
+                 "config_json": json.dumps(config, sort_keys=True),
+                 "sample_z": np.array(self.B.to_numpy(self.sample_z))})
+        except ckpt_io.NonFiniteState as e:          # finite losses, but the state blew up
+            raise Diverged(f"non-finite values in {e.tensor} at step {self.step}") from None
         self.last_ckpt = path
-        ckpt_io.prune_checkpoints(self.ckpt_dir, self.args.keep_checkpoints)
+        ckpt_io.prune_checkpoints(self.ckpt_dir, self.config["keep_checkpoints"])
         self.overhead_s += time.time() - t0
         return path
 
@@ -471,37 +585,92 @@ class Trainer:
 # Entry point
 
 
-def setup(args):
-    """Everything before the first step; raises DataError / CheckpointError / UsageError."""
+def dataset_identity(dataset) -> dict:
+    """What makes a prepared dataset this one: its image count and a digest of its index's source
+    list (the image files, in the order the shards hold them)."""
+    sources = "\n".join(dataset.index.get("sources", []))
+    return {"images": len(dataset), "sources_sha256": hashlib.sha256(sources.encode()).hexdigest()}
+
+
+def check_same_data(saved: dict, identity: dict, data_dir) -> None:
+    """Raise UsageError when a resumed run's data is not the checkpoint's (checkpoints of older
+    versions carry no identity; for them only the batch position is checked, in setup)."""
+    then = saved.get("dataset")
+    if then is None or then == identity:
+        return
+    if then["images"] != identity["images"]:
+        now = f"{data_dir} gives {identity['images']}"
+    else:
+        now = f"the {identity['images']} images of {data_dir} are other files"
+    raise UsageError(f"the checkpoint was trained on other data ({then['images']} images from "
+                     f"{saved.get('data_dir')}; {now}); resume with the data it was trained on "
+                     f"(--data-dir, --prepared-dir), or start a new run")
+
+
+def find_resume_checkpoint(args, out: Path) -> dict | None:
+    """The loaded checkpoint to resume from (None for a fresh run), after the run-folder checks:
+    a fresh run needs an --out without a run in it; --resume PATH from another run folder may only
+    continue into an --out without one."""
+    ckpt_dir = out / "checkpoints"
+    held = run_contents(out)
+    if args.resume is None:
+        if held:
+            hint = ("continue it with --resume" if ckpt_io.latest_checkpoint(ckpt_dir)
+                    else "it has no checkpoint to resume; delete it")
+            raise UsageError(f"{out} already holds a run ({', '.join(held)}); {hint} or choose "
+                             f"another --out")
+        return None
+    if args.resume == "auto":
+        path = ckpt_io.latest_checkpoint(ckpt_dir)
+        if path is None:
+            raise UsageError(f"--resume: no checkpoint in {ckpt_dir}")
+    else:
+        path = ckpt_io.find_checkpoint(args.resume)
+    ckpt = ckpt_io.load_checkpoint(path)
+    for key in ("step", "epoch", "batch", "z_rng", "sample_z", "config"):
+        if key not in ckpt["extra"]:
+            raise CheckpointError(f"checkpoint {path} lacks {key!r}; not a training checkpoint")
+    if path.resolve().parent != ckpt_dir.resolve():
+        if held:
+            raise UsageError(f"--resume {path} belongs to another run folder, and {out} already "
+                             f"holds a run ({', '.join(held)}); continue that run with --out "
+                             f"{path.parent.parent}, or into a new, empty --out")
+        print(f"note: continuing the run of {path} in {out} (its earlier metrics and samples "
+              f"stay in {path.parent.parent})")
+    return ckpt
+
+
+def setup(args, out: Path) -> Trainer:
+    """Everything before the first step, in the locked run folder ``out``; raises DataError /
+    CheckpointError / UsageError."""
     from .backend import get_backend
     from .models.dcgan import DCGAN
 
-    out = Path(args.out)
-    resume_ckpt = None
-    if args.resume is not None:
-        path = args.resume
-        if path == "auto":
-            path = ckpt_io.latest_checkpoint(out / "checkpoints")
-            if path is None:
-                raise UsageError(f"--resume: no checkpoint in {out / 'checkpoints'}")
-        resume_ckpt = ckpt_io.load_checkpoint(path)
-        for key in ("step", "epoch", "batch", "z_rng", "sample_z", "config"):
-            if key not in resume_ckpt["extra"]:
-                raise CheckpointError(f"checkpoint {path} lacks {key!r}; not a training checkpoint")
-    elif ckpt_io.latest_checkpoint(out / "checkpoints") is not None:
-        raise UsageError(f"{out} already holds a run (checkpoints in {out / 'checkpoints'}); "
-                         f"continue it with --resume or choose another --out")
-    config = resolve_config(args, resume_ckpt["extra"]["config"] if resume_ckpt else None)
+    if args.conv_impl is not None and args.backend == "numpy":
+        raise UsageError("--conv-impl applies to --backend cupy/emulated only")
+    resume_ckpt = find_resume_checkpoint(args, out)
+    saved = resume_ckpt["extra"]["config"] if resume_ckpt else None
+    config = resolve_config(args, saved)
 
-    data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
-    config.update(data=args.data, data_dir=str(data_dir), backend=args.backend,
-                  conv_impl=args.conv_impl)
-    prepared = ensure_prepared(args.data, data_dir, out_dir=args.prepared_dir, workers=args.workers)
+    if config["data_dir"] is None:
+        config["data_dir"] = str(default_data_dir().expanduser().absolute())
+    prepared = ensure_prepared(config["data"], Path(config["data_dir"]),
+                               out_dir=config["prepared_dir"], workers=args.workers)
     dataset = ShardDataset(prepared)
+    identity = dataset_identity(dataset)
     loader = BatchLoader(dataset, config["batch_size"], seed=config["seed"])
+    if resume_ckpt is not None:
+        check_same_data(saved, identity, config["data_dir"])
+        batch = int(resume_ckpt["extra"]["batch"])
+        if not 0 <= batch < loader.batches_per_epoch:
+            raise UsageError(f"the checkpoint is at batch {batch} of an epoch, but the data has "
+                             f"{loader.batches_per_epoch} batches per epoch ({len(dataset)} "
+                             f"images); resume with the data it was trained on")
+    conv_impl = None if args.backend == "numpy" else (args.conv_impl or "kernels")
+    config.update(dataset=identity, backend=args.backend, conv_impl=conv_impl)
 
     try:
-        B = get_backend(args.backend, conv_impl=args.conv_impl)
+        B = get_backend(args.backend, **({"conv_impl": conv_impl} if conv_impl else {}))
     except (ValueError, RuntimeError, ImportError) as e:
         raise UsageError(str(e)) from None
     model = DCGAN(B, z_dim=config["z_dim"], ngf=config["ngf"], ndf=config["ndf"], lr=config["lr"],
@@ -522,16 +691,18 @@ def setup(args):
               f"batch {e['batch']})" + ("; changed: " + ", ".join(config["_changed"])
                                         if config["_changed"] else ""))
     sys.stdout.flush()
-    out.mkdir(parents=True, exist_ok=True)
     return Trainer(args, config, B, model, loader, resume_ckpt)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        trainer = setup(args)
-        return trainer.run()
+        with RunFolder(args.out) as folder:
+            return setup(args, folder.out).run()
     except (DataError, CheckpointError, UsageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:              # writing the run folder (disk full, permissions)
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -2,6 +2,8 @@
 (--ngf 4 --ndf 4 --batch-size 4: 5 batches per epoch), so each run takes a few seconds."""
 import json
 import os
+import shutil
+import warnings
 import signal
 import subprocess
 import sys
@@ -36,6 +38,19 @@ def tiny_data(tmp_path_factory):
         Image.fromarray(img).save(raw / f"{i + 1:06d}.jpg", quality=90)
     prepared = ensure_prepared("celeba", raw, out_dir=root / "prepared", workers=1, progress=False)
     return raw, prepared
+
+
+@pytest.fixture(scope="module")
+def other_data(tmp_path_factory):
+    """8 other images, prepared: (raw dir, prepared dir)."""
+    raw = tmp_path_factory.mktemp("other") / "raw"
+    raw.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(8):
+        img = rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)
+        Image.fromarray(img).save(raw / f"{i + 1:06d}.jpg", quality=90)
+    return raw, ensure_prepared("celeba", raw, out_dir=raw.parent / "prepared", workers=1,
+                                progress=False)
 
 
 def small_args(data, out, *extra):
@@ -179,7 +194,7 @@ def test_nan_loss_stops_with_exit_1_and_keeps_the_last_good_checkpoint(tiny_data
     assert "non-finite loss at step 3" in err
 
 
-def test_ctrl_c_saves_a_checkpoint_and_exits_0(tiny_data, tmp_path):
+def test_ctrl_c_saves_a_checkpoint_and_exits_0_and_the_folder_is_locked(tiny_data, tmp_path, capsys):
     run = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "rawgan.train",
@@ -190,12 +205,15 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_0(tiny_data, tmp_path):
         for line in proc.stdout:                   # wait for the first log line
             if line.startswith("step") or time.time() > deadline:
                 break
+        # a second training into the same folder is refused while the first one runs
+        assert train_main(small_args(tiny_data, run, "--max-steps", "3", "--resume")) == 2
+        assert f"another training run is using {run} (pid {proc.pid})" in capsys.readouterr().err
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
-    assert "resume with: python -m rawgan.train" in out and "--resume" in out
+    assert f"resume with: python -m rawgan.train --out {run} --resume --no-tensorboard\n" in out
     assert "Traceback" not in err
     latest = ckpt_io.latest_checkpoint(run / "checkpoints")
     assert latest is not None
@@ -241,3 +259,119 @@ def test_tensorboard_logger_survives_nan(tmp_path):
         tb.scalars({"loss": float("nan")}, 1)
     tb.close()
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_plain_resume_takes_every_setting_from_the_checkpoint(tiny_data, tmp_path, capsys):
+    """The README's `--out RUN_DIR --resume`: data, model, cadence and length all come from the
+    checkpoint; --epochs alone then replaces the checkpoint's --max-steps."""
+    run = tmp_path / "run"
+    assert train_main(small_args(tiny_data, run, "--max-steps", "2", "--log-every", "1",
+                                 "--sample-every", "2", "--checkpoint-every", "1",
+                                 "--keep-checkpoints", "9", "--lr", "1e-4")) == 0
+    capsys.readouterr()
+    assert train_main(["--out", str(run), "--resume", "--max-steps", "3", "--no-tensorboard"]) == 0
+    assert "changed: --max-steps 2 -> 3\n" in capsys.readouterr().out
+    assert train_main(["--out", str(run), "--resume", "--epochs", "1", "--no-tensorboard"]) == 0
+    assert "changed: --epochs 5 -> 1, --max-steps 3 -> None" in capsys.readouterr().out
+    assert [r["step"] for r in read_metrics(run)] == [1, 2, 3, 4, 5]          # --log-every 1
+    assert [p.name for p in ckpt_io.list_checkpoints(run / "checkpoints")] == \
+        [f"ckpt_00000{i}.npz" for i in range(1, 6)]                          # every step, all kept
+    ck = ckpt_io.load_checkpoint(run / "checkpoints")
+    config = ck["extra"]["config"]
+    assert (config["ngf"], config["lr"], config["batch_size"]) == (4, 1e-4, 4)
+    assert config["data_dir"] == str(tiny_data[0]) and config["dataset"]["images"] == 20
+
+
+def _drop_dataset_identity(path):
+    """Rewrite a checkpoint as older versions wrote it: no dataset identity in its config."""
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    extra = json.loads(str(arrays["extra.json"]))
+    del extra["config"]["dataset"]
+    arrays["extra.json"] = np.array(json.dumps(extra))
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def test_resume_checks_the_data_is_the_same(tiny_data, other_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train_main(small_args(tiny_data, run, "--max-steps", "3")) == 0        # at batch 3 of 5
+    other = ["--data-dir", str(other_data[0]), "--prepared-dir", str(other_data[1])]
+    capsys.readouterr()
+    assert train_main(["--out", str(run), "--resume", "--max-steps", "4", *other]) == 2
+    err = capsys.readouterr().err
+    assert "trained on other data (20 images from" in err and f"{other_data[0]} gives 8" in err
+
+    # an old checkpoint without the identity: the saved batch position (3) doesn't exist in an
+    # epoch of 8 images (2 batches); an error, not loader's ValueError
+    _drop_dataset_identity(run / "checkpoints" / "ckpt_000003.npz")
+    assert train_main(["--out", str(run), "--resume", "--max-steps", "4", *other]) == 2
+    assert "at batch 3 of an epoch, but the data has 2 batches" in capsys.readouterr().err
+
+    # the same images in another place are the same data
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_data[0], copy)
+    assert train_main(["--out", str(run), "--resume", "--max-steps", "4", "--data-dir", str(copy),
+                       "--prepared-dir", str(tmp_path / "copy_prepared"), "--no-tensorboard"]) == 0
+
+
+def test_runs_never_share_a_folder(tiny_data, tmp_path, capsys):
+    run, new = tmp_path / "run", tmp_path / "new"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 20}\n')               # a run that died early
+    assert train_main(small_args(tiny_data, run, "--max-steps", "1")) == 2
+    assert "already holds a run (metrics.jsonl)" in capsys.readouterr().err
+    assert (run / "metrics.jsonl").read_text() == '{"step": 20}\n'       # not truncated
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert train_main(small_args(tiny_data, first, "--max-steps", "1")) == 0
+    assert train_main(small_args(tiny_data, second, "--max-steps", "1")) == 0
+    # --resume PATH of another run into a folder holding a run: refused
+    assert train_main(["--out", str(second), "--resume", str(first / "checkpoints"),
+                       "--max-steps", "2"]) == 2
+    assert "belongs to another run folder" in capsys.readouterr().err
+    assert ckpt_io.latest_checkpoint(second / "checkpoints").name == "ckpt_000001.npz"
+    # ... into an empty folder: continued there, with a note
+    assert train_main(["--out", str(new), "--resume", str(first), "--max-steps", "2",
+                       "--no-tensorboard"]) == 0
+    assert f"note: continuing the run of {first / 'checkpoints' / 'ckpt_000001.npz'} in {new}" \
+        in capsys.readouterr().out
+    assert [r["step"] for r in read_metrics(new)] == [2]
+
+
+def test_diverged_weights_with_finite_losses_exit_1(tiny_data, tmp_path, capsys):
+    """--lr 1e10: losses stay finite, BN running statistics overflow; the checkpoint step turns
+    this into the same failure as a NaN loss, without NumPy's RuntimeWarnings."""
+    run = tmp_path / "run"
+    assert train_main(small_args(tiny_data, run, "--max-steps", "2", "--log-every", "1")) == 0
+    good = run / "checkpoints" / "ckpt_000002.npz"
+    before = good.read_bytes()
+    capsys.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = train_main(small_args(tiny_data, run, "--max-steps", "40", "--log-every", "1",
+                                     "--checkpoint-every", "3", "--resume", "--lr", "1e10"))
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "the run diverged: non-finite values in" in err and "try a lower --lr" in err
+    assert f"the last good checkpoint is {good}" in err
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert [p.name for p in ckpt_io.list_checkpoints(run / "checkpoints")] == ["ckpt_000002.npz"]
+    assert good.read_bytes() == before
+    steps = [r["step"] for r in read_metrics(run)]
+    assert steps[:3] == [1, 2, 3]              # logged steps stay, the diverged one included
+
+
+def test_bad_out_conv_impl_and_checkpoint_exit_2(tiny_data, tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("not a folder")
+    cases = [(small_args(tiny_data, a_file), f"--out {a_file} exists and is not a folder"),
+             (small_args(tiny_data, a_file / "run"), f"cannot create the run folder {a_file / 'run'}"),
+             (small_args(tiny_data, tmp_path / "r", "--conv-impl", "cudnn"),
+              "--conv-impl applies to --backend cupy/emulated only"),
+             (small_args(tiny_data, tmp_path / "r", "--resume", str(a_file)),
+              f"{a_file} is not a rawgan checkpoint (.npz written by rawgan.train)")]
+    for args, message in cases:
+        assert train_main(args) == 2, args
+        assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]      # no empty run folders left
