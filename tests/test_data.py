@@ -261,8 +261,8 @@ def test_more_shards_than_images_writes_no_empty_shard(tmp_path, capsys):
     out = tmp_path / "p"
     result = rd.prepare_dataset("celeba", folder.parent, out, num_shards=50, workers=1)
     assert result.count == 21 and result.num_shards == 21 and len(result.skipped) == 4
-    assert "in 21 shards (--shards 50: capped by the 25 files and 4 held only skipped files)" \
-        in capsys.readouterr().err
+    assert ("in 21 shards (--shards 50 capped at 25, one per file; 4 shards not written: all their "
+            "files were skipped)") in capsys.readouterr().err
     index = json.loads((out / "index.json").read_text())
     assert index["num_shards"] == 25 and len(index["shards"]) == 21
     assert all(e["count"] > 0 for e in index["shards"])
@@ -387,6 +387,25 @@ def test_celeba_kind_on_nested_folder_suggests_folder_kind(tmp_path):
             "which searches recursively") in str(e.value)
     assert len(rd.ShardDataset(rd.prepare("folder", tmp_path / "data", tmp_path / "q", workers=1,
                                           progress=False))) == 1
+
+
+def test_dangling_symlink_is_skipped_with_a_reason_not_a_traceback(good_dir, tmp_path):
+    folder = good_dir / "img_align_celeba"
+    (folder / "000013.jpg").symlink_to(tmp_path / "gone.jpg")
+    for kind, src in (("celeba", good_dir), ("folder", folder)):
+        result = rd.prepare_dataset(kind, src, tmp_path / kind, workers=1, progress=False)
+        assert result.count == 12 and [s["file"] for s in result.skipped] == ["000013.jpg"]
+        assert "cannot read: FileNotFoundError" in result.skipped[0]["reason"]
+
+
+def _die(task):
+    os._exit(3)  # as if the kernel killed the worker for memory
+
+
+def test_dead_worker_is_a_data_error(good_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(rd.preparation, "_work", _die)
+    with pytest.raises(rd.DataError, match="a decoding process died .* fewer --workers"):
+        rd.prepare("celeba", good_dir, tmp_path / "p", workers=2, progress=False)
 
 
 def test_folder_kind_is_recursive_with_centre_square_crop(tmp_path, capsys):

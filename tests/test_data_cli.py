@@ -147,6 +147,19 @@ def test_info_on_unprepared_folder_is_a_one_line_error(env, tmp_path):
     assert_clean_error(run(env, "info", tmp_path), "not a usable prepared dataset")
 
 
+def test_info_on_damaged_index_or_shard_is_a_one_line_error(env, small_celeba, tmp_path):
+    out = tmp_path / "prep"
+    assert run(env, "prepare", "--data-dir", small_celeba, "--out", out, "--quiet").returncode == 0
+    index = (out / "index.json").read_text()
+    (out / "index.json").write_text(index.replace('"image_shape"', '"renamed"'))
+    assert_clean_error(run(env, "info", out), "not a usable prepared dataset", "complete index.json")
+    (out / "index.json").write_text(index)
+    shard = sorted(out.glob("*.npy"))[0]
+    shard.write_bytes(b"garbage" + shard.read_bytes()[7:])  # same size, broken .npy header
+    assert_clean_error(run(env, "info", out), "not a readable .npy array")
+    assert_clean_error(run(env, "info", out, "--verify"), "missing or damaged")
+
+
 def test_bad_arguments_exit_nonzero(env):
     r = run(env, "prepare", "--shards", "0")
     assert r.returncode == 2 and "must be >= 1" in r.stderr and "Traceback" not in r.stderr

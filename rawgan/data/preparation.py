@@ -47,6 +47,7 @@ import hashlib
 import io
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 import os
 import signal
 import sys
@@ -222,6 +223,9 @@ def _decode_all(source: Source, tasks: list, workers: int, progress: bool):
                 for result in pool.map(_work, tasks, chunksize=chunksize):
                     yield result
                     bar.update()
+            except BrokenProcessPool:
+                raise DataError(f"a decoding process died (killed for memory?); try fewer "
+                                f"--workers than {workers}") from None
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
     finally:
@@ -401,7 +405,7 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
               "seconds": round(seconds, 3),
               "skipped": _plain(skipped), "upsampled_count": len(upsampled),
               "upsampled": upsampled}
-    fmt.write_json(out / fmt.REPORT_NAME, report)
+    _write_or_fail(out, fmt.REPORT_NAME, report)
     if count == 0:
         raise DataError(f"none of the {n} image files in {source.path} could be used (first: "
                         f"{skipped[0]['file']}: {skipped[0]['reason']}); reasons for all in "
@@ -415,7 +419,7 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
              "source_type": source.type, "listing": _listing(source), "created": _now(),
              "pillow": PIL.__version__, "source_sizes": dict(size_counts), "shards": entries,
              "sources": sources, "skipped": skipped}
-    fmt.write_json(out / fmt.INDEX_NAME, index)  # last: marks the set complete
+    _write_or_fail(out, fmt.INDEX_NAME, index)  # last: marks the set complete
     _remove_stale_shards(out, {e["file"] for e in entries})
 
     odd = {s: c for s, c in size_counts.items() if s != "178x218"}
@@ -428,15 +432,26 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
             f"{out / fmt.REPORT_NAME}")
     skip_note = (f"; skipped {len(skipped)} file{'s' * (len(skipped) != 1)}, reasons in "
                  f"{out / fmt.REPORT_NAME}" if skipped else "; nothing skipped")
-    shard_note = ""
-    if len(entries) < requested:
-        why = [f"the {n} files" if num_shards < requested else "",
-               f"{num_shards - len(entries)} held only skipped files" if len(entries) < num_shards else ""]
-        shard_note = f" (--shards {requested}: capped by {' and '.join(w for w in why if w)})"
+    notes = []
+    if num_shards < requested:
+        notes.append(f"--shards {requested} capped at {num_shards}, one per file")
+    if len(entries) < num_shards:
+        empty = num_shards - len(entries)
+        notes.append(f"{empty} shard{'s' * (empty > 1)} not written: all {'their' if empty > 1 else 'its'} "
+                     "files were skipped")
+    shard_note = f" ({'; '.join(notes)})" if notes else ""
     say(f"prepared {count} images ({IMAGE_SIZE}x{IMAGE_SIZE}) in {len(entries)} shards{shard_note} "
         f"at {out} (built {len(todo)}, reused {num_shards - len(todo)}) in {seconds:.1f} s{skip_note}")
     return PrepareResult(out, count, len(entries), report["skipped"], todo,
                          report["reused_shards"], seconds, upsampled)
+
+
+def _write_or_fail(out: Path, name: str, obj: dict) -> None:
+    try:
+        fmt.write_json(out / name, obj)
+    except OSError as e:
+        raise DataError(f"cannot write the prepared data to {out} ({e}); free some space or pass "
+                        "--out") from None
 
 
 def _upsampled(entries: list) -> list:

@@ -98,9 +98,14 @@ def file_sha256(path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+_INDEX_KEYS = {"kind": str, "source": str, "count": int, "num_shards": int, "image_shape": list,
+               "shards": list, "sources": list, "skipped": list}
+_ENTRY_KEYS = {"file": str, "count": int, "bytes": int, "sha256": str, "candidates": list, "first": int}
+
+
 def read_index(prepared_dir) -> dict | None:
-    """The parsed ``index.json`` of ``prepared_dir``, or None if it is missing, unreadable or of
-    another format version."""
+    """The parsed ``index.json`` of ``prepared_dir``, or None if it is missing, unreadable, of
+    another format version, or lacks a field (or has one of the wrong type) that the readers use."""
     try:
         with open(Path(prepared_dir) / INDEX_NAME, encoding="utf-8") as f:
             index = json.load(f)
@@ -108,7 +113,15 @@ def read_index(prepared_dir) -> dict | None:
         return None
     if not isinstance(index, dict) or index.get("version") != FORMAT_VERSION:
         return None
+    if not _has_fields(index, _INDEX_KEYS) or len(index["image_shape"]) != 3:
+        return None
+    if not all(isinstance(e, dict) and _has_fields(e, _ENTRY_KEYS) for e in index["shards"]):
+        return None
     return index
+
+
+def _has_fields(obj: dict, types: dict) -> bool:
+    return all(isinstance(obj.get(k), t) for k, t in types.items())
 
 
 def shard_ok(prepared_dir, entry: dict, verify: bool) -> bool:
@@ -116,11 +129,10 @@ def shard_ok(prepared_dir, entry: dict, verify: bool) -> bool:
     with the recorded byte size, and (``verify=True``) its sha256 matches."""
     path = Path(prepared_dir) / entry["file"]
     try:
-        if path.stat().st_size != entry["bytes"]:
-            return False
-    except OSError:
+        return path.stat().st_size == entry["bytes"] and (
+            not verify or file_sha256(path) == entry["sha256"])
+    except OSError:  # missing or unreadable
         return False
-    return not verify or file_sha256(path) == entry["sha256"]
 
 
 def index_ok(prepared_dir, index: dict | None, verify: bool) -> bool:
@@ -148,14 +160,19 @@ class ShardDataset:
         self.path = Path(prepared_dir)
         index = read_index(self.path)
         if index is None:
-            raise _not_prepared(self.path, f"no readable {INDEX_NAME} of format version {FORMAT_VERSION}")
+            raise _not_prepared(self.path, f"no readable, complete {INDEX_NAME} of format version "
+                                           f"{FORMAT_VERSION}")
         self.index = index
         self.image_shape = tuple(index["image_shape"])
         self._shards = []
         for entry in index["shards"]:
             if not shard_ok(self.path, entry, verify):
                 raise _not_prepared(self.path, f"shard {entry['file']} is missing or damaged")
-            arr = np.load(self.path / entry["file"], mmap_mode="r", allow_pickle=False)
+            try:
+                arr = np.load(self.path / entry["file"], mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as e:  # right size, but not a readable .npy array
+                raise _not_prepared(self.path, f"shard {entry['file']} is not a readable .npy "
+                                               f"array ({type(e).__name__})") from None
             if arr.dtype != np.uint8 or arr.shape != (entry["count"],) + self.image_shape:
                 raise _not_prepared(self.path, f"shard {entry['file']} has shape {arr.shape} "
                                                f"and dtype {arr.dtype}, not as the index says")

@@ -83,23 +83,45 @@ def _is_image_name(name: str) -> bool:
     return not base.startswith(".") and base.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def _size(path) -> int:
+    """Byte size of ``path``, or -1 when it cannot be read (e.g. a dangling symlink): such a file
+    stays a candidate and is skipped later with the read error as its reason."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return -1
+
+
+def _raise(err: OSError):
+    raise err
+
+
 def _list_folder(folder: Path, recursive: bool) -> tuple[list[str], list[int]]:
+    """Image candidates in ``folder`` (sorted names, sizes). Raises OSError for an unreadable folder."""
     entries = []
     if recursive:
-        for root, dirs, files in os.walk(folder):
+        for root, dirs, files in os.walk(folder, onerror=_raise):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             rel = Path(root).relative_to(folder).as_posix()
             for f in files:
                 if _is_image_name(f):
                     name = f if rel == "." else f"{rel}/{f}"
-                    entries.append((name, os.path.getsize(os.path.join(root, f))))
+                    entries.append((name, _size(os.path.join(root, f))))
     else:
         with os.scandir(folder) as it:
             for e in it:
-                if e.is_file() and _is_image_name(e.name):
-                    entries.append((e.name, e.stat().st_size))
+                # a dangling symlink counts (skipped later with its reason); FIFOs etc. do not
+                if (e.is_file() or e.is_symlink() and not e.is_dir()) and _is_image_name(e.name):
+                    entries.append((e.name, _size(e.path)))
     entries.sort()
     return [n for n, _ in entries], [s for _, s in entries]
+
+
+def _list_or_fail(kind: str, folder: Path, recursive: bool) -> tuple[list[str], list[int]]:
+    try:
+        return _list_folder(folder, recursive)
+    except OSError as e:
+        raise _fail(kind, f"cannot read the folder {e.filename or folder} ({e.strerror or e})") from None
 
 
 def _describe_non_zip(path: Path) -> str:
@@ -163,14 +185,14 @@ def find_source(kind: str, data_dir) -> Source:
         raise _fail(kind, f"{root} is neither a folder nor a zip file")
 
     if kind == "folder":
-        files, sizes = _list_folder(root, recursive=True)
+        files, sizes = _list_or_fail(kind, root, recursive=True)
         if files:
             return Source(kind, root.resolve(), "folder", tuple(files), tuple(sizes))
         raise _fail(kind, f"no image files found in {root.absolute()}")
 
     for folder in (root / CELEBA_FOLDER, root / CELEBA_FOLDER / CELEBA_FOLDER, root):
         if folder.is_dir():
-            files, sizes = _list_folder(folder, recursive=False)
+            files, sizes = _list_or_fail(kind, folder, recursive=False)
             if files:
                 return Source(kind, folder.resolve(), "folder", tuple(files), tuple(sizes))
     if (root / CELEBA_ZIP).is_file():
