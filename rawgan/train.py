@@ -334,7 +334,8 @@ class RunFolder:
         except FileExistsError:
             raise UsageError(f"--out {self.out} exists and is not a folder") from None
         except OSError as e:
-            raise UsageError(f"cannot create or write the run folder {self.out} ({e.strerror or e})") from None
+            raise UsageError(f"cannot create or write the run folder {self.out} "
+                             f"({e.strerror or e})") from None
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -366,7 +366,8 @@ def test_bad_out_conv_impl_and_checkpoint_exit_2(tiny_data, tmp_path, capsys):
     a_file = tmp_path / "file"
     a_file.write_text("not a folder")
     cases = [(small_args(tiny_data, a_file), f"--out {a_file} exists and is not a folder"),
-             (small_args(tiny_data, a_file / "run"), f"cannot create or write the run folder {a_file / 'run'}"),
+             (small_args(tiny_data, a_file / "run"),
+              f"cannot create or write the run folder {a_file / 'run'}"),
              (small_args(tiny_data, tmp_path / "r", "--conv-impl", "cudnn"),
               "--conv-impl applies to --backend cupy/emulated only"),
              (small_args(tiny_data, tmp_path / "r", "--resume", str(a_file)),
