@@ -37,6 +37,21 @@ def run(layer, x, dy):
     return y, dx
 
 
+def compare_weighted_layer(layer, x, torch_forward, rng):
+    """Run ``layer`` and ``torch_forward(xt, wt, bt)`` from the same x, w, b and upstream dy;
+    compare y, dx, dw and db."""
+    xt, wt, bt = T(x, True), T(layer.params["w"], True), T(layer.params["b"], True)
+    yt = torch_forward(xt, wt, bt)
+    dy = rng.standard_normal(yt.shape).astype(np.float32)
+    yt.backward(T(dy))
+    y, dx = run(layer, x, dy)
+    assert y.shape == tuple(yt.shape)
+    close(y, yt, "y")
+    close(dx, xt.grad, "dx")
+    close(layer.grads["w"], wt.grad, "dw")
+    close(layer.grads["b"], bt.grad, "db")
+
+
 @pytest.mark.parametrize("shape,cout,k,stride,pad", [
     ((4, 3, 64, 64), 8, 5, 2, "same"),           # DCGAN D layer 1 geometry, TF SAME (1, 2, 1, 2)
     ((2, 5, 9, 7), 4, 3, 1, (1, 1, 1, 1)),
@@ -49,15 +64,9 @@ def test_conv2d_matches_torch(shape, cout, k, stride, pad):
     layer.params["b"][...] = rng.standard_normal(cout)
     x = rng.standard_normal(shape).astype(np.float32)
     t, b, l, r = layer.pad_for(shape[2], shape[3])
-    xt, wt, bt = T(x, True), T(layer.params["w"], True), T(layer.params["b"], True)
-    yt = F.conv2d(F.pad(xt, (l, r, t, b)), wt, bt, stride=layer.stride)
-    dy = rng.standard_normal(yt.shape).astype(np.float32)
-    yt.backward(T(dy))
-    y, dx = run(layer, x, dy)
-    close(y, yt, "y")
-    close(dx, xt.grad, "dx")
-    close(layer.grads["w"], wt.grad, "dw")
-    close(layer.grads["b"], bt.grad, "db")
+    compare_weighted_layer(
+        layer, x, lambda xt, wt, bt: F.conv2d(F.pad(xt, (l, r, t, b)), wt, bt, stride=layer.stride),
+        rng)
 
 
 @pytest.mark.parametrize("shape,cout,k,stride,pad,out_pad", [
@@ -74,18 +83,13 @@ def test_conv_transpose2d_matches_torch(shape, cout, k, stride, pad, out_pad):
     y_shape, (t, b, l, r) = layer.output_shape(shape)
     if pad == "same":
         assert y_shape[2:] == (shape[2] * stride, shape[3] * stride)
-    xt, wt, bt = T(x, True), T(layer.params["w"], True), T(layer.params["b"], True)
-    # No padding: the full output (plus output_padding rows/cols at the end), then crop.
-    full = F.conv_transpose2d(xt, wt, bt, stride=layer.stride, output_padding=layer.output_padding)
-    yt = full[:, :, t:t + y_shape[2], l:l + y_shape[3]]
-    dy = rng.standard_normal(yt.shape).astype(np.float32)
-    yt.backward(T(dy))
-    y, dx = run(layer, x, dy)
-    assert y.shape == tuple(yt.shape)
-    close(y, yt, "y")
-    close(dx, xt.grad, "dx")
-    close(layer.grads["w"], wt.grad, "dw")
-    close(layer.grads["b"], bt.grad, "db")
+
+    def torch_forward(xt, wt, bt):
+        # No padding: the full output (plus output_padding rows/cols at the end), then crop.
+        full = F.conv_transpose2d(xt, wt, bt, stride=layer.stride,
+                                  output_padding=layer.output_padding)
+        return full[:, :, t:t + y_shape[2], l:l + y_shape[3]]
+    compare_weighted_layer(layer, x, torch_forward, rng)
 
 
 def test_linear_matches_torch():
@@ -93,15 +97,7 @@ def test_linear_matches_torch():
     layer = Linear(B, 100, 37, rng=rng, init_std=0.1)
     layer.params["b"][...] = rng.standard_normal(37)
     x = rng.standard_normal((5, 100)).astype(np.float32)
-    xt, wt, bt = T(x, True), T(layer.params["w"], True), T(layer.params["b"], True)
-    yt = F.linear(xt, wt, bt)
-    dy = rng.standard_normal(yt.shape).astype(np.float32)
-    yt.backward(T(dy))
-    y, dx = run(layer, x, dy)
-    close(y, yt, "y")
-    close(dx, xt.grad, "dx")
-    close(layer.grads["w"], wt.grad, "dw")
-    close(layer.grads["b"], bt.grad, "db")
+    compare_weighted_layer(layer, x, F.linear, rng)
 
 
 @pytest.mark.parametrize("shape", [(8, 5, 4, 3), (16, 7)])
