@@ -329,3 +329,23 @@ def test_aligned_dynamic_shared_and_file_scope_rejected():
     np.testing.assert_array_equal(y, 2.0 * np.arange(48)[::-1])
     with pytest.raises(CompileError, match="inside the kernel body"):
         EmulatedModule(source='extern __shared__ float s[];\nextern "C" __global__ void k(float* y) { y[0] = s[0]; }')
+
+
+def test_undersized_dynamic_shared_memory_is_an_error(mod, rng):
+    """A launch whose shared_mem is smaller than what the kernel indexes must not corrupt the
+    Python heap: the guard zone after the buffer catches the overrun."""
+    x = rng.standard_normal(256).astype(np.float32)
+    y = np.zeros(256, np.float32)
+    k = mod.get_function("reverse_chunks")
+    with pytest.raises(EmulatorError, match=r"wrote past its dynamic shared memory \(shared_mem=64"):
+        k(1, 256, (x, y, 256), shared_mem=64)
+    k(1, 256, (x, y, 256), shared_mem=256 * 4)                 # the right size still works
+    np.testing.assert_array_equal(y, x[::-1])
+
+
+def test_launch_argument_forms():
+    with pytest.raises(ValueError, match="grid must be an int or a tuple of 1-3 ints, got 1.0"):
+        EmulatedModule("selftest").get_function("reverse_chunks")(
+            1.0, 32, (np.zeros(1, np.float32), np.zeros(1, np.float32), 1))
+    with pytest.raises(ValueError, match="not both"):
+        EmulatedModule("selftest", source="extern \"C\" __global__ void k() {}")

@@ -161,7 +161,12 @@ def build_library(source: str, filename: str = "kernel.cu", cxx: str | None = No
 # --------------------------------------------------------------------------------------------
 
 def _dims(value, what: str, limits: tuple[int, int, int]) -> tuple[int, int, int]:
-    dims = (value,) if isinstance(value, (int, np.integer)) else tuple(value)
+    if isinstance(value, (int, np.integer)):
+        dims = (value,)
+    elif isinstance(value, (tuple, list)):
+        dims = tuple(value)
+    else:
+        raise ValueError(f"{what} must be an int or a tuple of 1-3 ints, got {value!r}")
     if not 1 <= len(dims) <= 3 or not all(isinstance(d, (int, np.integer)) for d in dims):
         raise ValueError(f"{what} must be an int or a tuple of 1-3 ints, got {value!r}")
     dims = tuple(int(d) for d in dims) + (1,) * (3 - len(dims))
@@ -176,6 +181,9 @@ _CTYPES = {
     "uint32": ctypes.c_uint32, "int64": ctypes.c_int64, "uint64": ctypes.c_uint64, "uint8": ctypes.c_uint8,
 }
 
+
+_GUARD_BYTES = 1 << 16   # guard zone after the dynamic shared memory of a launch
+_GUARD_BYTE = 0xA5
 
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_LOCK = threading.Lock()
@@ -220,8 +228,14 @@ class EmulatedKernel:
             else:
                 holders.append(_CTYPES[v.dtype.name](v.item()))
         argv = (ctypes.c_void_p * max(1, len(holders)))(*[ctypes.addressof(h) for h in holders])
-        dyn = np.empty(max(16, shared_mem) + 64, np.uint8)
-        dyn_ptr = (dyn.ctypes.data + 63) & ~63  # 64-byte aligned, like real shared memory
+        # 64-byte aligned like real shared memory, followed by a guard zone that a kernel indexing
+        # past its shared_mem bytes writes into: checked after the launch (a real GPU would
+        # fault or corrupt another block's data; here it would corrupt the Python heap).
+        dyn = np.empty(max(16, shared_mem) + 64 + _GUARD_BYTES, np.uint8)
+        dyn_ptr = (dyn.ctypes.data + 63) & ~63
+        start = dyn_ptr - dyn.ctypes.data + shared_mem
+        guard = dyn[start:start + _GUARD_BYTES]
+        guard.fill(_GUARD_BYTE)
         err = ctypes.create_string_buffer(1024)
         with self.module._lock:
             rc = self.module._lib.rawgan_emu_launch(
@@ -231,6 +245,11 @@ class EmulatedKernel:
             )
         if rc != 0:
             raise EmulatorError(f"kernel {self.name} (grid {grid3}, block {block3}): {err.value.decode()}")
+        overrun = np.flatnonzero(guard != _GUARD_BYTE)
+        if overrun.size:
+            raise EmulatorError(
+                f"kernel {self.name} (grid {grid3}, block {block3}): wrote past its dynamic shared "
+                f"memory (shared_mem={shared_mem} bytes; a write at byte {shared_mem + overrun[0]})")
 
     def __repr__(self) -> str:
         return f"<EmulatedKernel {self.name} of {self.module.name}>"
@@ -240,7 +259,9 @@ class EmulatedModule:
     """A kernels/*.cu file compiled for CPU emulation; the counterpart of ``cupy.RawModule``."""
 
     def __init__(self, name: str | None = None, *, source: str | None = None, schedule: str | None = None):
-        if (name is None) == (source is None) and source is None:
+        if name is not None and source is not None:
+            raise ValueError("give a kernel file name or source=, not both")
+        if name is None and source is None:
             raise ValueError("give a kernel file name or source=")
         self.name = name or "inline"
         self.source = source if source is not None else read_kernel_source(name)
