@@ -61,6 +61,8 @@ import subprocess
 import sys
 import time
 
+from _cli import nonnegative_int, positive_int
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -258,13 +260,13 @@ def wait_ready(p, name):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--backend", default="numpy", choices=("numpy", "cupy", "emulated"))
-    ap.add_argument("--steps", type=int, default=10, help="timed steps per side")
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--g-steps", type=int, default=1)
+    ap.add_argument("--steps", type=positive_int, default=10, help="timed steps per side")
+    ap.add_argument("--warmup", type=nonnegative_int, default=2)
+    ap.add_argument("--batch-size", type=positive_int, default=64)
+    ap.add_argument("--g-steps", type=positive_int, default=1)
     ap.add_argument("--compare", default="torch", choices=("torch", "none"))
-    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    ap.add_argument("--blas-threads", type=int, default=1,
+    ap.add_argument("--threads", type=positive_int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--blas-threads", type=positive_int, default=1,
                     help="OpenBLAS threads of the NumPy side (default 1: the backend's own pool of "
                          "--threads threads splits the GEMMs; >1: OpenBLAS threads them)")
     ap.add_argument("--profile", action="store_true",

@@ -24,14 +24,16 @@ contiguous:
     fprop:  cols[(n,p,q), (r,s,c)] = xpad[n, p·sh+r, q·sw+s, c]   (one strided-view copy)
             y[(n,p,q), k] = cols @ W₂ᵀ,  W₂[k, (r,s,c)] = w[k, c, r, s]
     wgrad:  dW₂ = dYᵀ @ cols              dY[(n,p,q), k] = dy[n, k, p, q]
-    dgrad:  dcols = dY @ W₂, then col2im adds each tap's (N, P, Q, C) slab into dxpad
+    dgrad:  C >= 16: sh·sw stride-1 "gather" convolutions, one per output phase (each dx element
+            written once, no scatter-add; :func:`_dgrad_phases`); C < 16 (the RGB layer): GEMM,
+            then col2im in channel-major memory (:func:`_dgrad_col2im_cmajor`)
 
 The padded input is written straight into a zero-bordered buffer (no ``np.pad``); cols are built
 in chunks of images into a reused scratch buffer (bounded memory, cache-friendly), each chunk's
 copy split across threads (``_parallel``; NumPy releases the GIL in copies), and the GEMM of a
 chunk writes its rows of y with ``matmul(out=)``. Outputs (y of fprop, dx of dgrad) are fresh
 arrays of the documented NCHW *shape* whose memory is channels-last (``a.transpose(0, 2, 3, 1)``
-is C-contiguous, or a crop of a padded channels-last array for dgrad): NumPy semantics are
+is C-contiguous), or channel-major for the C < 16 dgrad (a crop of a (C, N, H, W) buffer): NumPy semantics are
 unchanged (same shape, dtype and values); elementwise ops downstream keep that memory order and
 the next convolution reads it without a transpose. Call ``np.ascontiguousarray`` if you need
 NCHW memory. :func:`im2col`/:func:`col2im` are the plain NCHW formulation, kept as the readable
