@@ -61,7 +61,8 @@ import subprocess
 import sys
 import time
 
-from _cli import nonnegative_int, positive_int
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from rawgan.argtypes import nonnegative_int, positive_int  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)

@@ -26,14 +26,8 @@ configure_cpu_threads()  # before NumPy loads OpenBLAS (see rawgan/cpu_threads.p
 
 import numpy as np  # noqa: E402
 
+from .argtypes import positive_int
 from .checkpoint import CheckpointError, load_checkpoint, restore
-
-
-def _positive_int(text):
-    v = int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,12 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a checkpoint written by rawgan.train, or a checkpoints/run folder (its "
                         "newest checkpoint)")
     p.add_argument("--out", required=True, help="PNG file to write (name ending in .png)")
-    p.add_argument("--n", type=_positive_int,
+    p.add_argument("--n", type=positive_int,
                    help="faces in the grid (default: 64; not with --interpolate)")
     p.add_argument("--seed", type=int, default=0, help="z seed (default: 0)")
     p.add_argument("--interpolate", action="store_true",
                    help="write latent walks: each row interpolates between two random z's")
-    p.add_argument("--rows", type=_positive_int,
+    p.add_argument("--rows", type=positive_int,
                    help="walks (rows) with --interpolate (default: 8)")
     p.add_argument("--steps", type=int,
                    help="images per walk, both ends included, with --interpolate (default: 8)")

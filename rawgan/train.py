@@ -73,6 +73,7 @@ configure_cpu_threads()  # before NumPy loads OpenBLAS (see rawgan/cpu_threads.p
 import numpy as np  # noqa: E402
 
 from . import checkpoint as ckpt_io
+from .argtypes import nonnegative_int, positive_float, positive_int
 from .checkpoint import CheckpointError
 from .data import (BatchLoader, DataError, ShardDataset, default_data_dir, ensure_prepared,
                    make_grid, save_grid)
@@ -108,27 +109,6 @@ class Diverged(Exception):
 # Command line
 
 
-def _positive_int(text):
-    v = int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
-
-
-def _nonneg_int(text):
-    v = int(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
-
-
-def _positive_float(text):
-    v = float(text)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return v
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m rawgan.train",
@@ -150,26 +130,26 @@ def build_parser() -> argparse.ArgumentParser:
                                       "./data/celeba)")
     g.add_argument("--prepared-dir", help="where the 64x64 shards live / are written (default: a "
                                           "per-source folder under $RAWGAN_CACHE or ~/.cache/rawgan)")
-    g.add_argument("--workers", type=_positive_int, help="processes for preparing the shards "
+    g.add_argument("--workers", type=positive_int, help="processes for preparing the shards "
                                                           "(default: all cores)")
     g.add_argument("--out", required=True, help="run folder (metrics, samples, checkpoints, tb)")
 
     g = p.add_argument_group("training (defaults: the paper's)")
-    g.add_argument("--epochs", type=_positive_int, help="epochs (default: 5)")
-    g.add_argument("--max-steps", type=_positive_int,
+    g.add_argument("--epochs", type=positive_int, help="epochs (default: 5)")
+    g.add_argument("--max-steps", type=positive_int,
                    help="stop after this many steps in total; overrides --epochs (default: "
                         "--epochs worth)")
-    g.add_argument("--batch-size", type=_positive_int, help="images per batch (default: 64)")
-    g.add_argument("--lr", type=_positive_float, help="Adam learning rate, both nets (default: 2e-4)")
+    g.add_argument("--batch-size", type=positive_int, help="images per batch (default: 64)")
+    g.add_argument("--lr", type=positive_float, help="Adam learning rate, both nets (default: 2e-4)")
     g.add_argument("--beta1", type=float, help="Adam beta1 (default: 0.5)")
-    g.add_argument("--g-steps", type=_positive_int,
+    g.add_argument("--g-steps", type=positive_int,
                    help="G updates per D update, on the same z (default: 2, as the TF reference)")
     g.add_argument("--z-dist", choices=("uniform", "normal"),
                    help="z ~ uniform(-1, 1) (TF reference) or N(0, 1) (default: uniform)")
-    g.add_argument("--seed", type=_nonneg_int,
+    g.add_argument("--seed", type=nonnegative_int,
                    help="weights, data order, z stream and the fixed sample z (default: 0)")
-    g.add_argument("--ngf", type=_positive_int, help="generator width (default: 64)")
-    g.add_argument("--ndf", type=_positive_int, help="discriminator width (default: 64)")
+    g.add_argument("--ngf", type=positive_int, help="generator width (default: 64)")
+    g.add_argument("--ndf", type=positive_int, help="discriminator width (default: 64)")
 
     g = p.add_argument_group("backend")
     g.add_argument("--backend", choices=("numpy", "emulated", "cupy"), default="numpy",
@@ -180,10 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "an error with --backend numpy)")
 
     g = p.add_argument_group("logging and checkpoints")
-    g.add_argument("--log-every", type=_positive_int, help="default: 20")
-    g.add_argument("--sample-every", type=_positive_int, help="default: 100")
-    g.add_argument("--checkpoint-every", type=_positive_int, help="default: 500")
-    g.add_argument("--keep-checkpoints", type=_nonneg_int,
+    g.add_argument("--log-every", type=positive_int, help="default: 20")
+    g.add_argument("--sample-every", type=positive_int, help="default: 100")
+    g.add_argument("--checkpoint-every", type=positive_int, help="default: 500")
+    g.add_argument("--keep-checkpoints", type=nonnegative_int,
                    help="keep the newest N checkpoints, 0 = all (default: 3)")
     g.add_argument("--resume", nargs="?", const="auto", metavar="PATH",
                    help="continue from the newest checkpoint in RUN_DIR/checkpoints (flag alone), "

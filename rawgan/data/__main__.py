@@ -8,16 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..argtypes import positive_int
 from .errors import CELEBA_URL, DataError
 from .preparation import DEFAULT_SHARDS, default_cache_dir, default_data_dir, prepare_dataset
 from .shards import ShardDataset
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,9 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"prepared folder, the one training's --prepared-dir reads (default: "
                         f"{default_cache_dir()}/prepared/<kind>-64-<hash>; cache root from "
                         "$RAWGAN_CACHE)")
-    p.add_argument("--shards", type=_positive, default=DEFAULT_SHARDS,
+    p.add_argument("--shards", type=positive_int, default=DEFAULT_SHARDS,
                    help=f"number of shard files (default: {DEFAULT_SHARDS})")
-    p.add_argument("--workers", type=_positive, default=None,
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="decoding processes (default: all usable cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or status lines")
 
