@@ -259,8 +259,8 @@ class EmulatedModule:
     """A kernels/*.cu file compiled for CPU emulation; the counterpart of ``cupy.RawModule``."""
 
     def __init__(self, name: str | None = None, *, source: str | None = None, schedule: str | None = None):
-        if name is not None and source is not None:
-            raise ValueError("give a kernel file name or source=, not both")
+        # name alone: kernels/<name>.cu; source alone: that text ("inline"); both: the text,
+        # labelled <name> in the cache file and repr (runtime.module_from_source does this).
         if name is None and source is None:
             raise ValueError("give a kernel file name or source=")
         self.name = name or "inline"
