@@ -110,10 +110,6 @@ class Sequential(Layer):
             layer.train(mode)
         return self
 
-    @property
-    def requires_grad_all(self):
-        return all(layer.requires_grad for layer in self.layers)
-
     def set_requires_grad(self, flag: bool):
         self.requires_grad = flag
         for layer in self.layers:

@@ -42,9 +42,9 @@ class Conv2d(Layer):
     def output_shape(self, x_shape):
         N, _, H, W = x_shape
         t, b, l, r = self.pad_for(H, W)
-        P = (H + t + b - self.kernel_size[0]) // self.stride[0] + 1
-        Q = (W + l + r - self.kernel_size[1]) // self.stride[1] + 1
-        return (N, self.out_channels, P, Q)
+        size = self.B.ops.conv_output_size
+        return (N, self.out_channels, size(H, self.kernel_size[0], self.stride[0], t, b),
+                size(W, self.kernel_size[1], self.stride[1], l, r))
 
     def forward(self, x):
         self._check_input(x, 4, {1: ("in_channels", self.in_channels)})
