@@ -5,8 +5,8 @@ import pytest
 from rawgan.backend import get_backend, Generator
 from rawgan.backend.reference import philox4x32_10, philox_normal, philox_uniform
 from rawgan.backend.reference.rng import philox_rounds
-from rawgan.layers import (BatchNorm, Conv2d, ConvTranspose2d, Linear, ReLU, SigmoidBCEWithLogits,
-                           same_padding)
+from rawgan.layers import (BatchNorm, Conv2d, ConvTranspose2d, Flatten, Linear, ReLU,
+                           SigmoidBCEWithLogits, same_padding)
 
 B = get_backend("numpy", "float32")
 
@@ -164,6 +164,10 @@ def test_backward_before_forward_and_wrong_dy_shape():
         lin.backward(B.zeros((5, 3)))
     with pytest.raises(RuntimeError, match="before forward"):
         SigmoidBCEWithLogits(B).backward()
+    flat = Flatten(B)
+    flat.forward(B.zeros((2, 3, 2, 2)))
+    with pytest.raises(ValueError, match=r"Flatten.*expected the shape of the last output \(2, 12\)"):
+        flat.backward(B.zeros((2, 11)))
     relu = ReLU(B)
     relu.forward(B.zeros((2, 3)))
     with pytest.raises(ValueError, match="ReLU"):

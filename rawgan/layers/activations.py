@@ -81,9 +81,10 @@ class Flatten(Layer):
 
     def forward(self, x):
         self.shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        return self._out(x.reshape(x.shape[0], -1))
 
     def backward(self, dy, need_dx=True):
+        self._check_grad(dy)
         return dy.reshape(self.shape) if need_dx else None
 
     def __repr__(self):
@@ -99,9 +100,10 @@ class Reshape(Layer):
 
     def forward(self, x):
         self.in_shape = x.shape
-        return x.reshape(x.shape[0], *self.shape)
+        return self._out(x.reshape(x.shape[0], *self.shape))
 
     def backward(self, dy, need_dx=True):
+        self._check_grad(dy)
         return dy.reshape(self.in_shape) if need_dx else None
 
     def __repr__(self):

@@ -1,4 +1,5 @@
-"""Padding rules for (transposed) convolutions, per side: ``(top, bottom, left, right)``."""
+"""Geometry arguments of the layers: sizes, kernel/stride pairs, and padding per side
+``(top, bottom, left, right)`` for (transposed) convolutions."""
 import numpy as np
 
 
