@@ -58,19 +58,28 @@ def kernel_dir() -> Path:
             return path
     except (ImportError, ModuleNotFoundError, TypeError):
         pass
-    return Path(__file__).resolve().parents[3] / "kernels"
+    return Path(__file__).resolve().parents[2] / "kernels"
+
+
+#: The emulator's own test kernels (``selftest.cu``) live beside it, not among the model's kernels.
+TOOLS_DIR = Path(__file__).resolve().parent
 
 
 def kernel_path(name: str) -> Path:
-    """Path of ``kernels/<name>.cu``."""
-    return kernel_dir() / f"{name}.cu"
+    """Path of ``kernels/<name>.cu``, else of ``rawgan/runtime/<name>.cu`` (the emulator's
+    ``selftest``); the former when neither exists."""
+    path = kernel_dir() / f"{name}.cu"
+    if not path.is_file() and (TOOLS_DIR / f"{name}.cu").is_file():
+        return TOOLS_DIR / f"{name}.cu"
+    return path
 
 
 def read_kernel_source(name: str) -> str:
-    """The text of ``kernels/<name>.cu``; ``FileNotFoundError`` lists the available names."""
+    """The text of ``kernels/<name>.cu`` (see :func:`kernel_path`); ``FileNotFoundError`` lists
+    the available names."""
     path = kernel_path(name)
     if not path.is_file():
-        have = sorted(p.stem for p in kernel_dir().glob("*.cu"))
+        have = sorted(p.stem for p in [*kernel_dir().glob("*.cu"), *TOOLS_DIR.glob("*.cu")])
         raise FileNotFoundError(f"no kernel file {path} (available: {', '.join(have) or 'none'})")
     return path.read_text(encoding="utf-8")
 

@@ -4,7 +4,7 @@
     rt.xp                             # cupy or numpy: allocate kernel arguments with this
     k = rt.module("activations").get_function("relu_forward")
     k(grid, block, (x, y, n), shared_mem=0)
-    rt.ceil_div(n, 256); rt.synchronize()
+    rt.synchronize()
 
 The CUDA backend is written once against this interface. Both kinds check every launch's
 arguments against the kernel's declared C signature (see sources.pack_args): on the GPU this
@@ -95,10 +95,6 @@ class Runtime:
         from .emulator import EmulatedModule
 
         return EmulatedModule(name, source=source)
-
-    @staticmethod
-    def ceil_div(a: int, b: int) -> int:
-        return ceil_div(a, b)
 
     def synchronize(self) -> None:
         """Wait for all launched work (no-op in emulation: launches are synchronous)."""
