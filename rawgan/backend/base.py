@@ -15,11 +15,42 @@ class Generator:
     ``(seed, offset)``, the NumPy reference and the CUDA kernel produce the same z for one seed, and
     a checkpoint restores the stream exactly by saving two integers.
     Source: Salmon et al., "Parallel random numbers: as easy as 1, 2, 3" (SC'11), Philox4x32-10.
+
+    ``bind(B)`` moves the offset into a (1,) uint64 array of backend ``B``: from then on draws on
+    ``B`` read and advance it there (``ops.philox_*_next``), so a captured CUDA graph draws fresh
+    numbers at every replay. ``offset`` then reads the device (a host synchronisation).
     """
 
     def __init__(self, seed: int, offset: int = 0):
         self.seed = int(seed) & 0xFFFFFFFFFFFFFFFF
-        self.offset = int(offset)
+        self._offset = int(offset)
+        self._device = None          # (backend, (1,) uint64 array) once bound
+
+    @property
+    def offset(self) -> int:
+        if self._device is not None:
+            B, buf = self._device
+            return int(B.to_numpy(buf)[0])
+        return self._offset
+
+    @offset.setter
+    def offset(self, value: int) -> None:
+        if self._device is not None:
+            B, buf = self._device
+            buf[...] = B.asarray(np.array([int(value)], dtype=np.uint64), dtype=np.uint64)
+        else:
+            self._offset = int(value)
+
+    def bind(self, B) -> None:
+        """Keep the offset on backend ``B`` from now on (a no-op when already bound to B)."""
+        if self._device is not None and self._device[0] is B:
+            return
+        offset = self.offset
+        self._device = (B, B.asarray(np.array([offset], dtype=np.uint64), dtype=np.uint64))
+
+    def device_offset(self, B):
+        """The (1,) uint64 offset array on ``B`` if bound to it, else None."""
+        return self._device[1] if self._device is not None and self._device[0] is B else None
 
     def state_dict(self) -> dict:
         return {"seed": self.seed, "offset": self.offset}
@@ -52,7 +83,11 @@ class Backend:
         return self.xp.ascontiguousarray(self.xp.asarray(a, dtype=dtype or self.dtype))
 
     def to_numpy(self, a) -> np.ndarray:
-        """Backend array (or scalar) -> NumPy array on the host (synchronises on a GPU)."""
+        """Backend array (or scalar) -> NumPy array on the host (synchronises on a GPU; raises
+        rawgan.runtime.CaptureError while a graph is being captured)."""
+        rt = getattr(self.ops, "rt", None)
+        if rt is not None:
+            return rt.to_host(a)
         if hasattr(a, "get"):
             return a.get()
         return np.asarray(a)
@@ -73,6 +108,9 @@ class Backend:
     def uniform(self, gen: Generator, shape, low=-1.0, high=1.0):
         """U[low, high) of ``shape`` from the counter-based stream ``gen`` (advances it)."""
         n = int(np.prod(shape))
+        dev = gen.device_offset(self)
+        if dev is not None:
+            return self.ops.philox_uniform_next(n, gen.seed, dev, low, high, self.dtype).reshape(shape)
         out = self.ops.philox_uniform(n, gen.seed, gen.offset, low, high, self.dtype)
         gen.offset += n
         return out.reshape(shape)
@@ -80,6 +118,9 @@ class Backend:
     def normal(self, gen: Generator, shape, mean=0.0, std=1.0):
         """N(mean, std²) of ``shape`` (Box–Muller on the Philox stream; advances it)."""
         n = int(np.prod(shape))
+        dev = gen.device_offset(self)
+        if dev is not None:
+            return self.ops.philox_normal_next(n, gen.seed, dev, mean, std, self.dtype).reshape(shape)
         out = self.ops.philox_normal(n, gen.seed, gen.offset, mean, std, self.dtype)
         gen.offset += n
         return out.reshape(shape)

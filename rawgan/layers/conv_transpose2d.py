@@ -66,9 +66,9 @@ class ConvTranspose2d(Layer):
         ops, w = self.B.ops, self.params["w"]
         if self.requires_grad:
             # The convolution y -> x has input dy-shaped images and output x-shaped gradients.
-            self.grads["w"] += ops.conv2d_wgrad(self.x, dy, w.shape, self.stride, self.pad)
+            ops.accumulate(self.grads["w"], ops.conv2d_wgrad(self.x, dy, w.shape, self.stride, self.pad))
             if "b" in self.grads:
-                self.grads["b"] += ops.bias_grad(dy)
+                ops.accumulate(self.grads["b"], ops.bias_grad(dy))
         if not need_dx:
             return None
         return ops.conv2d_fprop(dy, w, None, self.stride, self.pad)

@@ -75,7 +75,9 @@ class DCGAN:
         B: backend. z_dim, ngf, ndf: sizes (100, 64, 64). lr, beta1, beta2, eps: Adam
         (2e-4, 0.5, 0.999, 1e-8). seed: weight init (numpy Generator, so every backend starts
         from the same weights).
-    All metrics are returned as 0-d backend arrays so a step never synchronises with the host.
+    All metrics are returned as 0-d backend arrays so a step never synchronises with the host;
+    every piece of a step is a backend op (on the CUDA backend: kernel launches and rt.gemm only),
+    so rawgan.models.step can run it from static memory and capture it as one CUDA graph.
     """
 
     def __init__(self, B, z_dim=100, ngf=64, ndf=64, channels=3, image_size=64, lr=2e-4,
@@ -95,7 +97,7 @@ class DCGAN:
         G.train()
         D.train()
         D.set_requires_grad(True)
-        D.flat_grads.fill(0)
+        self.B.ops.fill(D.flat_grads, 0.0)
         fake = G.forward(z)                       # G's activations are not needed after this
         logits_real = D.forward(x_real)
         l_real = loss.forward(logits_real, 1.0)
@@ -105,9 +107,8 @@ class DCGAN:
         D.backward(loss.backward(), need_dx=False)
         self.opt_D.step()
         ops = self.B.ops
-        return {"d_loss_real": l_real, "d_loss_fake": l_fake, "d_loss": l_real + l_fake,
-                "d_real": ops.sigmoid_forward(logits_real).mean(),
-                "d_fake": ops.sigmoid_forward(logits_fake).mean()}
+        return {"d_loss_real": l_real, "d_loss_fake": l_fake, "d_loss": ops.scalar_add(l_real, l_fake),
+                "d_real": ops.sigmoid_mean(logits_real), "d_fake": ops.sigmoid_mean(logits_fake)}
 
     def g_step(self, z):
         """One G update with the non-saturating loss on D(G(z)). Returns {"g_loss", "d_fake_g"}."""
@@ -115,13 +116,13 @@ class DCGAN:
         G.train()
         D.train()
         D.set_requires_grad(False)               # D's weight gradients are not needed here
-        G.flat_grads.fill(0)
+        self.B.ops.fill(G.flat_grads, 0.0)
         logits = D.forward(G.forward(z))
         g_loss = loss.forward(logits, 1.0)
         G.backward(D.backward(loss.backward()), need_dx=False)
         D.set_requires_grad(True)
         self.opt_G.step()
-        return {"g_loss": g_loss, "d_fake_g": self.B.ops.sigmoid_forward(logits).mean()}
+        return {"g_loss": g_loss, "d_fake_g": self.B.ops.sigmoid_mean(logits)}
 
     def train_step(self, x_real, z, g_steps=2):
         """One iteration: a D update then ``g_steps`` G updates on the same z.

@@ -24,10 +24,9 @@ def batchnorm_forward_train(rt, x, gamma, beta, running_mean, running_var, momen
     x = contiguous(rt, x)
     N, C, HW = channels_hw(x)
     check_int32("batchnorm_forward_train", x.size)
-    xp = rt.xp
-    y = xp.empty_like(x)
-    save_mean = xp.empty((C,), dtype=x.dtype)
-    save_invstd = xp.empty((C,), dtype=x.dtype)
+    y = rt.empty(x.shape, x.dtype)
+    save_mean = rt.empty((C,), x.dtype)
+    save_invstd = rt.empty((C,), x.dtype)
     kernel(rt, MODULE, "batchnorm_forward_train")(
         (C,), (reduce_block(rt, N * HW),),
         (x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd,
@@ -39,7 +38,7 @@ def batchnorm_forward_eval(rt, x, gamma, beta, running_mean, running_var, eps):
     """Eval forward with the running statistics. Returns y (like x)."""
     x = contiguous(rt, x)
     _, C, HW = channels_hw(x)
-    y = rt.xp.empty_like(x)
+    y = rt.empty(x.shape, x.dtype)
     launch_1d(rt, MODULE, "batchnorm_forward_eval", x.size,
               (x, gamma, beta, running_mean, running_var, y, i32(C), i32(HW), f32(eps), i64(x.size)))
     return y
@@ -49,10 +48,9 @@ def _backward(rt, dy, x, gamma, mean, stat, eps, train):
     dy, x = contiguous(rt, dy), contiguous(rt, x)
     N, C, HW = channels_hw(x)
     check_int32("batchnorm_backward", x.size)
-    xp = rt.xp
-    dx = xp.empty_like(x)
-    dgamma = xp.empty((C,), dtype=x.dtype)
-    dbeta = xp.empty((C,), dtype=x.dtype)
+    dx = rt.empty(x.shape, x.dtype)
+    dgamma = rt.empty((C,), x.dtype)
+    dbeta = rt.empty((C,), x.dtype)
     kernel(rt, MODULE, "batchnorm_backward")(
         (C,), (reduce_block(rt, N * HW),),
         (dy, x, gamma, mean, stat, f32(eps), i32(train), dx, dgamma, dbeta, i32(N), i32(C), i32(HW)))

@@ -4,8 +4,9 @@ Every op is a plain function whose first argument is a runtime ``rt`` (see runti
 code drives real CuPy and the CPU emulator. ``rawgan.backend.cuda.make_ops`` binds ``rt`` so the
 bound functions have exactly the reference signatures.
 
-Rules the ops follow: outputs are allocated with ``rt.xp.empty``; nothing synchronises with the
-host (no ``.get()``, no ``float()`` of device data, no branching on device values); per-call
+Rules the ops follow: outputs are allocated with ``rt.empty`` and temporaries that die inside
+the op with ``rt.scratch`` (both served by a step's StaticMemory when one is active), GEMMs go
+through ``rt.gemm``; nothing synchronises with the host (no ``.get()``, no ``float()`` of device data, no branching on device values); per-call
 Python work is a few attribute lookups and one launch per kernel.
 """
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """2-D convolution and per-channel bias on the CUDA backend: launchers of kernels/conv.cu and
-kernels/bias.cu, with the GEMMs done by ``xp.matmul`` (cuBLAS on the GPU, NumPy in emulation).
+kernels/bias.cu, with the GEMMs done by ``rt.gemm`` (cuBLAS on the GPU, NumPy in emulation) into preallocated
+buffers; the column matrices and GEMM results that die inside one op live in ``rt.scratch``
+slots ("cols", "gemm", "swap").
 
 Signatures and semantics: rawgan.backend.reference.conv (after ``rt`` is bound). Layouts: x
 (N, C, H, W), w (K, C, R, S), y (N, K, P, Q), float32; stride (sh, sw); pad (top, bottom, left,
@@ -37,10 +39,10 @@ def _geometry(x_shape, w_shape, stride, pad):
 
 
 def im2col(rt, x, w_shape, stride, pad):
-    """Window matrix of x: (C·R·S, N·P·Q) float32 (kernel ``im2col``)."""
+    """Window matrix of x: (C·R·S, N·P·Q) float32 (kernel ``im2col``), in scratch slot "cols"."""
     x = contiguous(rt, x)
     args, (N, C, H, W, K, R, S, P, Q) = _geometry(x.shape, w_shape, stride, pad)
-    cols = rt.xp.empty((C * R * S, N * P * Q), dtype=x.dtype)
+    cols = rt.scratch("cols", (C * R * S, N * P * Q), x.dtype)
     launch_1d(rt, MODULE, "im2col", cols.size, (x, cols, *args))
     return cols
 
@@ -48,15 +50,17 @@ def im2col(rt, x, w_shape, stride, pad):
 def col2im(rt, dcols, x_shape, w_shape, stride, pad):
     """Adjoint of im2col: (C·R·S, N·P·Q) -> (N, C, H, W) by a deterministic gather (``col2im``)."""
     args, _ = _geometry(x_shape, w_shape, stride, pad)
-    dx = rt.xp.empty(tuple(int(d) for d in x_shape), dtype=dcols.dtype)
+    dx = rt.empty(tuple(int(d) for d in x_shape), dcols.dtype)
     launch_1d(rt, MODULE, "col2im", dx.size, (contiguous(rt, dcols), dx, *args))
     return dx
 
 
-def swap_axes01(rt, a, shape3, bias=None):
-    """(A, B, L) -> (B, A, L) (+ bias[a] broadcast), from a contiguous array of A·B·L elements."""
+def swap_axes01(rt, a, shape3, bias=None, slot=None):
+    """(A, B, L) -> (B, A, L) (+ bias[a] broadcast), from a contiguous array of A·B·L elements.
+
+    The result is a new buffer (``rt.empty``), or scratch slot ``slot`` when given."""
     A, B, L = shape3
-    out = rt.xp.empty((B, A, L), dtype=a.dtype)
+    out = rt.empty((B, A, L), a.dtype) if slot is None else rt.scratch(slot, (B, A, L), a.dtype)
     launch_1d(rt, MODULE, "swap_axes01", out.size, (contiguous(rt, a), bias, out, i32(A), i32(B), i32(L)))
     return out
 
@@ -65,15 +69,17 @@ def conv2d_fprop(rt, x, w, b, stride, pad):
     """y (N, K, P, Q) = conv(x, w) + b; ``b`` may be None."""
     _, (N, C, H, W, K, R, S, P, Q) = _geometry(x.shape, w.shape, stride, pad)
     cols = im2col(rt, x, w.shape, stride, pad)
-    Y = rt.xp.matmul(w.reshape(K, C * R * S), cols)                       # (K, N·P·Q)
+    Y = rt.scratch("gemm", (K, N * P * Q), x.dtype)
+    rt.gemm(w.reshape(K, C * R * S), cols, Y)                             # (K, N·P·Q)
     return swap_axes01(rt, Y, (K, N, P * Q), bias=b).reshape(N, K, P, Q)
 
 
 def conv2d_dgrad(rt, dy, w, x_shape, stride, pad):
     """dx (x_shape) for y = conv2d_fprop(x, w, ·, stride, pad), given dy (N, K, P, Q)."""
     _, (N, C, H, W, K, R, S, P, Q) = _geometry(x_shape, w.shape, stride, pad)
-    dY = swap_axes01(rt, dy, (N, K, P * Q)).reshape(K, N * P * Q)
-    dcols = rt.xp.matmul(w.reshape(K, C * R * S).T, dY)                   # (C·R·S, N·P·Q)
+    dY = swap_axes01(rt, dy, (N, K, P * Q), slot="swap").reshape(K, N * P * Q)
+    dcols = rt.scratch("cols", (C * R * S, N * P * Q), dy.dtype)
+    rt.gemm(w.reshape(K, C * R * S).T, dY, dcols)                         # (C·R·S, N·P·Q)
     return col2im(rt, dcols, x_shape, w.shape, stride, pad)
 
 
@@ -81,8 +87,10 @@ def conv2d_wgrad(rt, dy, x, w_shape, stride, pad):
     """dw (w_shape) = Σ_{n,p,q} dy · window(x), given dy (N, K, P, Q) and x (N, C, H, W)."""
     _, (N, C, H, W, K, R, S, P, Q) = _geometry(x.shape, w_shape, stride, pad)
     cols = im2col(rt, x, w_shape, stride, pad)
-    dY = swap_axes01(rt, dy, (N, K, P * Q)).reshape(K, N * P * Q)
-    return rt.xp.matmul(dY, cols.T).reshape(tuple(int(d) for d in w_shape))
+    dY = swap_axes01(rt, dy, (N, K, P * Q), slot="swap").reshape(K, N * P * Q)
+    dw = rt.empty(tuple(int(d) for d in w_shape), x.dtype)
+    rt.gemm(dY, cols.T, dw.reshape(K, C * R * S))
+    return dw
 
 
 def bias_add(rt, y, b):
@@ -102,7 +110,7 @@ def bias_grad(rt, dy):
     dy = contiguous(rt, dy)
     N, C, HW = channels_hw(dy)
     check_int32("bias_grad", dy.size)
-    db = rt.xp.empty((C,), dtype=dy.dtype)
+    db = rt.empty((C,), dy.dtype)
     if dy.ndim == 2:
         launch_1d(rt, "bias", "bias_grad_rows", C, (dy, db, i32(N), i32(C)))
     else:

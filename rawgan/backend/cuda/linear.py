@@ -1,4 +1,4 @@
-"""Fully connected layer on the CUDA backend: GEMMs by ``xp.matmul`` (cuBLAS / NumPy) and the
+"""Fully connected layer on the CUDA backend: GEMMs by ``rt.gemm`` (cuBLAS / NumPy) and the
 bias kernels of kernels/bias.cu (bias_add, bias_grad with H·W = 1).
 
 Signatures and semantics: rawgan.backend.reference.linear (after ``rt`` is bound). Shapes: x
@@ -11,7 +11,8 @@ OPS = ("linear_forward", "linear_backward")
 
 def linear_forward(rt, x, w, b=None):
     """y (N, out) = x Wᵀ + b."""
-    y = rt.xp.matmul(x, w.T)
+    y = rt.empty((x.shape[0], w.shape[0]), x.dtype)
+    rt.gemm(x, w.T, y)
     if b is not None:
         bias_add(rt, y, b)
     return y
@@ -19,8 +20,12 @@ def linear_forward(rt, x, w, b=None):
 
 def linear_backward(rt, dy, x, w, need_dx=True, need_dw=True):
     """Returns ``(dx, dw, db)``: dy W, dyᵀ x, Σₙ dy; entries not asked for are None."""
-    xp = rt.xp
-    dx = xp.matmul(dy, w) if need_dx else None
-    dw = xp.matmul(dy.T, x) if need_dw else None
+    dx = dw = None
+    if need_dx:
+        dx = rt.empty((dy.shape[0], w.shape[1]), dy.dtype)
+        rt.gemm(dy, w, dx)
+    if need_dw:
+        dw = rt.empty(tuple(w.shape), dy.dtype)
+        rt.gemm(dy.T, x, dw)
     db = bias_grad(rt, dy) if need_dw else None
     return dx, dw, db

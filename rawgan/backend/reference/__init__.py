@@ -11,6 +11,7 @@ float64; outputs have the dtype of the inputs. Files mirror ``kernels/``:
     loss.py         <-> kernels/loss.cu          sigmoid cross-entropy with logits
     adam.py         <-> kernels/adam.cu          Adam update over a flat buffer
     rng.py          <-> kernels/rng.cu           Philox4x32-10 uniform / normal
+    tensor.py       <-> kernels/tensor.cu        fill, accumulate, uint8 -> float, metrics
     _parallel.py    (CPU only)                   stdlib thread pool for copies and split GEMMs
 
 Speed notes (CPU). The convolutions compute in channels-last memory and return arrays of the
@@ -29,8 +30,10 @@ from .conv import (conv2d_fprop, conv2d_dgrad, conv2d_wgrad, bias_add, bias_grad
 from .batchnorm import (batchnorm_forward_train, batchnorm_forward_eval,
                         batchnorm_backward_train, batchnorm_backward_eval)
 from .loss import sigmoid_bce_with_logits_forward, sigmoid_bce_with_logits_backward
-from .adam import adam_update
-from .rng import philox_uniform, philox_normal, philox4x32_10
+from .adam import adam_update, adam_step
+from .rng import (philox_uniform, philox_normal, philox4x32_10, philox_uniform_next,
+                  philox_normal_next)
+from .tensor import fill, accumulate, images_to_float, sigmoid_mean, scalar_add
 
 name = "numpy"
 

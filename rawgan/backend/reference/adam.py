@@ -47,3 +47,10 @@ def adam_update(p, g, m, v, t, lr, beta1, beta2, eps):
         np.multiply(mb, step, out=ub)
         ub /= tb
         pb -= ub
+
+
+def adam_step(p, g, m, v, t, lr, beta1, beta2, eps):
+    """Advance the step count ``t`` (a (1,) int64 array, the device-side state of the CUDA
+    backend) by one, then :func:`adam_update` at the new count. In place."""
+    t[0] += 1
+    adam_update(p, g, m, v, int(t[0]), lr, beta1, beta2, eps)
