@@ -81,7 +81,8 @@ from .data import (BatchLoader, DataError, ShardDataset, default_data_dir, ensur
 # The run's settings with their defaults. A resumed run takes every setting the user does not give
 # on the command line from the checkpoint's config (then these defaults, for older checkpoints).
 # FIXED_ON_RESUME ones define the model or the data/z order: giving a different value on resume is
-# an error. --backend, --conv-impl, --workers and --no-tensorboard are per invocation, not settings.
+# an error. --backend, --conv-impl, --no-graph, --workers and --no-tensorboard are per invocation,
+# not settings.
 DEFAULTS = {
     # model and data order
     "data": "celeba", "batch_size": 64, "seed": 0, "ngf": 64, "ndf": 64, "z_dim": 100,
@@ -158,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--conv-impl", choices=("kernels", "cudnn"),
                    help="convolutions on cupy/emulated: our kernels or cuDNN (default: kernels; "
                         "an error with --backend numpy)")
+    g.add_argument("--no-graph", action="store_true",
+                   help="cupy/emulated: run every step eagerly instead of as one captured CUDA "
+                        "graph (same results; for debugging and comparison)")
 
     g = p.add_argument_group("logging and checkpoints")
     g.add_argument("--log-every", type=positive_int, help="default: 20")
@@ -280,6 +284,8 @@ def resume_command(args) -> str:
         parts += ["--conv-impl", args.conv_impl]
     if args.no_tensorboard:
         parts.append("--no-tensorboard")
+    if args.no_graph:
+        parts.append("--no-graph")
     return " ".join(parts)
 
 
@@ -385,6 +391,12 @@ class Trainer:
         self.last_ckpt = resume_ckpt["path"] if resume_ckpt else None   # the last good one
         self.tb = TBLogger(self.out / "tb", purge_step=self.step if self.step else None,
                            enabled=not args.no_tensorboard)
+        from .models.step import TrainStep
+
+        # The step: uint8 batch -> device, then the device-resident iteration (one CUDA graph on
+        # cupy/emulated unless --no-graph); z continues the stream of sample_z on the device.
+        self.train_step = TrainStep(model, config["batch_size"], self.z_gen, config["z_dist"],
+                                    config["g_steps"], graph=not getattr(args, "no_graph", False))
         self.x = self.z = None          # the latest batch and z (for histograms)
         self.last_metrics = None        # the latest step's metrics (device scalars) ...
         self.last_epoch = self.epoch    # ... and the epoch that step belonged to
@@ -433,15 +445,15 @@ class Trainer:
         return 0
 
     def loop(self, bar, stop: StopRequest) -> None:
-        model, B, g_steps = self.model, self.B, self.config["g_steps"]
+        step = self.train_step
         bpe = self.loader.batches_per_epoch
         while self.step < self.total_steps and not stop.requested:
             bar.set_description(f"epoch {self.epoch}")
             batches = self.loader.epoch_batches(self.epoch, self.batch)
             try:
                 for x in batches:
-                    self.x, self.z = B.asarray(x), self.draw_z(x.shape[0])
-                    metrics = model.train_step(self.x, self.z, g_steps)
+                    metrics = step(x)                     # x: uint8 (N, 64, 64, 3)
+                    self.x, self.z = step.x, step.z
                     epoch_of_step = self.epoch
                     self.step += 1
                     self.batch += 1
@@ -639,7 +651,7 @@ def setup(args, out: Path) -> Trainer:
                                out_dir=config["prepared_dir"], workers=args.workers)
     dataset = ShardDataset(prepared)
     identity = dataset_identity(dataset)
-    loader = BatchLoader(dataset, config["batch_size"], seed=config["seed"])
+    loader = BatchLoader(dataset, config["batch_size"], seed=config["seed"], as_uint8=True)
     if resume_ckpt is not None:
         check_same_data(saved, identity, config["data_dir"])
         batch = int(resume_ckpt["extra"]["batch"])

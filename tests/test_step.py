@@ -1,0 +1,332 @@
+"""The device-resident training step (rawgan.models.step) on the emulated CUDA backend: static
+memory, device-side state, and one captured graph per step replayed by the emulator.
+
+* K graph-replayed steps are bit-identical to K eager steps from the same state (metrics,
+  weights, gradients, Adam m/v/t, BN running statistics, the z stream) — and a host value frozen
+  into the graph (Adam's t as a kernel argument) makes exactly this comparison fail.
+* After the warm-up step a step allocates nothing; a graph step is one graph launch.
+* Inside capture every forbidden action raises CaptureError at once.
+* The new kernels (kernels/tensor.cu, the device-state kernels of adam.cu and rng.cu) match
+  their NumPy references under both emulator schedules; rt.gemm handles transposed operands.
+* The CuPy entry points runtime.py uses exist in the installed CuPy 14 (it imports without a GPU).
+
+The model is the DCGAN at image_size 16 with ngf = ndf = 4 so a step takes well under a second.
+"""
+import numpy as np
+import pytest
+
+from rawgan.backend import Generator, get_backend
+from rawgan.backend import reference as R
+from rawgan.models.dcgan import DCGAN
+from rawgan.models.step import TrainStep
+from rawgan.runtime import CaptureError, StaticMemory
+
+EM = get_backend("emulated")
+NP = get_backend("numpy")
+N, SIZE = 4, 16
+
+
+@pytest.fixture(params=["forward", "reverse"])
+def schedule(request, monkeypatch):
+    monkeypatch.setenv("RAWGAN_EMU_SCHEDULE", request.param)
+    return request.param
+
+
+def batches(k, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (N, SIZE, SIZE, 3), dtype=np.uint8) for _ in range(k)]
+
+
+def make_step(B, graph, z_dist="uniform", g_steps=2):
+    model = DCGAN(B, ngf=4, ndf=4, image_size=SIZE, seed=1)
+    return TrainStep(model, N, Generator(5), z_dist=z_dist, g_steps=g_steps, graph=graph,
+                     image_shape=(SIZE, SIZE, 3))
+
+
+def state(step):
+    """Everything a step changes, as host arrays."""
+    B, m = step.B, step.model
+    out = {"G": B.to_numpy(m.G.flat_params), "D": B.to_numpy(m.D.flat_params),
+           "dG": B.to_numpy(m.G.flat_grads), "dD": B.to_numpy(m.D.flat_grads),
+           "z": B.to_numpy(step.z), "x": B.to_numpy(step.x),
+           "z_offset": step.z_gen.offset}
+    for name, opt in (("G", m.opt_G), ("D", m.opt_D)):
+        out[f"m{name}"], out[f"v{name}"], out[f"t{name}"] = B.to_numpy(opt.m), B.to_numpy(opt.v), opt.t
+    for net_name, net in (("G", m.G), ("D", m.D)):
+        for k, buf in net.named_buffers():
+            out[f"{net_name}.{k}"] = B.to_numpy(buf)
+    return out
+
+
+def run(step, data):
+    metrics = []
+    for images in data:
+        step(images)
+        metrics.append(step.read_metrics())
+    return metrics
+
+
+def assert_identical(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]), err_msg=k)
+
+
+@pytest.mark.parametrize("z_dist,g_steps", [("uniform", 2), ("normal", 1)])
+def test_graph_steps_are_bit_identical_to_eager_steps(z_dist, g_steps):
+    data = batches(3)
+    eager, graph = make_step(EM, False, z_dist, g_steps), make_step(EM, True, z_dist, g_steps)
+    m_eager, m_graph = run(eager, data), run(graph, data)
+    assert graph.graph is not None and eager.graph is None
+    assert m_eager == m_graph                      # floats compared exactly, every step
+    s_eager, s_graph = state(eager), state(graph)
+    assert_identical(s_eager, s_graph)
+    assert s_graph["tD"] == 3 and s_graph["tG"] == 3 * g_steps
+    assert s_graph["z_offset"] == 3 * N * 100
+    # The steps really trained: the metrics move and the running statistics left their init.
+    assert m_graph[0]["d_loss"] != m_graph[2]["d_loss"]
+    assert not np.array_equal(s_graph["G.2.running_mean"], np.zeros_like(s_graph["G.2.running_mean"]))
+
+
+def test_device_step_matches_the_numpy_backend():
+    """The same pipeline (uint8 upload, conversion, device z, Adam t on the device) on NumPy."""
+    data = batches(2, seed=3)
+    em, ref = make_step(EM, True), make_step(NP, True)
+    m_em, m_ref = run(em, data), run(ref, data)
+    assert ref.graph is None                       # no graph without a CUDA runtime
+    for a, b in zip(m_em, m_ref):
+        np.testing.assert_allclose([a[k] for k in sorted(a)], [b[k] for k in sorted(b)],
+                                   rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(state(em)["x"], state(ref)["x"])          # exact conversion
+    np.testing.assert_array_equal(state(em)["z"], state(ref)["z"])          # exact uniform z
+    assert state(em)["tD"] == state(ref)["tD"] == 2
+
+
+def test_a_host_value_frozen_into_the_graph_is_caught(monkeypatch):
+    """Control for the bit-identity test: Adam with its step count as a host kernel argument
+    (the old adam_update) gives the same eager steps but a graph that replays t = 2 forever."""
+    data = batches(3)
+
+    def host_t_adam(step):
+        ops = step.B.ops
+        counter = {}
+
+        def adam_step(p, g, m, v, t, lr, beta1, beta2, eps):
+            counter[id(t)] = counter.get(id(t), 0) + 1
+            ops.adam_update(p, g, m, v, counter[id(t)], lr, beta1, beta2, eps)
+        return adam_step
+
+    runs = []
+    for graph in (False, True):
+        step = make_step(EM, graph)
+        monkeypatch.setattr(step.B.ops, "adam_step", host_t_adam(step))
+        runs.append((run(step, data), state(step)))
+        monkeypatch.undo()
+    (m_eager, s_eager), (m_graph, s_graph) = runs
+    assert m_eager[:2] == m_graph[:2]              # warm-up and the captured step agree
+    assert not np.array_equal(s_eager["G"], s_graph["G"])   # the replay used a frozen t
+
+
+def test_steady_state_allocates_nothing_and_a_graph_step_is_one_launch():
+    data = batches(4)
+    per_step = {}
+    for graph in (False, True):
+        step = make_step(EM, graph)
+        rt = step.rt
+        counts = []
+        for images in data:
+            rt.reset_counters()
+            step(images)
+            counts.append(rt.counters())
+        per_step[graph] = counts
+        assert counts[0]["allocations"] > 0        # the warm-up step allocates the buffers
+        for c in counts[1:]:
+            assert c["allocations"] == 0 and c["allocated_bytes"] == 0
+            assert c["graph_launches"] == (1 if graph else 0)
+        assert step.memory.nbytes > 0
+    eager, graph = per_step[False], per_step[True]
+    # The graph replays exactly the eager step's launches.
+    assert [c["launches"] for c in graph] == [c["launches"] for c in eager]
+    assert eager[1]["launches"] > 300
+
+
+def test_capture_forbidden_actions_raise():
+    step = make_step(EM, True)
+    data = batches(2)
+    step(data[0])                                   # warm-up
+    rt, B = step.rt, step.B
+    x = step.x
+    forbidden = [
+        ("host sync", rt.synchronize),
+        ("host read", lambda: B.to_numpy(x)),
+        ("Python float of device data", lambda: step.read_metrics()),
+        ("allocation", lambda: rt.empty((3,), np.float32)),
+        ("allocation (backend)", lambda: B.ops.relu_forward(x)),
+        ("synchronous copy", lambda: rt.upload(step.images, data[1])),
+        ("nested capture", lambda: rt.capture().__enter__()),
+    ]
+    for what, action in forbidden:
+        with pytest.raises(CaptureError):
+            with rt.capture():
+                action()
+        assert not rt.capturing, what
+    # A step whose buffers were not allocated before capture fails on its first allocation.
+    fresh = make_step(EM, True)
+    with pytest.raises(CaptureError, match="allocation"):
+        with rt.capture():
+            with rt.static_memory(StaticMemory(rt)):
+                fresh._body()
+    assert not rt.capturing
+    # ... and the warmed-up step captures fine afterwards.
+    step(data[1])
+    assert step.graph is not None and step.graph.num_launches > 300
+
+
+def test_capture_records_instead_of_running():
+    rt = EM.ops.rt
+    a = rt.xp.zeros(5, dtype=np.float32)
+    with rt.capture() as graph:
+        EM.ops.fill(a, 2.0)
+    np.testing.assert_array_equal(EM.to_numpy(a), np.zeros(5, np.float32))   # not run yet
+    assert graph.num_launches == 1
+    graph.launch()
+    np.testing.assert_array_equal(EM.to_numpy(a), np.full(5, 2.0, np.float32))
+
+
+def test_static_memory_reuses_buffers_in_request_order():
+    rt = EM.ops.rt
+    mem = StaticMemory(rt)
+    with rt.static_memory(mem):
+        a, b, s = rt.empty((2, 3)), rt.empty((4,), np.int64), rt.scratch("cols", (10,))
+    with rt.static_memory(mem):
+        a2, b2, s2 = rt.empty((2, 3)), rt.empty((4,), np.int64), rt.scratch("cols", (2, 5))
+        c = rt.empty((7,))                          # a new request: a new buffer
+    assert a2 is a and b2 is b and c is not a and s2.shape == (2, 5)
+    assert np.shares_memory(s, s2)
+    with rt.static_memory(mem):
+        a3 = rt.empty((3, 2))                       # a different shape replaces buffer 0
+    assert a3 is not a and mem.buffers[0] is a3
+
+
+# ------------------------------------------------------------------------------- kernels
+def test_tensor_kernels_match_reference(schedule):
+    rng = np.random.default_rng(4)
+    ops = EM.ops
+    for n in (1, 255, 257, 3000):
+        a = rng.standard_normal(n).astype(np.float32)
+        b = rng.standard_normal(n).astype(np.float32)
+        want = R.accumulate(a.copy(), b)
+        dst = EM.asarray(a.copy())
+        ops.accumulate(dst, EM.asarray(b))
+        np.testing.assert_array_equal(EM.to_numpy(dst), want)
+        ops.fill(dst, -1.5)
+        np.testing.assert_array_equal(EM.to_numpy(dst), np.full(n, -1.5, np.float32))
+        logits = (rng.standard_normal((n, 1)) * 30).astype(np.float32)
+        np.testing.assert_allclose(float(EM.to_numpy(ops.sigmoid_mean(EM.asarray(logits)))),
+                                   float(R.sigmoid_mean(logits)), rtol=2e-6)
+    s = ops.scalar_add(EM.asarray(np.float32(1.25)), EM.asarray(np.float32(-3.5)))
+    assert EM.to_numpy(s).shape == () and float(EM.to_numpy(s)) == -2.25
+    for shape in ((1, 1, 1, 1), (3, 5, 7, 3), (2, 64, 64, 3)):
+        img = rng.integers(0, 256, shape, dtype=np.uint8)
+        img.flat[0], img.flat[-1] = 0, 255
+        got = EM.to_numpy(ops.images_to_float(EM.asarray(img, dtype=np.uint8)))
+        from rawgan.data.loader import to_float_nchw
+        np.testing.assert_array_equal(got, R.images_to_float(img))
+        np.testing.assert_array_equal(got, to_float_nchw(img))     # the loader's own math
+    with pytest.raises(ValueError, match="uint8"):
+        ops.images_to_float(EM.asarray(np.zeros((1, 2, 2, 3))))
+
+
+def test_adam_step_keeps_t_on_the_device_and_matches_reference(schedule):
+    rng = np.random.default_rng(5)
+    n = 1000
+    p, m, v = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
+    v = np.abs(v)
+    ref = [p.copy(), m.copy(), v.copy(), np.zeros(1, np.int64)]
+    dev = [EM.asarray(p.copy()), EM.asarray(m.copy()), EM.asarray(v.copy()),
+           EM.asarray(np.zeros(1, np.int64), dtype=np.int64)]
+    for _ in range(3):
+        g = rng.standard_normal(n).astype(np.float32)
+        R.adam_step(ref[0], g, ref[1], ref[2], ref[3], 2e-4, 0.5, 0.999, 1e-8)
+        EM.ops.adam_step(dev[0], EM.asarray(g), dev[1], dev[2], dev[3], 2e-4, 0.5, 0.999, 1e-8)
+    for r, d in zip(ref, dev):
+        np.testing.assert_array_equal(EM.to_numpy(d), r)
+    assert int(EM.to_numpy(dev[3])[0]) == 3
+
+
+def test_philox_next_draws_continue_the_stream_on_the_device(schedule):
+    for draw, ref_next, ref_plain, exact in (
+            ("uniform", R.philox_uniform_next, R.philox_uniform, True),
+            ("normal", R.philox_normal_next, R.philox_normal, False)):
+        seed = 0x1234_5678_9ABC
+        off = EM.asarray(np.array([2**32 - 3], np.uint64), dtype=np.uint64)   # crosses 2^32
+        off_ref = np.array([2**32 - 3], np.uint64)
+        fn = getattr(EM.ops, f"philox_{draw}_next")
+        for n in (1, 300, 7):
+            got = EM.to_numpy(fn(n, seed, off, -1.0, 1.0, np.float32))
+            want = ref_next(n, seed, off_ref, -1.0, 1.0, np.float32)
+            plain = ref_plain(n, seed, int(off_ref[0]) - n, -1.0, 1.0, np.float32)
+            np.testing.assert_array_equal(want, plain)
+            if exact:
+                np.testing.assert_array_equal(got, want)
+            else:
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+            assert int(EM.to_numpy(off)[0]) == int(off_ref[0])
+    # A Generator bound to the device gives the same numbers as the host stream.
+    g_host, g_dev = Generator(9), Generator(9)
+    g_dev.bind(EM)
+    for _ in range(2):
+        np.testing.assert_array_equal(EM.to_numpy(EM.uniform(g_dev, (3, 5))),
+                                      NP.uniform(g_host, (3, 5)))
+    assert g_dev.offset == g_host.offset == 30
+    g_dev.offset = 5
+    assert g_dev.offset == 5 and int(EM.to_numpy(g_dev.device_offset(EM))[0]) == 5
+
+
+def test_gemm_takes_transposed_operands_and_checks_shapes():
+    rt = EM.ops.rt
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((5, 3)).astype(np.float32)
+    b = rng.standard_normal((4, 3)).astype(np.float32)
+    out = np.empty((5, 4), np.float32)
+    rt.gemm(a, b.T, out)
+    np.testing.assert_allclose(out, a @ b.T, rtol=1e-6)
+    out2 = np.empty((3, 3), np.float32)
+    rt.gemm(a.T, a, out2)
+    np.testing.assert_allclose(out2, a.T @ a, rtol=1e-6)
+    with pytest.raises(ValueError, match="do not match"):
+        rt.gemm(a, b, out)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        rt.gemm(a, b.T, np.empty((4, 5), np.float32).T)
+
+
+# ------------------------------------------------------------------------------- CuPy surface
+def test_cupy_entry_points_of_the_runtime_exist():
+    """Every CuPy API that runtime.py calls on a GPU, resolved against the installed CuPy."""
+    import inspect
+    import pathlib
+    import re
+
+    cupy = pytest.importorskip("cupy")
+    Stream = cupy.cuda.Stream
+    for name in ("begin_capture", "end_capture", "is_capturing", "use", "synchronize"):
+        assert hasattr(Stream, name), name
+    assert isinstance(Stream.null.ptr, int)
+    assert "non_blocking" in (Stream.__init__.__doc__ or "") + (Stream.__doc__ or "")
+    assert "stream" in cupy.cuda.Graph.launch.__doc__.split("\n")[0]
+    for name in ("set_allocator", "Device", "Graph", "RawModule"):
+        assert hasattr(cupy.cuda, name) or hasattr(cupy, name), name
+    assert hasattr(cupy.cuda.Device, "synchronize")
+    assert hasattr(cupy.get_default_memory_pool(), "malloc")
+    assert "stream" in cupy.ndarray.set.__doc__.split("\n")[0]
+    assert "stream" in cupy.ndarray.get.__doc__.split("\n")[0]
+    assert hasattr(cupy.ndarray, "data") and hasattr(cupy.cuda.MemoryPointer, "ptr")
+    # cuBLAS symbols called through ctypes: CuPy's own cuBLAS extension links the same names.
+    ext = next(pathlib.Path(inspect.getfile(cupy)).parent.parent.glob(
+        "cupy_backends/cuda/libs/cublas.*.so"))
+    data = ext.read_bytes()
+    for sym in (b"cublasCreate_v2", b"cublasSetStream_v2", b"cublasSgemm_v2"):
+        assert sym in data, sym
+    src = pathlib.Path(__file__).parents[1].joinpath("rawgan/runtime/runtime.py").read_text()
+    used = set(re.findall(r"\bcublas\w+_v2\b", src))
+    assert used == {"cublasCreate_v2", "cublasSetStream_v2", "cublasSgemm_v2", "cublasSetWorkspace_v2"}
