@@ -34,6 +34,7 @@ value frozen into the graph shows up on the CPU exactly as it would on the GPU.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import threading
@@ -197,8 +198,9 @@ class EmulatedGraph:
         self.rt._check_not_capturing("a graph launch")
         rt = self.rt
         rt.graph_launches += 1
-        for _, thunk in self.launches:
+        for name, thunk in self.launches:
             rt.launches += 1
+            rt.launches_by_name[name] += 1
             thunk()
 
     def __repr__(self) -> str:
@@ -217,6 +219,7 @@ class CupyGraph:
         self.rt._check_not_capturing("a graph launch")
         self.rt.graph_launches += 1
         self.rt.launches += self.num_launches
+        self.rt.launches_by_name.update(self.names)
         self.graph.launch(self.rt.stream)
 
     def __repr__(self) -> str:
@@ -311,7 +314,7 @@ class Runtime:
     """Launch kernels on one kind of device. Use :func:`get_runtime` (one instance per kind).
 
     Counters (plain ints, reset with :meth:`reset_counters`): ``launches`` (kernels + GEMMs run,
-    eager or inside a graph launch), ``allocations`` / ``allocated_bytes`` (new device buffers:
+    eager or inside a graph launch; ``launches_by_name`` counts them per kernel name, "gemm"), ``allocations`` / ``allocated_bytes`` (new device buffers:
     ``empty``/``zeros``, and on CuPy every memory-pool allocation, on the emulator every new
     buffer of ``xp`` that reports to ``rawgan.runtime.devarray.ALLOCATION_HOOKS`` when that
     module exists), ``graph_launches``.
@@ -324,6 +327,7 @@ class Runtime:
         self._modules: dict[str, object] = {}
         self._lock = threading.Lock()
         self.launches = self.allocations = self.allocated_bytes = self.graph_launches = 0
+        self.launches_by_name: collections.Counter = collections.Counter()
         self.capturing = False
         self.memory: StaticMemory | None = None
         self._graph = None
@@ -375,6 +379,7 @@ class Runtime:
     def _launch(self, name: str, thunk) -> None:
         """Run (or, capturing on the emulator, record) one launch; count it."""
         self.launches += 1
+        self.launches_by_name[name] += 1
         if self.capturing and self.kind == "emulated":
             self._graph.launches.append((name, thunk))
             return
@@ -496,7 +501,7 @@ class Runtime:
         else:
             graph = EmulatedGraph(self)
         self._graph, self.capturing = graph, True
-        start = self.launches
+        start, names = self.launches, self.launches_by_name.copy()
         ok = False
         try:
             yield graph
@@ -504,7 +509,8 @@ class Runtime:
         finally:
             self.capturing, self._graph = False, None
             graph.num_launches_captured = self.launches - start
-            self.launches = start          # captured launches run at graph.launch(), not here
+            graph.names = self.launches_by_name - names
+            self.launches, self.launches_by_name = start, names   # they run at graph.launch()
             if self.kind == "cupy":
                 g = self.stream.end_capture()     # always end, also after an error
                 if ok:
@@ -527,6 +533,7 @@ class Runtime:
 
     def reset_counters(self) -> None:
         self.launches = self.allocations = self.allocated_bytes = self.graph_launches = 0
+        self.launches_by_name = collections.Counter()
 
     def __repr__(self) -> str:
         return f"<Runtime {self.kind}>"
