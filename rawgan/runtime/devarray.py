@@ -156,6 +156,16 @@ class _MemoryPointer:
         return f"<emulated MemoryPointer 0x{self.ptr:x}>"
 
 
+def _on_host(what: str, fn):
+    """A method that reads the array on the host through ``fn`` (reported as a host sync)."""
+    def method(self, *args):
+        _notify_sync(what)
+        return fn(self.view(np.ndarray), *args)
+
+    method.__name__ = getattr(fn, "__name__", what)
+    return method
+
+
 class DeviceArray(np.ndarray):
     """A NumPy array that presents exactly ``cupy.ndarray``'s surface (see the module docstring).
 
@@ -202,33 +212,14 @@ class DeviceArray(np.ndarray):
             raise ValueError(f"Shape mismatch. Old shape: {self.shape}, new shape: {arr.shape}")
         self.view(np.ndarray)[...] = arr
 
-    def item(self, *args):
-        _notify_sync("ndarray.item()")
-        return self.view(np.ndarray).item(*args)
-
-    def tolist(self):
-        _notify_sync("ndarray.tolist()")
-        return self.view(np.ndarray).tolist()
-
-    def __float__(self):
-        _notify_sync("float(device array)")
-        return float(self.view(np.ndarray))
-
-    def __int__(self):
-        _notify_sync("int(device array)")
-        return int(self.view(np.ndarray))
-
-    def __bool__(self):
-        _notify_sync("bool(device array)")
-        return bool(self.view(np.ndarray))
-
-    def __repr__(self):
-        _notify_sync("repr(device array)")
-        return repr(self.view(np.ndarray))
-
-    def __str__(self):
-        _notify_sync("str(device array)")
-        return str(self.view(np.ndarray))
+    # Reading device values on the host waits for the device: each is a host synchronisation.
+    item = _on_host("ndarray.item()", np.ndarray.item)
+    tolist = _on_host("ndarray.tolist()", np.ndarray.tolist)
+    __float__ = _on_host("float(device array)", float)
+    __int__ = _on_host("int(device array)", int)
+    __bool__ = _on_host("bool(device array)", bool)
+    __repr__ = _on_host("repr(device array)", repr)
+    __str__ = _on_host("str(device array)", str)
 
     def __array__(self, dtype=None, copy=None):
         raise TypeError("Implicit conversion to a NumPy array is not allowed. Please use `.get()` "
