@@ -41,13 +41,23 @@ import threading
 
 import numpy as np
 
-from .sources import kernel_dir, pack_args, read_kernel_source, signature
+from .sources import headers_digest, kernel_dir, pack_args, read_kernel_source, signature
 
 KINDS = ("cupy", "emulated")
 
 
 def ceil_div(a: int, b: int) -> int:
     return -(-int(a) // int(b))
+
+
+def compile_options() -> tuple[str, ...]:
+    """NVRTC options of every kernel file on CuPy.
+
+    ``-I kernels/`` for the shared ``*.cuh`` headers, and a define holding a digest of those
+    headers: CuPy's on-disk kernel cache keys on the source text and the options, not on
+    ``#include``d files, so without it an edited header would keep serving stale binaries.
+    """
+    return ("-std=c++17", f"-I{kernel_dir()}", f"-DRAWGAN_KERNEL_HEADERS={headers_digest()[:16]}")
 
 
 class CupyKernel:
@@ -79,7 +89,7 @@ class CupyModule:
         self.name = name or "inline"
         self.source = source if source is not None else read_kernel_source(name)
         self._cupy = cupy
-        self.raw = cupy.RawModule(code=self.source, options=("-std=c++17", f"-I{kernel_dir()}"))
+        self.raw = cupy.RawModule(code=self.source, options=compile_options())
         self._kernels: dict[str, CupyKernel] = {}
 
     def get_function(self, name: str) -> CupyKernel:
@@ -350,15 +360,14 @@ class Runtime:
 
             cupy.cuda.set_allocator(counting_malloc)
         else:
-            self.xp = np
-            self.stream = None
-            try:
-                from . import devarray  # noqa: F401  (the emulated CuPy surface, when present)
+            from . import devarray
 
-                self.xp = getattr(devarray, "xp", np)
-                devarray.ALLOCATION_HOOKS.append(self._on_allocation)
-            except ImportError:
-                pass
+            devarray.require()
+            self.xp = devarray.xp      # CuPy's names and array surface, NumPy memory
+            self.stream = None
+            # What a GPU would do, reported by the emulated arrays: counted, and refused in capture.
+            devarray.ALLOCATION_HOOKS.append(self._on_allocation)
+            devarray.HOST_SYNC_HOOKS.append(self._on_host_sync)
 
     # -- kernels ------------------------------------------------------------------------------
     def module(self, name: str):
@@ -372,9 +381,10 @@ class Runtime:
         """Compile ``source`` (or kernels/<name>.cu when source is None); not cached."""
         if self.kind == "cupy":
             return CountedModule(self, CupyModule(name, source, self.xp))
+        from .devarray import DeviceArray
         from .emulator import EmulatedModule
 
-        return CountedModule(self, EmulatedModule(name, source=source))
+        return CountedModule(self, EmulatedModule(name, source=source, array_type=DeviceArray))
 
     def _launch(self, name: str, thunk) -> None:
         """Run (or, capturing on the emulator, record) one launch; count it."""
@@ -421,14 +431,17 @@ class Runtime:
             raise CaptureError(f"allocation of {nbytes} bytes inside graph capture: every buffer "
                                f"of a captured step must be allocated before capture (StaticMemory)")
 
+    def _on_host_sync(self, what: str) -> None:
+        if self.capturing:
+            raise CaptureError(f"{what} inside graph capture (a host synchronisation or "
+                               f"synchronous copy)")
+
     def _allocate(self, shape, dtype):
+        """A new device buffer; counted by the CuPy allocator / the emulated arrays' hook."""
         shape, dtype = tuple(int(d) for d in shape), np.dtype(dtype)
         if self.capturing:
             self._on_allocation(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
-        a = self.xp.empty(shape, dtype=dtype)
-        if self.xp is np:          # plain NumPy reports nothing itself
-            self._on_allocation(int(a.nbytes))
-        return a
+        return self.xp.empty(shape, dtype=dtype)
 
     def empty(self, shape, dtype=np.float32):
         """A device buffer: the next one of the active :class:`StaticMemory`, else a new one."""
@@ -457,7 +470,7 @@ class Runtime:
     def upload(self, dst, host: np.ndarray) -> None:
         """Copy a host array into the device buffer ``dst`` (same shape and dtype), outside capture.
 
-        CuPy: ``dst.set(host, stream)`` on the runtime's stream. Raises CaptureError while
+        ``dst.set(host, stream)`` on the runtime's stream. Raises CaptureError while
         capturing (a synchronous copy), ValueError on a shape or dtype mismatch.
         """
         self._check_not_capturing("a synchronous host-to-device copy (upload)")
@@ -465,18 +478,13 @@ class Runtime:
         if tuple(host.shape) != tuple(dst.shape) or host.dtype != dst.dtype:
             raise ValueError(f"upload: host array {host.shape} {host.dtype} does not match the "
                              f"device buffer {tuple(dst.shape)} {dst.dtype}")
-        if self.kind == "cupy":
-            dst.set(np.ascontiguousarray(host), stream=self.stream)
-        else:
-            _host_view(dst)[...] = host
+        dst.set(np.ascontiguousarray(host), stream=self.stream)
 
     def to_host(self, a) -> np.ndarray:
         """Device array (or scalar) -> NumPy array (synchronises). CaptureError while capturing."""
         self._check_not_capturing("a host read of device data (to_host / .get())")
-        if self.kind == "cupy" and hasattr(a, "get"):
+        if isinstance(a, self.xp.ndarray):
             return a.get(stream=self.stream)
-        if hasattr(a, "get"):
-            return a.get()
         return np.asarray(a)
 
     # -- graphs -------------------------------------------------------------------------------
@@ -540,11 +548,8 @@ class Runtime:
 
 
 def _host_view(a) -> np.ndarray:
-    """The NumPy memory of an emulated device array (itself when it is a NumPy array)."""
-    if isinstance(a, np.ndarray):
-        return a
-    view = getattr(a, "_host_view", None)
-    return view() if callable(view) else np.asarray(a)
+    """The NumPy memory of an emulated device array (a DeviceArray is a NumPy subclass), no copy."""
+    return np.ndarray.view(a, np.ndarray)
 
 
 _RUNTIMES: dict[str, Runtime] = {}
