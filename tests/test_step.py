@@ -154,15 +154,22 @@ def test_capture_forbidden_actions_raise():
     step = make_step(EM, True)
     data = batches(2)
     step(data[0])                                   # warm-up
-    rt, B = step.rt, step.B
+    rt, B, xp = step.rt, step.B, step.rt.xp
     x = step.x
+    w = step.model.D.layers[-1].params["w"]            # (1, F)
     forbidden = [
         ("host sync", rt.synchronize),
         ("host read", lambda: B.to_numpy(x)),
-        ("Python float of device data", lambda: step.read_metrics()),
+        ("ndarray.get()", lambda: x.get()),
+        ("Python float of device data", lambda: float(step.metrics["d_loss"])),
         ("allocation", lambda: rt.empty((3,), np.float32)),
         ("allocation (backend)", lambda: B.ops.relu_forward(x)),
-        ("synchronous copy", lambda: rt.upload(step.images, data[1])),
+        ("allocation (xp)", lambda: xp.zeros(3, dtype=np.float32)),
+        ("cupy.matmul", lambda: xp.matmul(w, w.T)),
+        ("elementwise temporary", lambda: x * 2),
+        ("synchronous copy (upload)", lambda: rt.upload(step.images, data[1])),
+        ("synchronous copy (set)", lambda: step.images.set(data[1])),
+        ("synchronous copy (asarray)", lambda: xp.asarray(data[1])),
         ("nested capture", lambda: rt.capture().__enter__()),
     ]
     for what, action in forbidden:
