@@ -2,7 +2,8 @@
 
 Skipped, with the reason, unless CuPy is importable and ``cupy.cuda.runtime.getDeviceCount() > 0``.
 The tests are imported from the emulator test files and run with the ``dev``/``dut`` fixtures
-overridden: ``get_runtime("cupy")`` and ``get_backend("cupy")`` (kernels), plus the cuDNN
+overridden: ``get_runtime("cupy")`` and ``get_backend("cupy")`` (kernels; test_step.py's
+graph-vs-eager, allocation and device-state tests on a real CUDA graph), plus the cuDNN
 Frontend convolutions against our kernels when the ``cudnn`` package is installed.
 Run on a GPU machine: ``pytest tests/test_gpu.py`` (bench/gpu_check.sh does it).
 """
@@ -44,6 +45,14 @@ from test_cuda_backend import (test_activation_layers, test_backend_uniform_norm
                                test_dcgan_gradients_match_from_same_state,
                                test_dcgan_loss_trajectory_matches_numpy, test_linear_layer,
                                test_loss_layer, test_ops_have_reference_signatures)
+from test_step import (test_a_host_value_frozen_into_the_graph_is_caught,  # noqa: E402,F401
+                       test_adam_step_keeps_t_on_the_device_and_matches_reference,
+                       test_device_step_matches_the_numpy_backend,
+                       test_gemm_takes_transposed_operands_and_checks_shapes,
+                       test_graph_steps_are_bit_identical_to_eager_steps,
+                       test_philox_next_draws_continue_the_stream_on_the_device,
+                       test_steady_state_allocates_nothing_and_a_graph_step_is_one_launch,
+                       test_tensor_kernels_match_reference)
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,12 @@ NP = get_backend("numpy")
 N, SIZE = 4, 16
 
 
+@pytest.fixture(scope="module")
+def dut():
+    """The backend under test (tests/test_gpu.py reruns these tests with get_backend("cupy"))."""
+    return EM
+
+
 @pytest.fixture(params=["forward", "reverse"])
 def schedule(request, monkeypatch):
     monkeypatch.setenv("RAWGAN_EMU_SCHEDULE", request.param)
@@ -73,9 +79,9 @@ def assert_identical(a: dict, b: dict):
 
 
 @pytest.mark.parametrize("z_dist,g_steps", [("uniform", 2), ("normal", 1)])
-def test_graph_steps_are_bit_identical_to_eager_steps(z_dist, g_steps):
+def test_graph_steps_are_bit_identical_to_eager_steps(z_dist, g_steps, dut):
     data = batches(3)
-    eager, graph = make_step(EM, False, z_dist, g_steps), make_step(EM, True, z_dist, g_steps)
+    eager, graph = make_step(dut, False, z_dist, g_steps), make_step(dut, True, z_dist, g_steps)
     m_eager, m_graph = run(eager, data), run(graph, data)
     assert graph.graph is not None and eager.graph is None
     assert m_eager == m_graph                      # floats compared exactly, every step
@@ -88,10 +94,10 @@ def test_graph_steps_are_bit_identical_to_eager_steps(z_dist, g_steps):
     assert not np.array_equal(s_graph["G.2.running_mean"], np.zeros_like(s_graph["G.2.running_mean"]))
 
 
-def test_device_step_matches_the_numpy_backend():
+def test_device_step_matches_the_numpy_backend(dut):
     """The same pipeline (uint8 upload, conversion, device z, Adam t on the device) on NumPy."""
     data = batches(2, seed=3)
-    em, ref = make_step(EM, True), make_step(NP, True)
+    em, ref = make_step(dut, True), make_step(NP, True)
     m_em, m_ref = run(em, data), run(ref, data)
     assert ref.graph is None                       # no graph without a CUDA runtime
     for a, b in zip(m_em, m_ref):
@@ -102,7 +108,7 @@ def test_device_step_matches_the_numpy_backend():
     assert state(em)["tD"] == state(ref)["tD"] == 2
 
 
-def test_a_host_value_frozen_into_the_graph_is_caught(monkeypatch):
+def test_a_host_value_frozen_into_the_graph_is_caught(monkeypatch, dut):
     """Control for the bit-identity test: Adam with its step count as a host kernel argument
     (the old adam_update) gives the same eager steps but a graph that replays t = 2 forever."""
     data = batches(3)
@@ -118,7 +124,7 @@ def test_a_host_value_frozen_into_the_graph_is_caught(monkeypatch):
 
     runs = []
     for graph in (False, True):
-        step = make_step(EM, graph)
+        step = make_step(dut, graph)
         monkeypatch.setattr(step.B.ops, "adam_step", host_t_adam(step))
         runs.append((run(step, data), state(step)))
         monkeypatch.undo()
@@ -127,11 +133,11 @@ def test_a_host_value_frozen_into_the_graph_is_caught(monkeypatch):
     assert not np.array_equal(s_eager["G"], s_graph["G"])   # the replay used a frozen t
 
 
-def test_steady_state_allocates_nothing_and_a_graph_step_is_one_launch():
+def test_steady_state_allocates_nothing_and_a_graph_step_is_one_launch(dut):
     data = batches(4)
     per_step = {}
     for graph in (False, True):
-        step = make_step(EM, graph)
+        step = make_step(dut, graph)
         rt = step.rt
         counts = []
         for images in data:
@@ -216,61 +222,61 @@ def test_static_memory_reuses_buffers_in_request_order():
 
 
 # ------------------------------------------------------------------------------- kernels
-def test_tensor_kernels_match_reference(schedule):
+def test_tensor_kernels_match_reference(schedule, dut):
     rng = np.random.default_rng(4)
-    ops = EM.ops
+    ops = dut.ops
     for n in (1, 255, 257, 3000):
         a = rng.standard_normal(n).astype(np.float32)
         b = rng.standard_normal(n).astype(np.float32)
         want = R.accumulate(a.copy(), b)
-        dst = EM.asarray(a.copy())
-        ops.accumulate(dst, EM.asarray(b))
-        np.testing.assert_array_equal(EM.to_numpy(dst), want)
+        dst = dut.asarray(a.copy())
+        ops.accumulate(dst, dut.asarray(b))
+        np.testing.assert_array_equal(dut.to_numpy(dst), want)
         ops.fill(dst, -1.5)
-        np.testing.assert_array_equal(EM.to_numpy(dst), np.full(n, -1.5, np.float32))
+        np.testing.assert_array_equal(dut.to_numpy(dst), np.full(n, -1.5, np.float32))
         logits = (rng.standard_normal((n, 1)) * 30).astype(np.float32)
-        np.testing.assert_allclose(float(EM.to_numpy(ops.sigmoid_mean(EM.asarray(logits)))),
+        np.testing.assert_allclose(float(dut.to_numpy(ops.sigmoid_mean(dut.asarray(logits)))),
                                    float(R.sigmoid_mean(logits)), rtol=2e-6)
-    s = ops.scalar_add(EM.asarray(np.float32(1.25)), EM.asarray(np.float32(-3.5)))
-    assert EM.to_numpy(s).shape == () and float(EM.to_numpy(s)) == -2.25
+    s = ops.scalar_add(dut.asarray(np.float32(1.25)), dut.asarray(np.float32(-3.5)))
+    assert dut.to_numpy(s).shape == () and float(dut.to_numpy(s)) == -2.25
     for shape in ((1, 1, 1, 1), (3, 5, 7, 3), (2, 64, 64, 3)):
         img = rng.integers(0, 256, shape, dtype=np.uint8)
         img.flat[0], img.flat[-1] = 0, 255
-        got = EM.to_numpy(ops.images_to_float(EM.asarray(img, dtype=np.uint8)))
+        got = dut.to_numpy(ops.images_to_float(dut.asarray(img, dtype=np.uint8)))
         from rawgan.data.loader import to_float_nchw
         np.testing.assert_array_equal(got, R.images_to_float(img))
         np.testing.assert_array_equal(got, to_float_nchw(img))     # the loader's own math
     with pytest.raises(ValueError, match="uint8"):
-        ops.images_to_float(EM.asarray(np.zeros((1, 2, 2, 3))))
+        ops.images_to_float(dut.asarray(np.zeros((1, 2, 2, 3))))
 
 
-def test_adam_step_keeps_t_on_the_device_and_matches_reference(schedule):
+def test_adam_step_keeps_t_on_the_device_and_matches_reference(schedule, dut):
     rng = np.random.default_rng(5)
     n = 1000
     p, m, v = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
     v = np.abs(v)
     ref = [p.copy(), m.copy(), v.copy(), np.zeros(1, np.int64)]
-    dev = [EM.asarray(p.copy()), EM.asarray(m.copy()), EM.asarray(v.copy()),
-           EM.asarray(np.zeros(1, np.int64), dtype=np.int64)]
+    dev = [dut.asarray(p.copy()), dut.asarray(m.copy()), dut.asarray(v.copy()),
+           dut.asarray(np.zeros(1, np.int64), dtype=np.int64)]
     for _ in range(3):
         g = rng.standard_normal(n).astype(np.float32)
         R.adam_step(ref[0], g, ref[1], ref[2], ref[3], 2e-4, 0.5, 0.999, 1e-8)
-        EM.ops.adam_step(dev[0], EM.asarray(g), dev[1], dev[2], dev[3], 2e-4, 0.5, 0.999, 1e-8)
+        dut.ops.adam_step(dev[0], dut.asarray(g), dev[1], dev[2], dev[3], 2e-4, 0.5, 0.999, 1e-8)
     for r, d in zip(ref, dev):
-        np.testing.assert_array_equal(EM.to_numpy(d), r)
-    assert int(EM.to_numpy(dev[3])[0]) == 3
+        np.testing.assert_array_equal(dut.to_numpy(d), r)
+    assert int(dut.to_numpy(dev[3])[0]) == 3
 
 
-def test_philox_next_draws_continue_the_stream_on_the_device(schedule):
+def test_philox_next_draws_continue_the_stream_on_the_device(schedule, dut):
     for draw, ref_next, ref_plain, exact in (
             ("uniform", R.philox_uniform_next, R.philox_uniform, True),
             ("normal", R.philox_normal_next, R.philox_normal, False)):
         seed = 0x1234_5678_9ABC
-        off = EM.asarray(np.array([2**32 - 3], np.uint64), dtype=np.uint64)   # crosses 2^32
+        off = dut.asarray(np.array([2**32 - 3], np.uint64), dtype=np.uint64)   # crosses 2^32
         off_ref = np.array([2**32 - 3], np.uint64)
-        fn = getattr(EM.ops, f"philox_{draw}_next")
+        fn = getattr(dut.ops, f"philox_{draw}_next")
         for n in (1, 300, 7):
-            got = EM.to_numpy(fn(n, seed, off, -1.0, 1.0, np.float32))
+            got = dut.to_numpy(fn(n, seed, off, -1.0, 1.0, np.float32))
             want = ref_next(n, seed, off_ref, -1.0, 1.0, np.float32)
             plain = ref_plain(n, seed, int(off_ref[0]) - n, -1.0, 1.0, np.float32)
             np.testing.assert_array_equal(want, plain)
@@ -278,33 +284,37 @@ def test_philox_next_draws_continue_the_stream_on_the_device(schedule):
                 np.testing.assert_array_equal(got, want)
             else:
                 np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-            assert int(EM.to_numpy(off)[0]) == int(off_ref[0])
+            assert int(dut.to_numpy(off)[0]) == int(off_ref[0])
     # A Generator bound to the device gives the same numbers as the host stream.
     g_host, g_dev = Generator(9), Generator(9)
-    g_dev.bind(EM)
+    g_dev.bind(dut)
     for _ in range(2):
-        np.testing.assert_array_equal(EM.to_numpy(EM.uniform(g_dev, (3, 5))),
+        np.testing.assert_array_equal(dut.to_numpy(dut.uniform(g_dev, (3, 5))),
                                       NP.uniform(g_host, (3, 5)))
     assert g_dev.offset == g_host.offset == 30
     g_dev.offset = 5
-    assert g_dev.offset == 5 and int(EM.to_numpy(g_dev.device_offset(EM))[0]) == 5
+    assert g_dev.offset == 5 and int(dut.to_numpy(g_dev.device_offset(dut))[0]) == 5
 
 
-def test_gemm_takes_transposed_operands_and_checks_shapes():
-    rt = EM.ops.rt
+def test_gemm_takes_transposed_operands_and_checks_shapes(dut):
+    rt = dut.ops.rt
     rng = np.random.default_rng(6)
-    a = rng.standard_normal((5, 3)).astype(np.float32)
-    b = rng.standard_normal((4, 3)).astype(np.float32)
-    out = np.empty((5, 4), np.float32)
+    a_h = rng.standard_normal((5, 3)).astype(np.float32)
+    b_h = rng.standard_normal((4, 3)).astype(np.float32)
+    a, b = dut.asarray(a_h), dut.asarray(b_h)
+    out = dut.empty((5, 4))
     rt.gemm(a, b.T, out)
-    np.testing.assert_allclose(out, a @ b.T, rtol=1e-6)
-    out2 = np.empty((3, 3), np.float32)
+    np.testing.assert_allclose(dut.to_numpy(out), a_h @ b_h.T, rtol=1e-5)
+    out2 = dut.empty((3, 3))
     rt.gemm(a.T, a, out2)
-    np.testing.assert_allclose(out2, a.T @ a, rtol=1e-6)
+    np.testing.assert_allclose(dut.to_numpy(out2), a_h.T @ a_h, rtol=1e-5)
+    out3 = dut.empty((4, 5))
+    rt.gemm(b, a.T, out3)                               # both operands transposed views
+    np.testing.assert_allclose(dut.to_numpy(out3), b_h @ a_h.T, rtol=1e-5)
     with pytest.raises(ValueError, match="do not match"):
         rt.gemm(a, b, out)
     with pytest.raises(ValueError, match="C-contiguous"):
-        rt.gemm(a, b.T, np.empty((4, 5), np.float32).T)
+        rt.gemm(a, b.T, dut.empty((4, 5)).T)
 
 
 # ------------------------------------------------------------------------------- CuPy surface
