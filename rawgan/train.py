@@ -15,21 +15,24 @@ What a run writes into RUN_DIR:
 The cadence is the paper's (Zhu et al. 2018 / carpedm20/DCGAN-tensorflow): one D update and
 ``--g-steps`` (2) G updates on the same z per step, losses every 20 steps, samples every 100,
 checkpoints every 500. A "step" is one such iteration; steps count from 1 and ``step`` in the
-logs is the number of iterations completed.
+logs is the number of iterations completed. Each step is ``rawgan.models.step.TrainStep``: the
+uint8 batch is uploaded into a fixed buffer and everything else (conversion, z, the updates, the
+metrics) stays on the device; on cupy/emulated it runs from static memory as one captured CUDA
+graph per step (``--no-graph``: eagerly, with identical results).
 
 Resuming: ``python -m rawgan.train --out RUN_DIR --resume`` continues from the newest checkpoint
 in RUN_DIR/checkpoints; ``--resume PATH`` from checkpoint PATH (a file, or a checkpoints or run
 folder standing for its newest checkpoint). It continues exactly where the checkpoint was taken:
 same data order (epoch + batch position), same z stream (Philox state), Adam moments and step
 counts, BN running statistics, step counter. On the NumPy backend N steps + resume + N steps give
-bitwise the same weights and losses as 2N steps straight.
+bitwise the same weights and losses as 2N steps straight (on emulated too, with the graph).
 Every setting not given on the command line is the checkpoint's: --data, --data-dir,
 --prepared-dir, --epochs/--max-steps, --lr, --beta1, --g-steps, --log-every, --sample-every,
 --checkpoint-every, --keep-checkpoints and the model/data-order settings. The model and data-order
 settings (--data, --ngf, --ndf, --seed, --batch-size, --z-dist) cannot change: a different value is
 an error. The others may (the change is printed); --max-steps and --epochs count from the start of
 the run, and --epochs alone on resume drops the checkpoint's --max-steps. --backend, --conv-impl,
---workers and --no-tensorboard are per invocation, never taken from the checkpoint: a run may move
+--no-graph, --workers and --no-tensorboard are per invocation, never taken from the checkpoint: a run may move
 between numpy and cupy. The checkpoint records the data's identity (image count and a digest of
 the prepared index's source list); resuming on other data is an error, while the same images in
 another place (--data-dir) are fine. --resume PATH from another run folder continues that run in
