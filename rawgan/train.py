@@ -398,8 +398,13 @@ class Trainer:
 
         # The step: uint8 batch -> device, then the device-resident iteration (one CUDA graph on
         # cupy/emulated unless --no-graph); z continues the stream of sample_z on the device.
+        graph = not getattr(args, "no_graph", False)
+        if graph and config.get("conv_impl") == "cudnn":
+            print("note: --conv-impl cudnn runs eagerly (capturing cuDNN Frontend graphs is not "
+                  "verified yet); the kernels path runs as one CUDA graph per step")
+            graph = False
         self.train_step = TrainStep(model, config["batch_size"], self.z_gen, config["z_dist"],
-                                    config["g_steps"], graph=not getattr(args, "no_graph", False))
+                                    config["g_steps"], graph=graph)
         self.x = self.z = None          # the latest batch and z (for histograms)
         self.last_metrics = None        # the latest step's metrics (device scalars) ...
         self.last_epoch = self.epoch    # ... and the epoch that step belonged to
