@@ -242,7 +242,8 @@ class _Cublas:
     CuPy's wrappers (``cupy_backends.cuda.libs.cublas.sgemm`` and therefore ``cupy.matmul``) call
     ``setStream`` before every call, and ``setStream`` raises during stream capture. Here the
     handle is created once, bound to the runtime's stream (``cublasSetStream_v2``) outside capture,
-    given a preallocated workspace (``cublasSetWorkspace_v2``: no allocation inside capture), and
+    then given a preallocated workspace (``cublasSetWorkspace_v2``, after every SetStream, which
+    resets it: no allocation inside capture), and
     ``cublasSgemm_v2`` is called directly (FP32 compute, default math mode).
     """
 
@@ -253,15 +254,17 @@ class _Cublas:
         self.handle = ctypes.c_void_p()
         self._check(self._lib.cublasCreate_v2(ctypes.byref(self.handle)), "cublasCreate_v2")
         self.workspace = cupy.empty((self.WORKSPACE_BYTES,), dtype=np.uint8)
-        self._check(self._lib.cublasSetWorkspace_v2(self.handle, ctypes.c_void_p(self.workspace.data.ptr),
-                                                    ctypes.c_size_t(self.WORKSPACE_BYTES)),
-                    "cublasSetWorkspace_v2")
         self.bind(stream)
         self._one, self._zero = ctypes.c_float(1.0), ctypes.c_float(0.0)
 
     def bind(self, stream) -> None:
+        """Bind the handle to ``stream``, then (again) to our workspace: cublasSetStream resets
+        the workspace to cuBLAS's default pool, which would allocate inside capture."""
         self._check(self._lib.cublasSetStream_v2(self.handle, ctypes.c_void_p(stream.ptr)),
                     "cublasSetStream_v2")
+        self._check(self._lib.cublasSetWorkspace_v2(self.handle, ctypes.c_void_p(self.workspace.data.ptr),
+                                                    ctypes.c_size_t(self.WORKSPACE_BYTES)),
+                    "cublasSetWorkspace_v2")
 
     @staticmethod
     def _check(status: int, what: str) -> None:
