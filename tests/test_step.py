@@ -8,7 +8,11 @@ memory, device-side state, and one captured graph per step replayed by the emula
 * Inside capture every forbidden action raises CaptureError at once.
 * The new kernels (kernels/tensor.cu, the device-state kernels of adam.cu and rng.cu) match
   their NumPy references under both emulator schedules; rt.gemm handles transposed operands.
-* The CuPy entry points runtime.py uses exist in the installed CuPy 14 (it imports without a GPU).
+* The CuPy entry points runtime.py uses exist in the installed CuPy 14 (it imports without a GPU),
+  and the cuBLAS call maps row-major operands onto column-major sgemm correctly (a stand-in
+  cublasSgemm_v2 that implements cuBLAS's contract on the raw pointers).
+* python -m rawgan.train --backend emulated: graph == --no-graph, and resume restores the device
+  state (Adam t, z offset) exactly.
 
 The model is the DCGAN at image_size 16 with ngf = ndf = 4 so a step takes well under a second.
 """
@@ -399,3 +403,51 @@ def train_rows(run):
     import json
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     return [{k: r[k] for k in ("step", "d_loss", "g_loss", "d_real", "d_fake_g")} for r in rows]
+
+
+def test_cublas_call_maps_row_major_operands_to_column_major_sgemm():
+    """The GPU's GEMM call, checked on the CPU: runtime._Cublas.sgemm_rowmajor drives a
+    stand-in cublasSgemm_v2 that implements cuBLAS's column-major contract on the raw pointers
+    (op, m, n, k, lda, ldb, ldc), for every combination of plain and transposed operands."""
+    import ctypes
+
+    from numpy.lib.stride_tricks import as_strided
+
+    from rawgan.runtime.runtime import _Cublas
+
+    def colmajor(ptr, rows, cols, ld):
+        assert ld >= max(1, rows)
+        n = (cols - 1) * ld + rows
+        buf = np.ctypeslib.as_array((ctypes.c_float * n).from_address(ptr))
+        return as_strided(buf, shape=(rows, cols), strides=(4, 4 * ld))
+
+    calls = []
+
+    class FakeCublas:
+        @staticmethod
+        def cublasSgemm_v2(handle, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc):
+            calls.append((ta, tb, m, n, k, lda, ldb, ldc))
+            a = colmajor(A.value, *((m, k) if ta == 0 else (k, m)), lda)
+            b = colmajor(B.value, *((k, n) if tb == 0 else (n, k)), ldb)
+            c = colmajor(C.value, m, n, ldc)
+            op_a, op_b = (a if ta == 0 else a.T), (b if tb == 0 else b.T)
+            product = alpha._obj.value * (op_a @ op_b)
+            c[...] = product if beta._obj.value == 0 else product + beta._obj.value * c  # beta 0: C unread
+            return 0
+
+    blas = _Cublas.__new__(_Cublas)
+    blas._lib, blas.handle = FakeCublas, ctypes.c_void_p(1)
+    blas._one, blas._zero = ctypes.c_float(1.0), ctypes.c_float(0.0)
+    rng = np.random.default_rng(8)
+    xp = EM.xp
+    M, K, N = 5, 3, 4
+    for a_t in (False, True):
+        for b_t in (False, True):
+            a_h = rng.standard_normal((M, K)).astype(np.float32)
+            b_h = rng.standard_normal((K, N)).astype(np.float32)
+            a = xp.asarray(np.ascontiguousarray(a_h.T)).T if a_t else xp.asarray(a_h)
+            b = xp.asarray(np.ascontiguousarray(b_h.T)).T if b_t else xp.asarray(b_h)
+            out = xp.full((M, N), np.nan, dtype=np.float32)
+            blas.sgemm_rowmajor(a, b, out)
+            np.testing.assert_allclose(out.get(), a_h @ b_h, rtol=1e-5, atol=1e-6)
+    assert {c[:2] for c in calls} == {(0, 0), (0, 1), (1, 0), (1, 1)}
