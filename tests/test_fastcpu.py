@@ -10,6 +10,8 @@
 * ReLU / LeakyReLU / tanh backward and Adam bit for bit, on arrays big enough for the pool.
 * DCGAN training: gradients from one state, and the losses of the first training steps.
 """
+import inspect
+
 import numpy as np
 import pytest
 
@@ -26,9 +28,13 @@ OWN_OPS = {"relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_ba
 
 
 def test_every_op_is_the_reference_or_tested_here():
+    """fastcpu's own ops are exactly OWN_OPS, with the reference's parameter names."""
+    public = {n for n in dir(reference) if inspect.isfunction(getattr(reference, n))}
+    assert public - {"synchronize", "philox4x32_10"} == set(reference.OPS)
     for name in reference.OPS:
         mine, ref = getattr(fastcpu, name), getattr(reference, name)
         assert (mine is ref) != (name in OWN_OPS), name
+        assert inspect.signature(mine).parameters.keys() == inspect.signature(ref).parameters.keys()
     assert get_backend("numpy").ops is fastcpu and get_backend("reference").ops is reference
 
 
