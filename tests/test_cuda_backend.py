@@ -4,9 +4,10 @@
 ``get_backend("cupy")``, with the emulator as the device. Every layer's forward output and every
 gradient (input and parameters) must match the float32 reference (``get_backend("reference")``,
 which runs the same im2col/col2im algorithm; rtol 1e-4, atol 1e-5); a small DCGAN started from
-the same weights, batches and z must produce the same losses over its first training steps. Also: the ops namespace has the reference's names and signatures,
-conv_impl="cudnn" falls back to the kernels with one warning, and "cupy" without a GPU raises a
-RuntimeError that says how to install.
+the same weights, batches and z must produce the same losses over its first training steps.
+Also: the ops namespace has the reference's names and signatures, conv_impl="cudnn" falls back to
+the kernels with one warning, and "cupy" without a GPU raises a RuntimeError that says how to
+install.
 """
 import inspect
 import warnings

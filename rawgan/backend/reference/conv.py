@@ -124,7 +124,7 @@ def conv2d_wgrad(dy, x, w_shape, stride, pad):
 
 
 def bias_add(y, b):
-    """y += b broadcast over the channels (axis 1) of (N, C, H, W) or (N, C), in place; returns y."""
+    """y += b over the channels (axis 1) of an (N, C, H, W) or (N, C) array, in place; returns y."""
     y += b.reshape(1, -1, *([1] * (y.ndim - 2)))
     return y
 
