@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="walks (rows) with --interpolate (default: 8)")
     p.add_argument("--steps", type=int,
                    help="images per walk, both ends included, with --interpolate (default: 8)")
-    p.add_argument("--backend", choices=("numpy", "emulated", "cupy"), default="numpy",
+    p.add_argument("--backend", choices=("numpy", "reference", "emulated", "cupy"), default="numpy",
                    help="default: numpy")
     p.add_argument("--batch-stats", action="store_true",
                    help="BatchNorm with batch statistics (PyTorch example) instead of running "

@@ -156,9 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ndf", type=positive_int, help="discriminator width (default: 64)")
 
     g = p.add_argument_group("backend")
-    g.add_argument("--backend", choices=("numpy", "emulated", "cupy"), default="numpy",
-                   help="numpy: reference; cupy: GPU; emulated: the CUDA code on the CPU "
-                        "(slow; for testing) (default: numpy, also on resume)")
+    g.add_argument("--backend", choices=("numpy", "reference", "emulated", "cupy"), default="numpy",
+                   help="numpy: fast CPU; reference: naive NumPy (slow); cupy: GPU; emulated: the "
+                        "CUDA code on the CPU (slow; for testing) (default: numpy, also on resume)")
     g.add_argument("--conv-impl", choices=("kernels", "cudnn"),
                    help="convolutions on cupy/emulated: our kernels or cuDNN (default: kernels; "
                         "an error with --backend numpy)")

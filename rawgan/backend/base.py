@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-BACKENDS = ("numpy", "cupy", "emulated")
+BACKENDS = ("reference", "numpy", "cupy", "emulated")
+_CPU_BACKENDS = ("reference", "numpy")
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
@@ -67,7 +68,8 @@ class Backend:
         name: one of ``BACKENDS``.
         xp: ``numpy`` or ``cupy`` — the module arrays live in.
         dtype: ``numpy.float32`` or ``numpy.float64``; every parameter and activation has it.
-        ops: namespace of op functions (see ``rawgan.backend.reference`` for the signatures).
+        ops: namespace of op functions (``rawgan.backend.reference`` defines the names and
+            signatures; every backend's ``ops`` has the same).
     """
 
     def __init__(self, name: str, xp, ops, dtype, **options):
@@ -133,12 +135,15 @@ def get_backend(name: str = "numpy", dtype: str = "float32", **options) -> Backe
     """Create a backend.
 
     Args:
-        name: ``"numpy"`` (reference), ``"cupy"`` (GPU) or ``"emulated"`` (CUDA code on the CPU).
+        name: ``"reference"`` (the naive NumPy truth, ``rawgan.backend.reference``), ``"numpy"``
+            (the fast CPU backend, ``rawgan.backend.fastcpu``; the default), ``"cupy"`` (GPU) or
+            ``"emulated"`` (the CUDA code on the CPU).
         dtype: ``"float32"`` or ``"float64"`` (or the NumPy dtype); the CUDA kernels are float32.
-        options: ``conv_impl="kernels"|"cudnn"`` (``cupy``/``emulated``; numpy: only "kernels").
+        options: ``conv_impl="kernels"|"cudnn"`` (``cupy``/``emulated``; the CPU backends accept
+            only "kernels").
     Raises:
         ValueError: unknown backend, dtype or option, float64 for a CUDA backend, or
-            ``conv_impl="cudnn"`` for numpy.
+            ``conv_impl="cudnn"`` for a CPU backend.
         RuntimeError: ``cupy`` requested but CuPy or a GPU is not available (message says how to
             install: ``pip install .[cuda12]`` or ``.[cuda13]``).
     """
@@ -155,12 +160,15 @@ def get_backend(name: str = "numpy", dtype: str = "float32", **options) -> Backe
     if unknown:
         raise ValueError(f"get_backend: unknown option(s) {', '.join(sorted(unknown))}; "
                          f"the only option is conv_impl")
-    if name == "numpy":
+    if name in _CPU_BACKENDS:
         if options.get("conv_impl", "kernels") != "kernels":
             raise ValueError("get_backend: conv_impl applies to the cupy and emulated backends "
-                             f"only (got conv_impl={options['conv_impl']!r} for numpy)")
-        from . import reference
-        return Backend("numpy", np, reference, _DTYPES[dtype])
+                             f"only (got conv_impl={options['conv_impl']!r} for {name})")
+        if name == "reference":
+            from . import reference as ops
+        else:
+            from . import fastcpu as ops
+        return Backend(name, np, ops, _DTYPES[dtype])
     if dtype != "float32":
         raise ValueError(f"get_backend: the {name} backend's kernels are float32 only "
                          f"(got {dtype})")
