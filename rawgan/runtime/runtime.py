@@ -327,10 +327,12 @@ class Runtime:
     """Launch kernels on one kind of device. Use :func:`get_runtime` (one instance per kind).
 
     Counters (plain ints, reset with :meth:`reset_counters`): ``launches`` (kernels + GEMMs run,
-    eager or inside a graph launch; ``launches_by_name`` counts them per kernel name, "gemm"), ``allocations`` / ``allocated_bytes`` (new device buffers:
-    ``empty``/``zeros``, and on CuPy every memory-pool allocation, on the emulator every new
-    buffer of ``xp`` that reports to ``rawgan.runtime.devarray.ALLOCATION_HOOKS`` when that
-    module exists), ``graph_launches``.
+    eager or inside a graph launch; ``launches_by_name`` counts them per kernel name, "gemm"),
+    ``allocations`` / ``allocated_bytes`` (new device buffers: on CuPy every memory-pool
+    allocation, through an allocator set with ``cupy.cuda.set_allocator``; on the emulator every
+    new buffer of ``xp``, reported to ``devarray.ALLOCATION_HOOKS``), ``graph_launches``.
+    Host synchronisations of the emulated arrays (``devarray.HOST_SYNC_HOOKS``) and allocations
+    raise :class:`CaptureError` while capturing.
     """
 
     def __init__(self, kind: str):
