@@ -230,11 +230,6 @@ def resolve_config(args, saved: dict | None) -> dict:
 # Pieces of a run
 
 
-def metrics_to_host(B, metrics: dict) -> dict:
-    """0-d backend arrays -> Python floats (one host synchronisation)."""
-    return {k: float(B.to_numpy(v)) for k, v in metrics.items()}
-
-
 def _all_finite(values: dict) -> bool:
     return all(math.isfinite(v) for v in values.values())
 
@@ -484,7 +479,7 @@ class Trainer:
             self.save_samples(epoch)
         if step % every["checkpoint_every"] == 0 or last:
             if host is None:                      # never checkpoint a state we haven't checked
-                self.check_finite(metrics_to_host(self.B, metrics))
+                self.check_finite(self.train_step.read_metrics())
             self.save_checkpoint()
         self.last_metrics, self.last_epoch = metrics, epoch
 
@@ -496,7 +491,7 @@ class Trainer:
     def interrupted(self) -> int:
         print(f"interrupted at step {self.step}", file=sys.stderr, flush=True)
         if self.last_metrics is not None:
-            self.check_finite(metrics_to_host(self.B, self.last_metrics))
+            self.check_finite(self.train_step.read_metrics())
             self.save_samples(self.last_epoch)
             path = self.save_checkpoint()
             print(f"saved checkpoint {path}\nresume with: {resume_command(self.args)}", flush=True)
@@ -506,7 +501,7 @@ class Trainer:
     def log(self, metrics: dict, epoch: int, bar) -> dict:
         from tqdm import tqdm
 
-        host = metrics_to_host(self.B, metrics)   # the one host sync of a log step
+        host = self.train_step.read_metrics()   # the one host sync of a log step (one copy)
         now = time.time()
         steps = self.step - self.last_log[0]
         sec_per_step = (now - self.last_log[1] - self.overhead_s) / max(steps, 1)

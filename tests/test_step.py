@@ -223,6 +223,27 @@ def test_static_memory_reuses_buffers_in_request_order():
     with rt.static_memory(mem):
         a3 = rt.empty((3, 2))                       # a different shape replaces buffer 0
     assert a3 is not a and mem.buffers[0] is a3
+    with rt.static_memory(mem):                     # 0-d float32: views into one block
+        s0, s1 = rt.empty(()), rt.empty((), np.float32)
+    assert s0.shape == () and mem.scalar_index(s0) == 0 and mem.scalar_index(s1) == 1
+    assert mem.scalar_index(a3) is None and mem.scalars.shape == (StaticMemory.SCALARS,)
+
+
+def test_log_step_reads_all_metrics_with_one_copy():
+    from rawgan.runtime import devarray
+
+    step = make_step(EM, True)
+    for images in batches(2):
+        step(images)
+    syncs = []
+    devarray.HOST_SYNC_HOOKS.append(syncs.append)
+    try:
+        host = step.read_metrics()
+    finally:
+        devarray.HOST_SYNC_HOOKS.remove(syncs.append)
+    assert len(syncs) == 1 and len(host) == 7
+    assert host == {k: float(v.get()) for k, v in step.metrics.items()}
+    assert abs(host["d_loss"] - (host["d_loss_real"] + host["d_loss_fake"])) < 1e-6
 
 
 # ------------------------------------------------------------------------------- kernels

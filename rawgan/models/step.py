@@ -119,5 +119,12 @@ class TrainStep:
         return self.metrics
 
     def read_metrics(self) -> dict:
-        """The latest step's metrics as Python floats (one host synchronisation; outside the graph)."""
+        """The latest step's metrics as Python floats: one device-to-host copy of the step's
+        scalar block (StaticMemory.scalars) on cupy/emulated — the one host synchronisation of
+        a log step, outside the graph; on NumPy the values themselves."""
+        mem = self.memory
+        index = {k: mem.scalar_index(v) for k, v in self.metrics.items()} if mem is not None else {}
+        if index and all(i is not None for i in index.values()):
+            block = self.B.to_numpy(mem.scalars)
+            return {k: float(block[i]) for k, i in index.items()}
         return {k: float(self.B.to_numpy(v)) for k, v in self.metrics.items()}

@@ -153,17 +153,40 @@ class StaticMemory:
     new one replaces it (counted; an error while capturing). ``scratch(slot, shape)`` is a
     per-slot workspace that grows to the largest request and is reused by every op of the step
     (temporaries that die inside one op: im2col columns, GEMM results before a transpose); stream
-    order makes the reuse safe. ``nbytes`` is the total held.
+    order makes the reuse safe. 0-d float32 requests (losses, metrics) are views into one block
+    ``scalars`` of SCALARS floats, so a log step reads every metric with one device-to-host copy.
+    ``nbytes`` is the total held.
     """
+
+    SCALARS = 64
 
     def __init__(self, rt: "Runtime"):
         self.rt = rt
         self.buffers: list = []
         self.cursor = 0
+        self.scalars = None
+        self.scalar_cursor = 0
         self._scratch: dict[str, object] = {}
+
+    def rewind(self) -> None:
+        """Start handing out the buffers from the first again (the start of a step)."""
+        self.cursor = self.scalar_cursor = 0
+
+    def scalar_index(self, a) -> int | None:
+        """Index of the 0-d array ``a`` in ``scalars``, or None if it is not one of them."""
+        if self.scalars is None or a.shape != () or a.dtype != np.float32:
+            return None
+        offset = a.data.ptr - self.scalars.data.ptr
+        return offset // 4 if 0 <= offset < 4 * self.SCALARS else None
 
     def take(self, shape: tuple, dtype):
         shape, dtype = tuple(int(d) for d in shape), np.dtype(dtype)
+        if shape == () and dtype == np.float32 and self.scalar_cursor < self.SCALARS:
+            if self.scalars is None:
+                self.scalars = self.rt._allocate((self.SCALARS,), dtype)
+            i = self.scalar_cursor
+            self.scalar_cursor += 1
+            return self.scalars[i:i + 1].reshape(())
         i = self.cursor
         self.cursor += 1
         if i < len(self.buffers):
@@ -187,7 +210,8 @@ class StaticMemory:
 
     @property
     def nbytes(self) -> int:
-        return sum(int(b.nbytes) for b in self.buffers) + sum(int(b.nbytes) for b in self._scratch.values())
+        return (sum(int(b.nbytes) for b in self.buffers) + sum(int(b.nbytes) for b in self._scratch.values())
+                + (int(self.scalars.nbytes) if self.scalars is not None else 0))
 
     def __repr__(self) -> str:
         return f"<StaticMemory {len(self.buffers)} buffers + {len(self._scratch)} scratch, {self.nbytes / 2**20:.1f} MiB>"
@@ -466,7 +490,7 @@ class Runtime:
         if memory.rt is not self:
             raise ValueError("static_memory: the StaticMemory belongs to another runtime")
         previous, self.memory = self.memory, memory
-        memory.cursor = 0
+        memory.rewind()
         try:
             yield memory
         finally:
