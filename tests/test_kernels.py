@@ -464,3 +464,12 @@ def test_reduction_cost_model_choices():
     assert reduction_chunks(8192, 64, 4.0 * 8192 * 64, 1) == 1          # a Linear bias: rows kernel
     assert reduction_chunks(3, 16384, 4.0 * 3 * 16384, 1) == 8         # capped by MIN_CHUNK
     assert reduction_chunks(3, 4096, 4.0 * 3 * 4096, 1) == 1           # 48 KB: a launch costs more
+
+
+def test_workspace_uses_only_cupy_ndarray_api():
+    """common.workspace/workspace_f32 call xp.empty, slicing, .size and .view(dtype): all are
+    cupy.ndarray API (checked against the installed CuPy, which imports without a GPU)."""
+    cupy = pytest.importorskip("cupy")
+    for name in ("view", "size", "__getitem__"):
+        assert hasattr(cupy.ndarray, name), name
+    assert callable(cupy.empty) and cupy.uint8 is np.uint8 and cupy.float32 is np.float32
