@@ -275,11 +275,13 @@ def test_runtime_emulated_module_cached():
     rt = get_runtime("emulated")
     assert rt.kind == "emulated"
     assert rt.module("selftest") is rt.module("selftest")
-    x = np.ones(10, np.float32)
-    y = np.zeros(10, np.float32)
+    x = rt.xp.ones(10, rt.xp.float32)
+    y = rt.xp.zeros(10, rt.xp.float32)
     rt.module("selftest").get_function("saxpy")(1, 32, (x, y, 2, 10))
     rt.synchronize()
-    assert (y == 2).all()
+    assert (y.get() == 2).all()
+    with pytest.raises(TypeError, match="expected a device array .cupy.ndarray., got numpy.ndarray"):
+        rt.module("selftest").get_function("saxpy")(1, 32, (np.ones(10, np.float32), y, 2, 10))
 
 
 def test_throughput_report(mod, capsys):

@@ -216,15 +216,20 @@ class EmulatedKernel:
         schedule = schedule or self.module.schedule or os.environ.get("RAWGAN_EMU_SCHEDULE") or "forward"
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {schedule!r}")
-        values = pack_args(self.signature, tuple(args), np.ndarray)
+        values = pack_args(self.signature, tuple(args), self.module.array_type)
+        for p, v in zip(self.signature.params, values):
+            # Host NumPy arrays (the harness's own tests) can be read-only; device arrays cannot.
+            if p.pointer and not p.const and type(v) is np.ndarray and not v.flags.writeable:
+                raise TypeError(f"kernel {self.name}: argument {p.name} ({p.decl()}): array is "
+                                "read-only but the pointer is not const")
 
         # Every argument is passed through a pointer to its value (a device pointer or a scalar).
         holders = []
         for v in values:
             if v is None:
                 holders.append(ctypes.c_void_p(None))
-            elif isinstance(v, np.ndarray):
-                holders.append(ctypes.c_void_p(v.ctypes.data))
+            elif isinstance(v, np.ndarray):   # numpy.ndarray or the emulated DeviceArray
+                holders.append(ctypes.c_void_p(v.view(np.ndarray).ctypes.data))
             else:
                 holders.append(_CTYPES[v.dtype.name](v.item()))
         argv = (ctypes.c_void_p * max(1, len(holders)))(*[ctypes.addressof(h) for h in holders])
@@ -258,9 +263,13 @@ class EmulatedKernel:
 class EmulatedModule:
     """A kernels/*.cu file compiled for CPU emulation; the counterpart of ``cupy.RawModule``."""
 
-    def __init__(self, name: str | None = None, *, source: str | None = None, schedule: str | None = None):
+    def __init__(self, name: str | None = None, *, source: str | None = None, schedule: str | None = None,
+                 array_type: type = np.ndarray):
         # name alone: kernels/<name>.cu; source alone: that text ("inline"); both: the text,
         # labelled <name> in the cache file and repr (runtime.module_from_source does this).
+        # array_type: what pointer arguments must be — numpy.ndarray for this harness's own use,
+        # the CuPy-surfaced DeviceArray when the emulated runtime launches (runtime.py).
+        self.array_type = array_type
         if name is None and source is None:
             raise ValueError("give a kernel file name or source=")
         self.name = name or "inline"
