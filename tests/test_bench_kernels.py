@@ -1,0 +1,62 @@
+"""bench/kernels/*.py (llm.c dev/cuda style): every version of every kernel checks out against the
+NumPy reference in the emulator at the files' fast sizes; the shared harness reports a wrong
+version as a failure."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+KDIR = Path(__file__).resolve().parents[1] / "bench" / "kernels"
+FAMILIES = sorted(p.stem for p in KDIR.glob("*.py") if p.stem != "harness")
+sys.path.insert(0, str(KDIR))
+import harness  # noqa: E402
+
+
+def load(stem):
+    spec = importlib.util.spec_from_file_location(f"bench_kernels_{stem}", KDIR / f"{stem}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_one_file_per_kernel_family():
+    assert FAMILIES == ["activations", "adam", "batchnorm", "bias", "conv", "loss", "rng"]
+
+
+@pytest.mark.parametrize("stem", FAMILIES)
+def test_every_version_checks_in_emulation(stem, capsys):
+    mod = load(stem)
+    assert harness.run_family(stem, mod.KERNELS, ["--emulated", "--check-only"]) == 0
+    out = capsys.readouterr().out
+    expected = sum(len(k.versions) * len(k.cases(True)) for k in mod.KERNELS)
+    assert out.count(": ok (max abs err") == expected and "FAIL" not in out
+    assert out.strip().endswith(f"{stem}: all checks passed on the emulator")
+    assert all(k.versions[0].number == 1 for k in mod.KERNELS)         # llm.c numbering
+
+
+def test_harness_reports_a_wrong_version_and_times_the_right_one(capsys):
+    cases = lambda fast: [harness.Case("5", {"x": np.arange(5, dtype=np.float32)}, nbytes=40)]  # noqa: E731
+    good = harness.Version(1, "good", lambda rt, x: (x * 2,))
+    bad = harness.Version(2, "bad", lambda rt, x: (x * 2 + 1e-3,))
+    k = harness.Kernel("twice", lambda x: (x * 2,), [good, bad], cases, rtol=0, atol=1e-4)
+    assert harness.run_family("toy", [k], ["--emulated", "--repeat", "2", "--warmup", "0"]) == 1
+    out = capsys.readouterr().out
+    assert "check twice v1 (good) [5]: ok (max abs err 0.00e+00)" in out
+    assert "check twice v2 (bad) [5]: FAIL (max abs err 1.00e-03)" in out
+    assert "time  twice v1 (good) [5]:" in out and "[emulated on the CPU: not a GPU figure]" in out
+    assert "time  twice v2" not in out                                  # failed versions are not timed
+    assert out.strip().endswith("toy: 1 check(s) FAILED on the emulator")
+
+
+def test_harness_usage_errors(capsys):
+    assert harness.run_family("toy", [], ["--emulated", "--kernel", "nope"]) == 2
+    assert "error: --kernel 'nope': toy has" in capsys.readouterr().err
+
+
+def test_rate_line_uses_the_h200_peaks():
+    k = harness.Kernel("g", None, [], None, tensor_core=True)
+    line = harness.rate_line(k, harness.Case("c", {}, nbytes=4.8e9, flops=6.7e10), 0.01, emulated=False)
+    assert "480.0 GB/s ( 10.0 % of 4.8 TB/s)" in line
+    assert "6.700 TFLOP/s ( 10.0 % of FP32 67,   1.4 % of TF32 495)" in line
