@@ -25,6 +25,8 @@ the later stages; every stage writes ``<OUT>/<stage>.log`` and one line in ``<OU
                      with ``--no-graph`` (one eager run when the flag does not exist); metrics.jsonl,
                      the log and the last sample grid come back, checkpoints do not.
   4. bench    (75)   bench/train_step.py --backend cupy --compare torch (torch CUDA eager).
+  5. kernels  (60)   every bench/kernels/*.py (check + time each version) — usually skipped
+                     for budget unless the earlier stages finished early.
 
 Worst case 20 + 60 + 45 + 150 + 120 + 75 = 470 s > the 450 s budget, so the last stage is
 skipped rather than the call overrunning its 480 s device timeout (bench/RESULTS.md); a healthy
@@ -189,6 +191,8 @@ def install_wheels(check: Check) -> None:
         check.note(f"env: {', '.join(w.name.split('-')[0] + ' ' + w.name.split('-')[2] for w in other)} "
                    f"not for this Python ({sys.version.split()[0]}): not installed")
         wheels = [w for w in wheels if w not in other]
+        if not wheels:
+            return
     if not wheels:
         check.note("env: no carried wheels in .device/wheels (cuDNN Frontend tests will skip)")
         return
@@ -338,6 +342,11 @@ def main(argv=None) -> int:
     check.stage("bench", [py, "bench/train_step.py", "--backend", args.backend, "--compare", "torch",
                           "--steps", str(args.bench_steps), "--warmup", str(args.bench_warmup),
                           "--batch-size", str(args.batch_size)], 75 if not emu else 900)
+    # 5. kernel benchmarks (issue 9 item 8), only when the budget still holds them
+    kflag = " --emulated" if emu else ""
+    check.stage("kernels", ["bash", "-c", "rc=0; for f in bench/kernels/[a-z]*.py; do "
+                            "[ \"$f\" = bench/kernels/harness.py ] && continue; "
+                            f"{py} \"$f\"{kflag} || rc=1; done; exit $rc"], 60 if not emu else 300)
     check.note(f"done: {'all stages that ran passed' if not check.failed else 'FAILURES above'}; "
                f"{args.budget - check.left():.0f} s used")
     return 1 if check.failed else 0
