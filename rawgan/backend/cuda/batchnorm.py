@@ -69,6 +69,7 @@ def forward_train(rt, x, gamma, beta, running_mean, running_var, momentum, eps, 
              i32(N), i32(C), i32(HW), f32(momentum), f32(eps), flag))
         return y, save_mean, save_invstd
     chunk, chunks = chunk_plan(M, chunks)
+    check_int32("2-D reduction chunk end", M + chunk)
     part = workspace_f32(rt, WORKSPACE, C * chunks * 2)
     kernel(rt, MODULE, "batchnorm_stats_partial")(
         (C, chunks), (reduce_block(rt, chunk),), (x, part, i32(N), i32(C), i32(HW), i32(chunk)))
@@ -111,6 +112,7 @@ def backward(rt, dy, x, gamma, mean, stat, eps, train, chunks=None):
              i32(HW)))
         return dx, dgamma, dbeta
     chunk, chunks = chunk_plan(M, chunks)
+    check_int32("2-D reduction chunk end", M + chunk)
     part = workspace_f32(rt, WORKSPACE, C * chunks * 2)
     kernel(rt, MODULE, "batchnorm_backward_partial")(
         (C, chunks), (reduce_block(rt, chunk),),

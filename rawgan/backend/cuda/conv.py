@@ -132,6 +132,7 @@ def bias_grad_nchw(rt, dy, chunks: int):
         kernel(rt, "bias", "bias_grad")((C,), (reduce_block(rt, N * HW),), (dy, db, i32(N), i32(C), i32(HW)))
         return db
     chunk, chunks = chunk_plan(N * HW, chunks)
+    check_int32("2-D reduction chunk end", N * HW + chunk)
     part = workspace_f32(rt, WORKSPACE, C * chunks)
     kernel(rt, "bias", "bias_grad_partial")(
         (C, chunks), (reduce_block(rt, chunk),), (dy, part, i32(N), i32(C), i32(HW), i32(chunk)))
