@@ -60,3 +60,12 @@ def test_rate_line_uses_the_h200_peaks():
     line = harness.rate_line(k, harness.Case("c", {}, nbytes=4.8e9, flops=6.7e10), 0.01, emulated=False)
     assert "480.0 GB/s ( 10.0 % of 4.8 TB/s)" in line
     assert "6.700 TFLOP/s ( 10.0 % of FP32 67,   1.4 % of TF32 495)" in line
+
+
+def test_cupy_timing_api_exists_in_installed_cupy():
+    """harness.time_version on a GPU: cupy.cuda.Event().record()/.synchronize() and
+    cupy.cuda.get_elapsed_time(start, end) (milliseconds) — resolved against the installed CuPy."""
+    cupy = pytest.importorskip("cupy")
+    for name in ("record", "synchronize"):
+        assert callable(getattr(cupy.cuda.Event, name))
+    assert callable(cupy.cuda.get_elapsed_time)

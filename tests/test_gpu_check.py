@@ -69,3 +69,9 @@ def test_device_prepare_builds_a_small_subset_and_enforces_the_cap(tmp_path, mon
     with pytest.raises(ValueError, match="exceeds 0 MB; use fewer --images"):
         device_prepare.prepare_subset(tmp_path / "celeba", tmp_path / "dev" / "celeba64", 4, 1)
     assert device_prepare.main(["--src", str(tmp_path / "missing"), "--out", str(tmp_path / "d")]) == 2
+
+
+def test_env_script_uses_only_installed_cupy_names():
+    cupy = pytest.importorskip("cupy")
+    for name in ("getDeviceProperties", "getDevice", "runtimeGetVersion", "driverGetVersion"):
+        assert f"rt.{name}(" in gpu_check.ENV_SCRIPT and callable(getattr(cupy.cuda.runtime, name))
