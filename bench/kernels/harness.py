@@ -64,6 +64,7 @@ class Version:
     name: str
     run: Callable                  # run(rt, **device_inputs) -> tuple of device arrays
     production: bool = False
+    applies: Callable | None = None  # applies(**host_inputs) -> bool; None: every case
 
 
 @dataclass
@@ -184,6 +185,10 @@ def run_family(family: str, kernels: list, argv=None) -> int:
         for case in kernel.cases(fast):
             want = kernel.reference(**case.inputs)
             for v in versions:
+                if v.applies is not None and not v.applies(**case.inputs):
+                    print(f"skip  {kernel.name} v{v.number} ({v.name}) [{case.name}]: "
+                          "not applicable to this case", flush=True)
+                    continue
                 got = v.run(rt, **upload(rt, case.inputs))
                 ok, err = compare(kernel, got, want)
                 failed += not ok
