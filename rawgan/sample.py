@@ -49,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int,
                    help="images per walk, both ends included, with --interpolate (default: 8)")
     p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
-                   help="auto (cupy when CuPy sees a GPU, else numpy), numpy, emulated or cupy "
-                        "(default: auto)")
+                   help="auto (cupy when CuPy sees a GPU, else numpy), numpy, reference, emulated "
+                        "or cupy (default: auto)")
     p.add_argument("--batch-stats", action="store_true",
                    help="BatchNorm with batch statistics (PyTorch example) instead of running "
                         "averages (default: running averages, as the TF reference)")

@@ -154,9 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("backend")
     g.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
-                   help="auto: cupy when CuPy sees a GPU, else numpy; numpy: reference; cupy: "
-                        "GPU; emulated: the CUDA code on the CPU (slow; for testing) "
-                        "(default: auto, also on resume)")
+                   help="auto: cupy when CuPy sees a GPU, else numpy; numpy: fast CPU; reference: "
+                        "naive NumPy (slow); cupy: GPU; emulated: the CUDA code on the CPU (slow; "
+                        "for testing) (default: auto, also on resume)")
     g.add_argument("--conv-impl", choices=("kernels", "cudnn"),
                    help="convolutions on cupy/emulated: our kernels or cuDNN (default: kernels; "
                         "an error with --backend numpy)")

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-BACKENDS = ("numpy", "cupy", "emulated")
+BACKENDS = ("reference", "numpy", "cupy", "emulated")
+_CPU_BACKENDS = ("reference", "numpy")
 AUTO = "auto"                  # resolved by resolve_backend: cupy with a visible GPU, else AUTO_CPU
-AUTO_CPU = "numpy"             # the CPU backend "auto" falls back to
+AUTO_CPU = "numpy"             # the CPU backend "auto" falls back to (the fast one)
 BACKEND_CHOICES = (AUTO,) + BACKENDS   # what --backend accepts (train, sample)
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -40,7 +41,8 @@ class Backend:
         device: where it runs, for people (``resolve_backend``'s description; "" if unknown).
         xp: ``numpy`` or ``cupy`` — the module arrays live in.
         dtype: ``numpy.float32`` or ``numpy.float64``; every parameter and activation has it.
-        ops: namespace of op functions (see ``rawgan.backend.reference`` for the signatures).
+        ops: namespace of op functions (``rawgan.backend.reference`` defines the names and
+            signatures; every backend's ``ops`` has the same).
     """
 
     def __init__(self, name: str, xp, ops, dtype, **options):
@@ -130,7 +132,8 @@ def _cpu_description(name: str) -> str:
     import os
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    what = "NumPy" if name == "numpy" else "CUDA kernels in the CPU emulator"
+    what = {"numpy": "fast NumPy backend", "reference": "NumPy reference"}.get(
+        name, "CUDA kernels in the CPU emulator")
     return f"CPU ({cores} cores, {what})"
 
 
@@ -164,14 +167,17 @@ def get_backend(name: str = "numpy", dtype: str = "float32", **options) -> Backe
     """Create a backend.
 
     Args:
-        name: ``"numpy"`` (reference), ``"cupy"`` (GPU), ``"emulated"`` (CUDA code on the CPU) or
-            ``"auto"`` (cupy when CuPy sees a GPU, else numpy; see :func:`resolve_backend`). The
-            returned backend's ``name`` is the resolved one and ``device`` describes where it runs.
+        name: ``"reference"`` (the naive NumPy truth, ``rawgan.backend.reference``), ``"numpy"``
+            (the fast CPU backend, ``rawgan.backend.fastcpu``), ``"cupy"`` (GPU), ``"emulated"``
+            (the CUDA code on the CPU) or ``"auto"`` (cupy when CuPy sees a GPU, else numpy; see
+            :func:`resolve_backend`). The returned backend's ``name`` is the resolved one and
+            ``device`` describes where it runs.
         dtype: ``"float32"`` or ``"float64"`` (or the NumPy dtype); the CUDA kernels are float32.
-        options: ``conv_impl="kernels"|"cudnn"`` (``cupy``/``emulated``; numpy: only "kernels").
+        options: ``conv_impl="kernels"|"cudnn"`` (``cupy``/``emulated``; the CPU backends accept
+            only "kernels").
     Raises:
         ValueError: unknown backend, dtype or option, float64 for a CUDA backend, or
-            ``conv_impl="cudnn"`` for numpy.
+            ``conv_impl="cudnn"`` for a CPU backend.
         RuntimeError: ``cupy`` requested but CuPy or a GPU is not available (message says how to
             install: ``pip install .[cuda12]`` or ``.[cuda13]``).
     """
@@ -186,12 +192,15 @@ def get_backend(name: str = "numpy", dtype: str = "float32", **options) -> Backe
     if unknown:
         raise ValueError(f"get_backend: unknown option(s) {', '.join(sorted(unknown))}; "
                          f"the only option is conv_impl")
-    if name == "numpy":
+    if name in _CPU_BACKENDS:
         if options.get("conv_impl", "kernels") != "kernels":
             raise ValueError("get_backend: conv_impl applies to the cupy and emulated backends "
-                             f"only (got conv_impl={options['conv_impl']!r} for numpy)")
-        from . import reference
-        B = Backend("numpy", np, reference, _DTYPES[dtype])
+                             f"only (got conv_impl={options['conv_impl']!r} for {name})")
+        if name == "reference":
+            from . import reference as ops
+        else:
+            from . import fastcpu as ops
+        B = Backend(name, np, ops, _DTYPES[dtype])
         B.device = device
         return B
     if dtype != "float32":
