@@ -79,7 +79,9 @@ def test_a_gpu_whose_properties_fail_is_still_a_gpu(monkeypatch):
 
 def test_explicit_names_are_kept(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy(count=0))
-    assert resolve_backend("numpy")[0] == "numpy"
+    assert resolve_backend("numpy") == ("numpy", base._cpu_description("numpy"))
+    assert "fast NumPy backend" in resolve_backend("numpy")[1]
+    assert resolve_backend("reference")[1].endswith("NumPy reference)")
     assert resolve_backend("emulated") == ("emulated", base._cpu_description("emulated"))
     assert "CUDA kernels in the CPU emulator" in resolve_backend("emulated")[1]
     assert resolve_backend("cupy") == ("cupy", "no GPU: CuPy sees no CUDA device "
@@ -90,7 +92,7 @@ def test_explicit_names_are_kept(monkeypatch):
 
 def test_unknown_name_lists_auto():
     assert BACKEND_CHOICES[0] == "auto"
-    with pytest.raises(ValueError, match="unknown backend 'gpu'; choose one of auto, numpy"):
+    with pytest.raises(ValueError, match="unknown backend 'gpu'; choose one of auto, reference, numpy"):
         resolve_backend("gpu")
     with pytest.raises(ValueError, match="unknown backend 'gpu'"):
         get_backend("gpu")
