@@ -22,12 +22,13 @@ setup(
         "cuda12": ["cupy-cuda12x>=13"],
         "cuda13": ["cupy-cuda13x>=14"],
         "cudnn": ["nvidia-cudnn-frontend==1.32.0"],
-        # Test-only: NVRTC compiles kernels/*.cu on a CPU-only machine; torch is the independent
-        # oracle of the parity tests (never imported by rawgan itself); matplotlib plots curves.
+        # Test-only: NVRTC compiles kernels/*.cu on a CPU-only machine and ptxas (nvcc wheel)
+        # reports their registers/spills; torch is the independent oracle of the parity tests
+        # (never imported by rawgan itself); matplotlib plots curves.
         # CuPy imports without a GPU: its real classes define the device-array surface that the
         # emulated backend presents (rawgan/runtime/devarray.py) and the API the tests resolve.
-        "test": ["pytest>=8", "nvidia-cuda-nvrtc-cu12>=12.4", "matplotlib>=3.7", "torch==2.13.0",
-                 "cupy-cuda12x>=14,<15"],
+        "test": ["pytest>=8", "nvidia-cuda-nvrtc-cu12>=12.4", "nvidia-cuda-nvcc-cu12>=12.4",
+                 "matplotlib>=3.7", "torch==2.13.0", "cupy-cuda12x>=14,<15"],
     },
     entry_points={
         "console_scripts": [

@@ -77,6 +77,7 @@ import numpy as np  # noqa: E402
 
 from . import checkpoint as ckpt_io
 from .argtypes import nonnegative_int, positive_float, positive_int
+from .backend.base import BACKEND_CHOICES
 from .checkpoint import CheckpointError
 from .data import (BatchLoader, DataError, ShardDataset, default_data_dir, ensure_prepared,
                    make_grid, save_grid)
@@ -156,9 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ndf", type=positive_int, help="discriminator width (default: 64)")
 
     g = p.add_argument_group("backend")
-    g.add_argument("--backend", choices=("numpy", "reference", "emulated", "cupy"), default="numpy",
-                   help="numpy: fast CPU; reference: naive NumPy (slow); cupy: GPU; emulated: the "
-                        "CUDA code on the CPU (slow; for testing) (default: numpy, also on resume)")
+    g.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                   help="auto: cupy when CuPy sees a GPU, else numpy; numpy: fast CPU; reference: "
+                        "naive NumPy (slow); cupy: GPU; emulated: the CUDA code on the CPU (slow; "
+                        "for testing) (default: auto, also on resume)")
     g.add_argument("--conv-impl", choices=("kernels", "cudnn"),
                    help="convolutions on cupy/emulated: our kernels or cuDNN (default: kernels; "
                         "an error with --backend numpy)")
@@ -276,7 +278,7 @@ def resume_command(args) -> str:
     """The command that continues this run: the settings come from the checkpoint, so only the
     run folder and the per-invocation flags (backend, conv-impl, no-tensorboard) are needed."""
     parts = ["python -m rawgan.train", "--out", shlex.quote(str(args.out)), "--resume"]
-    if args.backend != "numpy":
+    if args.backend != "auto":
         parts += ["--backend", args.backend]
     if args.conv_impl is not None:
         parts += ["--conv-impl", args.conv_impl]
@@ -639,11 +641,13 @@ def find_resume_checkpoint(args, out: Path) -> dict | None:
 def setup(args, out: Path) -> Trainer:
     """Everything before the first step, in the locked run folder ``out``; raises DataError /
     CheckpointError / UsageError."""
-    from .backend import get_backend
+    from .backend import get_backend, resolve_backend
     from .models.dcgan import DCGAN
 
-    if args.conv_impl is not None and args.backend == "numpy":
-        raise UsageError("--conv-impl applies to --backend cupy/emulated only")
+    backend, _ = resolve_backend(args.backend)          # "auto" -> cupy or numpy
+    if args.conv_impl is not None and backend == "numpy":
+        raise UsageError("--conv-impl applies to --backend cupy/emulated only"
+                         + (" (--backend auto chose numpy: no GPU)" if args.backend == "auto" else ""))
     resume_ckpt = find_resume_checkpoint(args, out)
     saved = resume_ckpt["extra"]["config"] if resume_ckpt else None
     config = resolve_config(args, saved)
@@ -662,11 +666,11 @@ def setup(args, out: Path) -> Trainer:
             raise UsageError(f"the checkpoint is at batch {batch} of an epoch, but the data has "
                              f"{loader.batches_per_epoch} batches per epoch ({len(dataset)} "
                              f"images); resume with the data it was trained on")
-    conv_impl = None if args.backend == "numpy" else (args.conv_impl or "kernels")
-    config.update(dataset=identity, backend=args.backend, conv_impl=conv_impl)
+    conv_impl = None if backend == "numpy" else (args.conv_impl or "kernels")
+    config.update(dataset=identity, backend=backend, conv_impl=conv_impl)
 
     try:
-        B = get_backend(args.backend, **({"conv_impl": conv_impl} if conv_impl else {}))
+        B = get_backend(backend, **({"conv_impl": conv_impl} if conv_impl else {}))
     except (ValueError, RuntimeError, ImportError) as e:
         raise UsageError(str(e)) from None
     model = DCGAN(B, z_dim=config["z_dim"], ngf=config["ngf"], ndf=config["ndf"], lr=config["lr"],
@@ -678,6 +682,7 @@ def setup(args, out: Path) -> Trainer:
 
     print(f"rawgan.train: {len(dataset)} images in {prepared}, {loader.batches_per_epoch} "
           f"batches per epoch; backend {B}")
+    print(f"backend: {B.name} on {B.device}")
     print(f"G: {model.G.num_params():,} parameters   D: {model.D.num_params():,} parameters")
     shown = {k: v for k, v in config.items() if not k.startswith("_")}
     print("config: " + json.dumps(shown, sort_keys=True))

@@ -71,6 +71,7 @@ def schedule(request, monkeypatch):
     ((1, 3, 7, 6), 5, 3, 1, "same"),
     ((2, 2, 9, 7), 3, 3, 2, (0, 1, 2, 0)),    # asymmetric
     ((1, 4, 6, 5), 2, (3, 2), (2, 3), 1),     # rectangular
+    ((4, 2, 64, 64), 3, 3, 1, "same"),        # 3 channels of 16,384: the 2-D bias gradient
 ])
 def test_conv2d_layer(schedule, dut, shape, cout, k, stride, pad):
     rng = np.random.default_rng(0)
@@ -99,7 +100,8 @@ def test_linear_layer(dut, n, fin, fout):
     run_layer(make, rng.standard_normal((n, fin)), rng.standard_normal((n, fout)), dut)
 
 
-@pytest.mark.parametrize("shape", [(4, 515), (1, 3, 7, 5), (3, 8, 6, 6)])
+@pytest.mark.parametrize("shape", [(4, 515), (1, 3, 7, 5), (3, 8, 6, 6),
+                                   (4, 3, 64, 64)])  # 3 channels of 16,384: 2-D reductions
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("unbiased", [False, True])
 def test_batchnorm_layer(schedule, dut, shape, train, unbiased):
@@ -249,3 +251,16 @@ def test_dcgan_gradients_match_from_same_state(dut):
             assert np.abs(a - r).max() <= 1e-4 * np.abs(r).max()
     for a, r in zip(out[2][2:], out[1][2:]):
         assert np.abs(a - r).max() <= 1e-4 * np.abs(r).max()
+
+
+def test_launch_forms_of_the_2d_cases_above():
+    """The (4, 3, 64, 64) cases of the layer tests take the 2-D reductions (cost model), the
+    small ones the one-block-per-channel kernels, so both forms are proven against NumPy."""
+    from rawgan.backend.cuda import batchnorm, conv
+
+    rt = EM.ops.rt
+    assert batchnorm.forward_chunks(rt, 3, 4 * 64 * 64) == 8
+    assert batchnorm.backward_chunks(rt, 3, 4 * 64 * 64) == 8
+    assert conv.bias_grad_chunks(rt, 3, 4 * 64 * 64) == 8
+    assert batchnorm.forward_chunks(rt, 8, 3 * 6 * 6) == 1
+    assert conv.bias_grad_chunks(rt, 4, 2 * 4 * 4) == 1
