@@ -472,3 +472,18 @@ def test_cublas_call_maps_row_major_operands_to_column_major_sgemm():
             blas.sgemm_rowmajor(a, b, out)
             np.testing.assert_allclose(out.get(), a_h @ b_h, rtol=1e-5, atol=1e-6)
     assert {c[:2] for c in calls} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+
+
+def test_reduction_workspaces_belong_to_the_step_memory():
+    """The 2-D reductions' partial sums come from the step's StaticMemory while one is active, so
+    a captured graph never points at the shared workspace cache (which grows for other sizes)."""
+    from rawgan.backend.cuda import common
+
+    rt = EM.ops.rt
+    mem = StaticMemory(rt)
+    with rt.static_memory(mem):
+        part = common.workspace_f32(rt, "batchnorm", 100)
+    assert part.shape == (100,) and part.dtype == np.float32
+    assert np.shares_memory(part, mem._scratch["batchnorm"])
+    outside = common.workspace_f32(rt, "batchnorm", 100)
+    assert not np.shares_memory(outside, mem._scratch["batchnorm"])
