@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 
 from .argtypes import positive_int
 from .checkpoint import CheckpointError, load_checkpoint, restore
+from .models.dcgan import draw_z, frozen_buffers  # noqa: F401  (draw_z: part of this module's API)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,15 +75,6 @@ def load_generator(path, backend: str = "numpy"):
     return model, config
 
 
-def draw_z(B, seed: int, n: int, z_dim: int, z_dist: str):
-    """(n, z_dim) z's from the Philox stream of ``seed``: uniform(-1, 1) or N(0, 1)."""
-    from .backend import Generator
-    gen = Generator(seed)
-    if z_dist == "normal":
-        return B.normal(gen, (n, z_dim))
-    return B.uniform(gen, (n, z_dim), -1.0, 1.0)
-
-
 def interpolation_z(B, seed: int, rows: int, steps: int, z_dim: int, z_dist: str):
     """(rows*steps, z_dim): row r is z_a + t (z_b − z_a) for t = 0, 1/(steps−1), ..., 1, with z_a,
     z_b the r-th pair of random z's. Rows are contiguous, so an 8-wide grid shows one walk a row."""
@@ -97,12 +89,8 @@ def generate(model, z, batch_stats: bool = False) -> np.ndarray:
     B = model.B
     if not batch_stats:
         return B.to_numpy(model.sample(z, eval_mode=True))
-    saved = [(buf, buf.copy()) for _, buf in model.G.named_buffers()]
-    try:                                   # batch statistics; leave the running averages as they were
+    with frozen_buffers(model.G):          # batch statistics; leave the running averages as they were
         return B.to_numpy(model.sample(z, eval_mode=False))
-    finally:
-        for buf, copy in saved:
-            buf[...] = copy
 
 
 def check_flags(args) -> None:

@@ -12,11 +12,7 @@ import warnings
 
 import numpy as np
 
-
-def _host(a) -> np.ndarray:
-    if hasattr(a, "get") and not isinstance(a, np.ndarray):
-        a = a.get()
-    return np.asarray(a)
+from .hostio import to_host
 
 
 class TBLogger:
@@ -57,7 +53,7 @@ class TBLogger:
         """Histogram of any array (NumPy or CuPy, any shape); NaN/Inf entries are left out."""
         if self.writer is None:
             return
-        v = _host(values).astype(np.float64).ravel()
+        v = to_host(values).astype(np.float64).ravel()
         finite = np.isfinite(v)
         if not finite.all():
             self._warn(tag, f"histogram {tag}: {int((~finite).sum())} of {v.size} values are "

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..hostio import to_host
+
 BACKENDS = ("numpy", "cupy", "emulated")
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -53,9 +55,7 @@ class Backend:
 
     def to_numpy(self, a) -> np.ndarray:
         """Backend array (or scalar) -> NumPy array on the host (synchronises on a GPU)."""
-        if hasattr(a, "get"):
-            return a.get()
-        return np.asarray(a)
+        return to_host(a)
 
     def zeros(self, shape, dtype=None):
         return self.xp.zeros(shape, dtype=dtype or self.dtype)

@@ -61,6 +61,7 @@ import PIL
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from ..hostio import cache_root
 from . import shards as fmt
 from .errors import DataError
 from .sources import KINDS, Reader, Source, default_data_dir, find_source
@@ -237,9 +238,8 @@ def _decode_all(source: Source, tasks: list, workers: int, progress: bool):
 
 
 def default_cache_dir() -> Path:
-    """``$RAWGAN_CACHE`` if set, else ``~/.cache/rawgan``."""
-    env = os.environ.get("RAWGAN_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "rawgan"
+    """``$RAWGAN_CACHE`` if set, else ``~/.cache/rawgan`` (:func:`rawgan.hostio.cache_root`)."""
+    return cache_root()
 
 
 def default_prepared_dir(kind: str, data_dir) -> Path:

@@ -6,7 +6,7 @@ A prepared folder holds::
     shard-00-of-12.npy ...       uint8 arrays of shape (n_k, 64, 64, 3), NHWC, RGB
     report.json                  what the last preparation did (skipped files with reasons)
 
-Every file is written atomically (a temporary file in the same folder, then ``os.replace``), and
+Every file is written atomically (:func:`rawgan.hostio.atomic_write`), and
 ``index.json`` is replaced only after all shards are in place, so an interrupted preparation never
 leaves a set that looks valid. ``index.json`` records for each shard its file name, image count,
 byte size and sha256, and the range of source candidates it was made from (a range whose files
@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ..hostio import atomic_write
 from .errors import DataError
 
 INDEX_NAME = "index.json"
@@ -31,26 +31,6 @@ FORMAT_VERSION = 1
 
 def shard_name(k: int, num_shards: int) -> str:
     return f"shard-{k:02d}-of-{num_shards:02d}.npy"
-
-
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def atomic_write(path, write) -> None:
-    """Create ``path`` atomically: ``write(fileobj)`` fills a temporary file next to it, which is
-    flushed to disk and renamed over ``path``. On any error the temporary file is removed."""
-    path = Path(path)
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_json(path, obj) -> None:
