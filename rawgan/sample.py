@@ -12,7 +12,9 @@ z is drawn from the same distribution as in training (the checkpoint's --z-dist)
 every image depends only on its own z; with --batch-stats an image also depends on the rest of
 the batch. --checkpoint may name a checkpoints folder or a run folder: its newest checkpoint is
 used. --out must end in .png (the picture is PNG); an existing file is replaced atomically.
-Exit codes: 0 written, 2 missing/corrupt/incompatible checkpoint, bad flags or unwritable --out.
+Exit codes: 0 written, 2 missing/corrupt/incompatible checkpoint, bad flags or unwritable --out,
+3 out of memory (lower --n). A folder given as --checkpoint stands for its newest *valid*
+checkpoint: a corrupt one is reported and set aside as ``*.corrupt`` (rawgan.checkpoint.load_latest).
 """
 from __future__ import annotations
 
@@ -140,6 +142,10 @@ def main(argv=None) -> int:
     except (CheckpointError, ValueError, RuntimeError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except MemoryError as e:      # NumPy's _ArrayMemoryError, CuPy's OutOfMemoryError
+        print(f"error: out of memory generating {args.n or args.rows * args.steps} images "
+              f"({type(e).__name__}); lower --n (or --rows/--steps)", file=sys.stderr)
+        return 3
     mode = "batch statistics" if args.batch_stats else "BN running averages (eval mode)"
     what = (f"{args.rows} latent walks of {args.steps} steps" if args.interpolate
             else f"{args.n} faces")

@@ -20,8 +20,9 @@ class TBLogger:
 
     Args:
         log_dir: folder for the event files (created).
-        purge_step: on a resumed run, the step it resumes from: TensorBoard then discards events
-            at or after that step from the earlier run, so curves don't overlap.
+        purge_step: on a resumed run, the step after the one it resumes from (the checkpoint's
+            step + 1): TensorBoard then discards the earlier run's events at or after it, so
+            curves don't overlap, while the checkpoint step's own scalars and images stay.
         enabled: False gives a logger that does nothing.
     """
 

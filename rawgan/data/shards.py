@@ -120,6 +120,45 @@ def index_ok(prepared_dir, index: dict | None, verify: bool) -> bool:
     return bool(index) and all(shard_ok(prepared_dir, e, verify) for e in index["shards"])
 
 
+VERIFIED_NAME = ".verified.json"
+
+
+def verify_shards(prepared_dir, index: dict) -> list:
+    """The file names of shards in ``index`` whose sha256 does not match (or that are missing).
+
+    Each shard's bytes are read once per prepared dataset: a shard that passes is recorded in
+    ``<prepared_dir>/.verified.json`` with its size, mtime and checksum, and is re-read only when
+    one of them changes (the file was rewritten or touched, or the index names another
+    checksum). Writing the record is best effort (a read-only folder just verifies every time).
+    """
+    path = Path(prepared_dir)
+    try:
+        cached = json.loads((path / VERIFIED_NAME).read_text())
+        cached = cached if isinstance(cached, dict) else {}
+    except (OSError, ValueError):
+        cached = {}
+    verdicts, bad = {}, []
+    for entry in index["shards"]:
+        name = entry["file"]
+        try:
+            st = (path / name).stat()
+        except OSError:
+            bad.append(name)
+            continue
+        key = [st.st_size, st.st_mtime_ns, entry["sha256"]]
+        if cached.get(name) == key or (st.st_size == entry["bytes"]
+                                       and file_sha256(path / name) == entry["sha256"]):
+            verdicts[name] = key
+        else:
+            bad.append(name)
+    if verdicts != cached:
+        try:
+            write_json(path / VERIFIED_NAME, verdicts)
+        except OSError:
+            pass
+    return bad
+
+
 def _not_prepared(prepared_dir, why: str) -> DataError:
     return DataError(f"{prepared_dir} is not a usable prepared dataset ({why}); run "
                      "`python -m rawgan.data prepare --data celeba --data-dir DIR` first")
