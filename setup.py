@@ -1,7 +1,8 @@
 """rawgan: an autograd-free DCGAN framework, NumPy reference + hand-written CUDA kernels.
 
 The CUDA C sources in ``kernels/`` ship inside the package as ``rawgan.kernels`` so that an
-installed (non-editable) copy finds them; ``rawgan.backend.cuda.sources`` locates them.
+installed (non-editable) copy finds them; ``rawgan.runtime.sources`` locates them; the emulator's
+header and self-test kernels ship in ``rawgan.runtime``.
 """
 from setuptools import setup, find_packages
 
@@ -14,15 +15,20 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["rawgan", "rawgan.*"]) + ["rawgan.kernels"],
     package_dir={"rawgan.kernels": "kernels"},
-    package_data={"rawgan.kernels": ["*.cu", "*.cuh", "emu/*.h", "README.md"]},
+    package_data={"rawgan.kernels": ["*.cu", "*.cuh", "README.md"],
+                  "rawgan.runtime": ["*.h", "*.cu", "README.md"]},
     install_requires=["numpy>=1.24", "pillow>=10", "tqdm>=4.60", "tensorboardX>=2.6"],
     extras_require={
         "cuda12": ["cupy-cuda12x>=13"],
         "cuda13": ["cupy-cuda13x>=14"],
         "cudnn": ["nvidia-cudnn-frontend==1.32.0"],
-        # Test-only: NVRTC compiles kernels/*.cu on a CPU-only machine; torch is the independent
-        # oracle of the parity tests (never imported by rawgan itself); matplotlib plots curves.
-        "test": ["pytest>=8", "nvidia-cuda-nvrtc-cu12>=12.4", "matplotlib>=3.7", "torch==2.13.0"],
+        # Test-only: NVRTC compiles kernels/*.cu on a CPU-only machine and ptxas (nvcc wheel)
+        # reports their registers/spills; torch is the independent oracle of the parity tests
+        # (never imported by rawgan itself); matplotlib plots curves.
+        # CuPy imports without a GPU: its real classes define the device-array surface that the
+        # emulated backend presents (rawgan/runtime/devarray.py) and the API the tests resolve.
+        "test": ["pytest>=8", "nvidia-cuda-nvrtc-cu12>=12.4", "nvidia-cuda-nvcc-cu12>=12.4",
+                 "matplotlib>=3.7", "torch==2.13.0", "cupy-cuda12x>=14,<15"],
     },
     entry_points={
         "console_scripts": [

@@ -1,6 +1,7 @@
 """Median time of one DCGAN train step: a rawgan backend and PyTorch, side by side.
 
     python bench/train_step.py --backend numpy --compare torch          # CPU, the issue's figure
+    python bench/train_step.py --backend reference --compare torch      # the naive reference
     python bench/train_step.py --backend cupy --compare torch           # GPU (torch CUDA eager)
 
 One step (batch B=64, ``--g-steps 1``): G(z) once; D forward+backward on the real batch and on
@@ -21,14 +22,15 @@ though spinning BLAS/OpenMP threads count in it).
 
 Threads. Both sides compute on ``--threads`` threads (default: the CPUs this process may run
 on). The torch child calls ``torch.set_num_threads(threads)`` (and gets ``OMP_NUM_THREADS`` /
-``MKL_NUM_THREADS`` = threads). The NumPy child gets ``RAWGAN_NUM_THREADS`` = threads (the
-reference backend's stdlib thread pool, which runs the big copies and splits every large GEMM
-by output rows/columns) and ``OPENBLAS_NUM_THREADS=1`` (``--blas-threads``), so each GEMM piece
-is a single-threaded OpenBLAS call: the process computes on exactly ``threads`` threads, like
+``MKL_NUM_THREADS`` = threads). The ``--backend numpy`` child gets ``RAWGAN_NUM_THREADS`` =
+threads (the fast CPU backend's stdlib thread pool, which runs the big copies and splits every
+large GEMM by output rows/columns) and ``OPENBLAS_NUM_THREADS=1`` (``--blas-threads``), so each
+GEMM piece is a single-threaded OpenBLAS call: the process computes on exactly ``threads`` threads, like
 torch. Why not OpenBLAS's own threads: they synchronise by spinning/yielding, and on a machine
 with other load a small-output GEMM (the RGB layer's weight gradient, 64×75 from a 65,536-long
 reduction) took 1.6 s instead of 14 ms (see bench/RESULTS.md). ``--blas-threads N`` (N > 1)
-hands the threads to OpenBLAS instead (the backend then does not split GEMMs).
+hands the threads to OpenBLAS instead (the backend then does not split GEMMs). The
+``--backend reference`` child has no pool: OpenBLAS gets the threads.
 
 FLOP count (analytic, multiply-add = 2 FLOPs; only the passes that are actually computed). Per
 conv/convT layer with MACs = N·K·P·Q·C·R·S (the convT counted as the conv it is the adjoint of):
@@ -203,7 +205,7 @@ def profile_main(args):
                 or name in ("bias_add", "bias_grad"):
             wrap(ops, name, name)
     if args.backend == "numpy":
-        from rawgan.backend.reference import conv
+        from rawgan.backend.fastcpu import conv
         for name in ("_padded_nhwc", "_rows_nhwc", "_im2col_nhwc", "_w_rsc", "_mm"):
             wrap(conv, name, "conv." + name)
     model = DCGAN(Bk)
@@ -231,8 +233,8 @@ def spawn(side, args):
     t = str(args.threads)
     env.update(OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, RAWGAN_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t)
     if side == "rawgan" and args.backend == "numpy":
-        # The reference backend's pool (RAWGAN_NUM_THREADS) runs the copies and splits the GEMMs
-        # itself, each piece a single-threaded OpenBLAS call (see rawgan.backend.reference.
+        # The fast backend's pool (RAWGAN_NUM_THREADS) runs the copies and splits the GEMMs
+        # itself, each piece a single-threaded OpenBLAS call (see rawgan.backend.fastcpu.
         # _parallel.split_gemms); --blas-threads > 1 gives OpenBLAS the threads instead.
         env.update(OPENBLAS_NUM_THREADS=str(args.blas_threads), OMP_NUM_THREADS=str(args.blas_threads))
     cmd = [sys.executable, os.path.abspath(__file__), "--child", side, "--backend", args.backend,
@@ -260,7 +262,7 @@ def wait_ready(p, name):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--backend", default="numpy", choices=("numpy", "cupy", "emulated"))
+    ap.add_argument("--backend", default="numpy", choices=("numpy", "reference", "cupy", "emulated"))
     ap.add_argument("--steps", type=positive_int, default=10, help="timed steps per side")
     ap.add_argument("--warmup", type=nonnegative_int, default=2)
     ap.add_argument("--batch-size", type=positive_int, default=64)
@@ -268,7 +270,7 @@ def main(argv=None):
     ap.add_argument("--compare", default="torch", choices=("torch", "none"))
     ap.add_argument("--threads", type=positive_int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--blas-threads", type=positive_int, default=1,
-                    help="OpenBLAS threads of the NumPy side (default 1: the backend's own pool of "
+                    help="OpenBLAS threads of --backend numpy (default 1: the backend's own pool of "
                          "--threads threads splits the GEMMs; >1: OpenBLAS threads them)")
     ap.add_argument("--profile", action="store_true",
                     help="time each backend op in-process (rawgan side only) instead")

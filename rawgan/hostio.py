@@ -15,10 +15,11 @@ import numpy as np
 
 
 def to_host(a) -> np.ndarray:
-    """A NumPy copy of ``a`` on the host: a CuPy array is copied from the device (``.get()``, which
-    synchronises), anything else goes through ``np.array`` (a copy, so later in-place updates of
+    """A NumPy copy of ``a`` on the host: a CuPy array (or the emulator's DeviceArray, which mirrors
+    it) is copied from the device (``.get()``, which synchronises), anything else goes through
+    ``np.array`` (a copy, so later in-place updates of
     ``a`` cannot change it)."""
-    if hasattr(a, "get") and not isinstance(a, np.ndarray):
+    if hasattr(a, "get") and hasattr(a, "shape"):    # cupy.ndarray (and the emulator's twin)
         return a.get()
     return np.array(a)
 

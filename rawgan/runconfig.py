@@ -14,6 +14,7 @@ import shlex
 from pathlib import Path
 
 from .argtypes import finite_float, nonnegative_int, positive_float, positive_int
+from .backend.base import BACKEND_CHOICES
 
 # The run's settings with their defaults. A resumed run takes every setting the user does not give
 # on the command line from the checkpoint's config (then these defaults, for older checkpoints).
@@ -83,9 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ndf", type=positive_int, help="discriminator width (default: 64)")
 
     g = p.add_argument_group("backend")
-    g.add_argument("--backend", choices=("numpy", "emulated", "cupy"), default="numpy",
-                   help="numpy: reference; cupy: GPU; emulated: the CUDA code on the CPU "
-                        "(slow; for testing) (default: numpy, also on resume)")
+    g.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                   help="auto: cupy when CuPy sees a GPU, else numpy; numpy: fast CPU; reference: "
+                        "naive NumPy (slow); cupy: GPU; emulated: the CUDA code on the CPU (slow; "
+                        "for testing) (default: auto, also on resume)")
     g.add_argument("--conv-impl", choices=("kernels", "cudnn"),
                    help="convolutions on cupy/emulated: our kernels or cuDNN (default: kernels; "
                         "an error with --backend numpy)")
@@ -157,7 +159,7 @@ def resume_command(args) -> str:
     """The command that continues this run: the settings come from the checkpoint, so only the
     run folder and the per-invocation flags (backend, conv-impl, no-tensorboard) are needed."""
     parts = ["python -m rawgan.train", "--out", shlex.quote(str(args.out)), "--resume"]
-    if args.backend != "numpy":
+    if args.backend != "auto":
         parts += ["--backend", args.backend]
     if args.conv_impl is not None:
         parts += ["--conv-impl", args.conv_impl]

@@ -156,6 +156,7 @@ def print_start(config: dict, dataset, prepared, bpe: int, B, model, ckpt) -> No
     """The run's opening lines: data, backend, model size, settings, where it resumes."""
     print(f"rawgan.train: {len(dataset)} images in {prepared}, {bpe} batches per epoch; "
           f"backend {B}")
+    print(f"backend: {B.name} on {B.device}")
     print(f"G: {model.G.num_params():,} parameters   D: {model.D.num_params():,} parameters")
     print("config: " + json.dumps({k: v for k, v in config.items() if not k.startswith("_")},
                                   sort_keys=True))

@@ -29,6 +29,7 @@ configure_cpu_threads()  # before NumPy loads OpenBLAS (see rawgan/cpu_threads.p
 import numpy as np  # noqa: E402
 
 from .argtypes import positive_int
+from .backend.base import BACKEND_CHOICES
 from .checkpoint import CheckpointError, load_checkpoint, restore
 from .models.dcgan import draw_z, frozen_buffers  # noqa: F401  (draw_z: part of this module's API)
 
@@ -50,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="walks (rows) with --interpolate (default: 8)")
     p.add_argument("--steps", type=int,
                    help="images per walk, both ends included, with --interpolate (default: 8)")
-    p.add_argument("--backend", choices=("numpy", "emulated", "cupy"), default="numpy",
-                   help="default: numpy")
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                   help="auto (cupy when CuPy sees a GPU, else numpy), numpy, reference, emulated "
+                        "or cupy (default: auto)")
     p.add_argument("--batch-stats", action="store_true",
                    help="BatchNorm with batch statistics (PyTorch example) instead of running "
                         "averages (default: running averages, as the TF reference)")
@@ -125,6 +127,7 @@ def main(argv=None) -> int:
     try:
         check_flags(args)
         model, config = load_generator(args.checkpoint, args.backend)
+        print(f"rawgan.sample: backend {model.B.name} on {model.B.device}")
         z_dim, z_dist = config.get("z_dim", 100), config.get("z_dist", "uniform")
         if args.interpolate:
             z = interpolation_z(model.B, args.seed, args.rows, args.steps, z_dim, z_dist)

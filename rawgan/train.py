@@ -53,13 +53,15 @@ class Diverged(Exception):
 
 
 def train(args, folder: RunFolder, signals: Signals) -> int:
-    from .backend import Generator, get_backend
+    from .backend import Generator, get_backend, resolve_backend
     from .models.dcgan import DCGAN, draw_z
     from .runlog import RunLog, ScheduleEstimate, print_start
 
     # -- settings: the checkpoint's (on --resume), then the flags given --------------------------
-    if args.conv_impl is not None and args.backend == "numpy":
-        raise UsageError("--conv-impl applies to --backend cupy/emulated only")
+    backend, _ = resolve_backend(args.backend)          # "auto" -> cupy or numpy
+    if args.conv_impl is not None and backend == "numpy":
+        raise UsageError("--conv-impl applies to --backend cupy/emulated only"
+                         + (" (--backend auto chose numpy: no GPU)" if args.backend == "auto" else ""))
     out = folder.out
     ckpt = resume.find_resume_checkpoint(args, out, folder.used_before)
     saved = ckpt["extra"] if ckpt else None
@@ -83,12 +85,12 @@ def train(args, folder: RunFolder, signals: Signals) -> int:
             raise UsageError(f"the checkpoint is at batch {saved['batch']} of an epoch, but the "
                              f"data has {bpe} batches per epoch ({len(dataset)} images); resume "
                              f"with the data it was trained on")
-    conv_impl = None if args.backend == "numpy" else (args.conv_impl or "kernels")
-    config.update(dataset=identity, backend=args.backend, conv_impl=conv_impl)
+    conv_impl = None if backend == "numpy" else (args.conv_impl or "kernels")
+    config.update(dataset=identity, backend=backend, conv_impl=conv_impl)
 
     # -- model: G, D and an Adam optimizer for each, on the chosen backend ----------------------
     try:
-        B = get_backend(args.backend, **({"conv_impl": conv_impl} if conv_impl else {}))
+        B = get_backend(backend, **({"conv_impl": conv_impl} if conv_impl else {}))
     except (ValueError, RuntimeError, ImportError) as e:
         raise UsageError(str(e)) from None
     model = DCGAN(B, z_dim=config["z_dim"], ngf=config["ngf"], ndf=config["ndf"], lr=config["lr"],
@@ -182,7 +184,7 @@ def train(args, folder: RunFolder, signals: Signals) -> int:
                         save_checkpoint(metrics)
                     if last or signals.requested:
                         break
-        if signals.requested and step > start_step and step % every["checkpoint"]:
+        if signals.requested and start_step < step < total and step % every["checkpoint"]:
             print(f"{signals.requested} at step {step}", file=sys.stderr, flush=True)
             log.samples(sample_z, step, step_epoch, x, z)
             save_checkpoint(metrics)
@@ -198,7 +200,9 @@ def train(args, folder: RunFolder, signals: Signals) -> int:
         bar.close()
         log.close()
     if signals.requested:
-        print(f"saved checkpoint {last_ckpt}\nresume with: {resume_command(args)}", flush=True)
+        what = (f"saved checkpoint {last_ckpt}" if step > start_step else
+                f"stopped before the first step; nothing new to save (checkpoint: {last_ckpt})")
+        print(f"{what}\nresume with: {resume_command(args)}", flush=True)
         return 0
     note = f" (warning: the run looks collapsed: {log.collapse})" if log.collapse else ""
     print(f"done: {step} steps; final checkpoint {last_ckpt}{note}", flush=True)

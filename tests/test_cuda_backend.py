@@ -1,12 +1,13 @@
-"""The emulated CUDA backend against the NumPy backend, layer by layer and for DCGAN training.
+"""The emulated CUDA backend against the reference backend, layer by layer and for DCGAN training.
 
 ``get_backend("emulated")`` runs the same Python ops and the same kernels/*.cu as
 ``get_backend("cupy")``, with the emulator as the device. Every layer's forward output and every
-gradient (input and parameters) must match the float32 NumPy reference (rtol 1e-4, atol 1e-5);
-a small DCGAN started from the same weights, batches and z must produce the same losses over its
-first training steps. Also: the ops namespace has the reference's names and signatures,
-conv_impl="cudnn" falls back to the kernels with one warning, and "cupy" without a GPU raises a
-RuntimeError that says how to install.
+gradient (input and parameters) must match the float32 reference (``get_backend("reference")``,
+which runs the same im2col/col2im algorithm; rtol 1e-4, atol 1e-5); a small DCGAN started from
+the same weights, batches and z must produce the same losses over its first training steps.
+Also: the ops namespace has the reference's names and signatures, conv_impl="cudnn" falls back to
+the kernels with one warning, and "cupy" without a GPU raises a RuntimeError that says how to
+install.
 """
 import inspect
 import warnings
@@ -17,11 +18,12 @@ import pytest
 from rawgan.backend import Generator, get_backend
 from rawgan.backend import reference as R
 from rawgan.backend.cuda import cudnn_conv, make_backend
+from rawgan.runtime import devarray
 from rawgan.layers import (BatchNorm, Conv2d, ConvTranspose2d, LeakyReLU, Linear, ReLU, Sigmoid,
                            SigmoidBCEWithLogits, Tanh)
 
 RTOL, ATOL = 1e-4, 1e-5
-NP = get_backend("numpy")
+NP = get_backend("reference")
 EM = get_backend("emulated")
 
 
@@ -69,6 +71,7 @@ def schedule(request, monkeypatch):
     ((1, 3, 7, 6), 5, 3, 1, "same"),
     ((2, 2, 9, 7), 3, 3, 2, (0, 1, 2, 0)),    # asymmetric
     ((1, 4, 6, 5), 2, (3, 2), (2, 3), 1),     # rectangular
+    ((4, 2, 64, 64), 3, 3, 1, "same"),        # 3 channels of 16,384: the 2-D bias gradient
 ])
 def test_conv2d_layer(schedule, dut, shape, cout, k, stride, pad):
     rng = np.random.default_rng(0)
@@ -97,7 +100,8 @@ def test_linear_layer(dut, n, fin, fout):
     run_layer(make, rng.standard_normal((n, fin)), rng.standard_normal((n, fout)), dut)
 
 
-@pytest.mark.parametrize("shape", [(4, 515), (1, 3, 7, 5), (3, 8, 6, 6)])
+@pytest.mark.parametrize("shape", [(4, 515), (1, 3, 7, 5), (3, 8, 6, 6),
+                                   (4, 3, 64, 64)])  # 3 channels of 16,384: 2-D reductions
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("unbiased", [False, True])
 def test_batchnorm_layer(schedule, dut, shape, train, unbiased):
@@ -148,7 +152,7 @@ def test_ops_have_reference_signatures(dut):
 
 
 def test_backend_object():
-    assert EM.name == "emulated" and EM.xp is np and EM.dtype == np.float32
+    assert EM.name == "emulated" and EM.xp is devarray.xp and EM.dtype == np.float32
     with pytest.raises(ValueError, match="float32"):
         get_backend("emulated", dtype="float64")
     with pytest.raises(ValueError, match="conv_impl"):
@@ -226,10 +230,10 @@ def test_dcgan_loss_trajectory_matches_numpy(dut):
 
 def test_dcgan_gradients_match_from_same_state(dut):
     """One D update and one G update from identical weights: every loss, gradient and updated
-    parameter of the emulated backend matches NumPy float32 (and both match float64)."""
+    parameter of the emulated backend matches the float32 reference (and both match float64)."""
     from rawgan.models.dcgan import DCGAN
 
-    backends = (get_backend("numpy", "float64"), NP, dut)
+    backends = (get_backend("reference", "float64"), NP, dut)
     rng = np.random.default_rng(12)
     x, z = rng.uniform(-1, 1, (4, 3, 64, 64)), rng.uniform(-1, 1, (4, 100))
     out = []
@@ -247,3 +251,16 @@ def test_dcgan_gradients_match_from_same_state(dut):
             assert np.abs(a - r).max() <= 1e-4 * np.abs(r).max()
     for a, r in zip(out[2][2:], out[1][2:]):
         assert np.abs(a - r).max() <= 1e-4 * np.abs(r).max()
+
+
+def test_launch_forms_of_the_2d_cases_above():
+    """The (4, 3, 64, 64) cases of the layer tests take the 2-D reductions (cost model), the
+    small ones the one-block-per-channel kernels, so both forms are proven against NumPy."""
+    from rawgan.backend.cuda import batchnorm, conv
+
+    rt = EM.ops.rt
+    assert batchnorm.forward_chunks(rt, 3, 4 * 64 * 64) == 8
+    assert batchnorm.backward_chunks(rt, 3, 4 * 64 * 64) == 8
+    assert conv.bias_grad_chunks(rt, 3, 4 * 64 * 64) == 8
+    assert batchnorm.forward_chunks(rt, 8, 3 * 6 * 6) == 1
+    assert conv.bias_grad_chunks(rt, 4, 2 * 4 * 4) == 1

@@ -30,7 +30,7 @@ if _REASON is not None:
 
 from rawgan.backend import get_backend  # noqa: E402
 from rawgan.backend import reference as R  # noqa: E402
-from rawgan.backend.cuda.runtime import get_runtime  # noqa: E402
+from rawgan.runtime.runtime import get_runtime  # noqa: E402
 
 from test_kernels import (Device, test_activation_kernels, test_adam_kernel,  # noqa: E402,F401
                           test_batchnorm_block_sizes, test_batchnorm_eval_kernels,
@@ -38,7 +38,10 @@ from test_kernels import (Device, test_activation_kernels, test_adam_kernel,  # 
                           test_broken_reduction_is_caught, test_conv_passes, test_im2col_col2im,
                           test_linear_ops, test_loss_extreme_logits_finite, test_loss_kernels,
                           test_philox_normal, test_philox_uniform_bitwise, test_sigmoid_extreme_logits,
-                          CONV_CASES)
+                          test_reductions_2d_batchnorm_match_numpy,
+                          test_reductions_2d_bias_grad_match_numpy,
+                          test_reductions_2d_are_bit_identical_across_runs_and_schedules,
+                          test_reductions_2d_reuse_their_workspace, CONV_CASES)
 from test_cuda_backend import (test_activation_layers, test_backend_uniform_normal_match_numpy,  # noqa: E402,F401
                                test_batchnorm_layer, test_conv2d_layer, test_conv_transpose2d_layer,
                                test_dcgan_gradients_match_from_same_state,

@@ -77,6 +77,11 @@ def test_unknown_backend_and_dtype():
         get_backend("numpy", foo=1)
     with pytest.raises(ValueError, match="conv_impl applies to the cupy and emulated"):
         get_backend("numpy", conv_impl="cudnn")
+    with pytest.raises(ValueError, match="conv_impl=.cudnn. for reference"):
+        get_backend("reference", conv_impl="cudnn")
+    B64 = get_backend("reference", "float64", conv_impl="kernels")
+    assert (B64.name, B64.dtype, B64.ops.name) == ("reference", np.float64, "reference")
+    assert get_backend().name == "numpy" and get_backend().ops.name == "numpy"
 
 
 @pytest.mark.parametrize("size,k,s,expected", [

@@ -377,3 +377,29 @@ def test_bad_out_conv_impl_and_checkpoint_exit_2(tiny_data, tmp_path, capsys):
         assert train_main(args) == 2, args
         assert message in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]      # no empty run folders left
+
+
+def test_cpu_backends_train_alike_and_a_run_moves_between_them(tiny_data, tmp_path, capsys):
+    """--backend reference and --backend numpy (the default) log the same D losses at step 1
+    (before any update) from the same seed, and the rest of the first two steps to 1e-2 (Adam's
+    first steps turn float32 rounding into ±lr steps, see tests/test_cuda_backend.py); a
+    reference run resumes on numpy; --conv-impl is refused for reference too."""
+    common = ("--log-every", "1", "--sample-every", "100", "--checkpoint-every", "100")
+    ref, fast = tmp_path / "ref", tmp_path / "fast"
+    assert train_main(small_args(tiny_data, ref, "--max-steps", "2", "--backend", "reference",
+                                 *common)) == 0
+    assert train_main(small_args(tiny_data, fast, "--max-steps", "2", *common)) == 0
+    for r, f in zip(read_metrics(ref), read_metrics(fast)):
+        for k in METRIC_KEYS:
+            tol = 1e-5 if r["step"] == 1 and k in ("d_loss_real", "d_loss_fake", "d_real",
+                                                   "d_fake") else 1e-2
+            assert abs(r[k] - f[k]) <= tol * max(1.0, abs(r[k])), (r["step"], k)
+    assert train_main(small_args(tiny_data, ref, "--max-steps", "3", "--resume", *common)) == 0
+    steps = read_metrics(ref)
+    assert [r["step"] for r in steps] == [1, 2, 3] and np.isfinite(steps[-1]["g_loss"])
+    ck = ckpt_io.load_checkpoint(ref / "checkpoints" / "ckpt_000003.npz")
+    assert ck["extra"]["config"]["backend"] == "numpy" and ck["opt_D"]["t"] == 3
+    capsys.readouterr()
+    args = small_args(tiny_data, tmp_path / "r", "--backend", "reference", "--conv-impl", "cudnn")
+    assert train_main(args) == 2
+    assert "conv_impl applies to the cupy and emulated backends only" in capsys.readouterr().err

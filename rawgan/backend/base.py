@@ -5,7 +5,11 @@ import numpy as np
 
 from ..hostio import to_host
 
-BACKENDS = ("numpy", "cupy", "emulated")
+BACKENDS = ("reference", "numpy", "cupy", "emulated")
+_CPU_BACKENDS = ("reference", "numpy")
+AUTO = "auto"                  # resolved by resolve_backend: cupy with a visible GPU, else AUTO_CPU
+AUTO_CPU = "numpy"             # the CPU backend "auto" falls back to (the fast one)
+BACKEND_CHOICES = (AUTO,) + BACKENDS   # what --backend accepts (train, sample)
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
@@ -35,10 +39,12 @@ class Backend:
     """Array module + dtype + op implementations.
 
     Attributes:
-        name: one of ``BACKENDS``.
+        name: one of ``BACKENDS`` (never ``"auto"``: that is resolved first).
+        device: where it runs, for people (``resolve_backend``'s description; "" if unknown).
         xp: ``numpy`` or ``cupy`` — the module arrays live in.
         dtype: ``numpy.float32`` or ``numpy.float64``; every parameter and activation has it.
-        ops: namespace of op functions (see ``rawgan.backend.reference`` for the signatures).
+        ops: namespace of op functions (``rawgan.backend.reference`` defines the names and
+            signatures; every backend's ``ops`` has the same).
     """
 
     def __init__(self, name: str, xp, ops, dtype, **options):
@@ -47,6 +53,7 @@ class Backend:
         self.ops = ops
         self.dtype = np.dtype(dtype)
         self.options = options
+        self.device = ""
 
     # -- arrays -------------------------------------------------------------------------------
     def asarray(self, a, dtype=None):
@@ -88,22 +95,93 @@ class Backend:
         return f"Backend({self.name!r}, dtype={self.dtype.name})"
 
 
+def cupy_gpu() -> tuple[str | None, str]:
+    """Whether CuPy can drive a GPU here: ``(device description, "")`` or ``(None, reason)``.
+
+    CuPy APIs used (all of cupy 14, checked against the installed package by
+    tests/test_backend_auto.py): ``cupy.cuda.runtime.getDeviceCount()`` (raises
+    ``CUDARuntimeError`` without a driver), ``getDevice()``, ``getDeviceProperties(id)`` (a dict;
+    ``name`` is bytes, ``totalGlobalMem`` bytes, ``multiProcessorCount``, ``major``/``minor``) and
+    ``runtimeGetVersion()`` (e.g. 13000 for CUDA 13.0). Never raises.
+    """
+    try:
+        import cupy
+    except Exception as e:  # ImportError, or a broken CUDA install behind it
+        return None, f"CuPy is not importable ({type(e).__name__}: {e})"
+    try:
+        count = int(cupy.cuda.runtime.getDeviceCount())
+    except Exception as e:  # CUDARuntimeError without a driver, etc.
+        return None, f"CuPy sees no CUDA device ({type(e).__name__}: {e})"
+    if count < 1:
+        return None, "CuPy sees no CUDA device (getDeviceCount() == 0)"
+    try:
+        rt = cupy.cuda.runtime
+        dev = int(rt.getDevice())
+        props = rt.getDeviceProperties(dev)
+        name = props["name"]
+        name = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+        ver = int(rt.runtimeGetVersion())
+        return (f"GPU {dev}: {name} (sm_{props['major']}{props['minor']}, "
+                f"{props['multiProcessorCount']} SMs, {props['totalGlobalMem'] / 2**30:.1f} GiB; "
+                f"CUDA runtime {ver // 1000}.{ver % 1000 // 10}, CuPy {cupy.__version__})"), ""
+    except Exception as e:  # a device is visible but cannot be queried: still a GPU
+        return f"GPU (properties unavailable: {type(e).__name__}: {e})", ""
+
+
+def _cpu_description(name: str) -> str:
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    what = {"numpy": "fast NumPy backend", "reference": "NumPy reference"}.get(
+        name, "CUDA kernels in the CPU emulator")
+    return f"CPU ({cores} cores, {what})"
+
+
+def resolve_backend(name: str = AUTO) -> tuple[str, str]:
+    """Resolve a ``--backend`` choice to ``(backend name, device description)``.
+
+    ``"auto"`` becomes ``"cupy"`` when CuPy imports and sees at least one GPU, else ``AUTO_CPU``
+    (``"numpy"``); the description then says why no GPU was used. Other names are returned as they
+    are, with a description of their device (for ``"cupy"`` without a GPU: the reason, and
+    :func:`get_backend` raises). Strings only, e.g.
+    ``("cupy", "GPU 0: NVIDIA H200 (sm_90, 132 SMs, 139.8 GiB; CUDA runtime 13.0, CuPy 14.2.0)")``
+    or ``("numpy", "CPU (2 cores, NumPy); auto: no GPU, CuPy is not importable (...)")``.
+
+    Raises:
+        ValueError: ``name`` is not one of ``BACKEND_CHOICES``.
+    """
+    if name not in BACKEND_CHOICES:
+        raise ValueError(f"get_backend: unknown backend {name!r}; choose one of "
+                         f"{', '.join(BACKEND_CHOICES)}")
+    if name in (AUTO, "cupy"):
+        device, reason = cupy_gpu()
+        if device is not None:
+            return "cupy", device
+        if name == "cupy":
+            return "cupy", f"no GPU: {reason}"
+        return AUTO_CPU, f"{_cpu_description(AUTO_CPU)}; auto: no GPU, {reason}"
+    return name, _cpu_description(name)
+
+
 def get_backend(name: str = "numpy", dtype: str = "float32", **options) -> Backend:
     """Create a backend.
 
     Args:
-        name: ``"numpy"`` (reference), ``"cupy"`` (GPU) or ``"emulated"`` (CUDA code on the CPU).
+        name: ``"reference"`` (the naive NumPy truth, ``rawgan.backend.reference``), ``"numpy"``
+            (the fast CPU backend, ``rawgan.backend.fastcpu``), ``"cupy"`` (GPU), ``"emulated"``
+            (the CUDA code on the CPU) or ``"auto"`` (cupy when CuPy sees a GPU, else numpy; see
+            :func:`resolve_backend`). The returned backend's ``name`` is the resolved one and
+            ``device`` describes where it runs.
         dtype: ``"float32"`` or ``"float64"`` (or the NumPy dtype); the CUDA kernels are float32.
-        options: ``conv_impl="kernels"|"cudnn"`` (``cupy``/``emulated``; numpy: only "kernels").
+        options: ``conv_impl="kernels"|"cudnn"`` (``cupy``/``emulated``; the CPU backends accept
+            only "kernels").
     Raises:
         ValueError: unknown backend, dtype or option, float64 for a CUDA backend, or
-            ``conv_impl="cudnn"`` for numpy.
+            ``conv_impl="cudnn"`` for a CPU backend.
         RuntimeError: ``cupy`` requested but CuPy or a GPU is not available (message says how to
             install: ``pip install .[cuda12]`` or ``.[cuda13]``).
     """
-    if name not in BACKENDS:
-        raise ValueError(f"get_backend: unknown backend {name!r}; choose one of "
-                         f"{', '.join(BACKENDS)}")
+    name, device = resolve_backend(name)
     try:
         dtype = np.dtype(dtype).name          # accepts "float32", np.float32, np.dtype(...)
     except TypeError:
@@ -114,14 +192,21 @@ def get_backend(name: str = "numpy", dtype: str = "float32", **options) -> Backe
     if unknown:
         raise ValueError(f"get_backend: unknown option(s) {', '.join(sorted(unknown))}; "
                          f"the only option is conv_impl")
-    if name == "numpy":
+    if name in _CPU_BACKENDS:
         if options.get("conv_impl", "kernels") != "kernels":
             raise ValueError("get_backend: conv_impl applies to the cupy and emulated backends "
-                             f"only (got conv_impl={options['conv_impl']!r} for numpy)")
-        from . import reference
-        return Backend("numpy", np, reference, _DTYPES[dtype])
+                             f"only (got conv_impl={options['conv_impl']!r} for {name})")
+        if name == "reference":
+            from . import reference as ops
+        else:
+            from . import fastcpu as ops
+        B = Backend(name, np, ops, _DTYPES[dtype])
+        B.device = device
+        return B
     if dtype != "float32":
         raise ValueError(f"get_backend: the {name} backend's kernels are float32 only "
                          f"(got {dtype})")
     from .cuda import make_backend
-    return make_backend(name, **options)
+    B = make_backend(name, **options)
+    B.device = device
+    return B

@@ -11,12 +11,15 @@ right). With cols = im2col(x) of shape (C·R·S, N·P·Q):
 
 The transposed convolution (rawgan.layers.ConvTranspose2d) calls these three exactly as it calls
 the reference. Launch shapes: im2col (C·N·P·Q items) / col2im / swap_axes01 / bias_add are grid-stride (grid =
-min(ceil(total / 256), block cap), block = 256); bias_grad is one block per channel (block =
-common.reduce_block(rt, N·H·W)), bias_grad_rows (2-D dy) one thread per column.
+min(ceil(total / 256), block cap), block = 256); bias_grad of a 4-D dy is one block per channel
+(block = common.reduce_block(rt, N·H·W)) or, where the cost model common.reduction_chunks says it
+pays (few channels of many elements: G's 3-channel output layer), the deterministic 2-D form
+bias_grad_partial (grid = (C, chunks)) + bias_grad_combine; bias_grad_rows (2-D dy) is one thread
+per column.
 """
 from ..reference.conv import conv_output_size
-from .common import (channels_hw, check_int32, contiguous, i32, i64, kernel, launch_1d,
-                     reduce_block)
+from .common import (channels_hw, check_int32, chunk_plan, contiguous, i32, i64, kernel, launch_1d,
+                     reduce_block, reduction_chunks, sm_count, workspace_f32)
 
 MODULE = "conv"
 OPS = ("conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad", "bias_add", "bias_grad")
@@ -94,17 +97,44 @@ def bias_add(rt, y, b):
     return y
 
 
+WORKSPACE = "bias_grad"     # common.workspace key of the 2-D partials (C·chunks floats)
+
+
+def bias_grad_chunks(rt, C: int, M: int) -> int:
+    """Chunks per channel of a 4-D bias gradient (1 = one block per channel): dy is read once
+    (4 bytes/element) in both forms; the 2-D form adds one launch (the combine)."""
+    return reduction_chunks(C, M, 4.0 * C * M, extra_launches=1, sms=sm_count(rt))
+
+
 def bias_grad(rt, dy):
     """db (C,) = Σ over N, H, W of dy (N, C, H, W) or over N of dy (N, C).
 
-    4-D: ``bias_grad``, one block per channel; 2-D: ``bias_grad_rows``, one thread per column.
+    4-D: ``bias_grad`` (one block per channel) or the 2-D ``bias_grad_partial`` +
+    ``bias_grad_combine``, as :func:`bias_grad_chunks` decides; 2-D dy: ``bias_grad_rows``, one
+    thread per column (a Linear layer: N is a batch of 64 rows, too short to split).
     """
     dy = contiguous(rt, dy)
     N, C, HW = channels_hw(dy)
     check_int32("bias_grad", dy.size)
-    db = rt.xp.empty((C,), dtype=dy.dtype)
     if dy.ndim == 2:
+        db = rt.xp.empty((C,), dtype=dy.dtype)
         launch_1d(rt, "bias", "bias_grad_rows", C, (dy, db, i32(N), i32(C)))
-    else:
+        return db
+    return bias_grad_nchw(rt, dy, bias_grad_chunks(rt, C, N * HW))
+
+
+def bias_grad_nchw(rt, dy, chunks: int):
+    """bias_grad of a C-contiguous 4-D dy with an explicit launch form: ``chunks`` = 1 (one block
+    per channel) or > 1 (2-D; capped so that no chunk is empty)."""
+    N, C, HW = channels_hw(dy)
+    db = rt.xp.empty((C,), dtype=dy.dtype)
+    if chunks <= 1:
         kernel(rt, "bias", "bias_grad")((C,), (reduce_block(rt, N * HW),), (dy, db, i32(N), i32(C), i32(HW)))
+        return db
+    chunk, chunks = chunk_plan(N * HW, chunks)
+    check_int32("2-D reduction chunk end", N * HW + chunk)
+    part = workspace_f32(rt, WORKSPACE, C * chunks)
+    kernel(rt, "bias", "bias_grad_partial")(
+        (C, chunks), (reduce_block(rt, chunk),), (dy, part, i32(N), i32(C), i32(HW), i32(chunk)))
+    launch_1d(rt, "bias", "bias_grad_combine", C, (part, db, i32(C), i32(chunks)))
     return db

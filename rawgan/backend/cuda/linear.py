@@ -3,6 +3,11 @@ bias kernels of kernels/bias.cu (bias_add, bias_grad with H·W = 1).
 
 Signatures and semantics: rawgan.backend.reference.linear (after ``rt`` is bound). Shapes: x
 (N, in), W (out, in), b (out,), float32.
+
+The bias gradient of a 2-D dy stays ``bias_grad_rows`` (one thread per output column, summing N
+rows): the 2-D chunked reductions of conv.bias_grad / batchnorm split long channels, and a
+Linear layer's "channel" is a column of N = batch-size elements (64), far below the
+common.MIN_CHUNK elements a chunk needs; the cost model (common.reduction_chunks) returns 1 for it.
 """
 from .conv import bias_add, bias_grad
 
