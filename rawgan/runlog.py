@@ -79,8 +79,11 @@ class RunLog:
                   "sec_per_step": round(sec_per_step, 4)}
         record.update({k: (v if math.isfinite(v) else None) for k, v in host.items()})
         record["collapse"] = self.collapse
-        with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.metrics_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:              # a failed write() names no file; this one does
+            raise OSError(e.errno, e.strerror or str(e), str(self.metrics_path)) from None
         tqdm.write(f"step {step:6d} epoch {epoch} | d_loss {host['d_loss']:.4f} "
                    f"(real {host['d_loss_real']:.4f} fake {host['d_loss_fake']:.4f}) "
                    f"g_loss {host['g_loss']:.4f} | D(x) {host['d_real']:.3f} "
