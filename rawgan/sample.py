@@ -12,7 +12,9 @@ z is drawn from the same distribution as in training (the checkpoint's --z-dist)
 every image depends only on its own z; with --batch-stats an image also depends on the rest of
 the batch. --checkpoint may name a checkpoints folder or a run folder: its newest checkpoint is
 used. --out must end in .png (the picture is PNG); an existing file is replaced atomically.
-Exit codes: 0 written, 2 missing/corrupt/incompatible checkpoint, bad flags or unwritable --out.
+Exit codes: 0 written, 2 missing/corrupt/incompatible checkpoint, bad flags or unwritable --out,
+3 out of memory (lower --n). A folder given as --checkpoint stands for its newest *valid*
+checkpoint: a corrupt one is reported and set aside as ``*.corrupt`` (rawgan.checkpoint.load_latest).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ import numpy as np  # noqa: E402
 from .argtypes import positive_int
 from .backend.base import BACKEND_CHOICES
 from .checkpoint import CheckpointError, load_checkpoint, restore
+from .models.dcgan import draw_z, frozen_buffers  # noqa: F401  (draw_z: part of this module's API)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,15 +79,6 @@ def load_generator(path, backend: str = "numpy"):
     return model, config
 
 
-def draw_z(B, seed: int, n: int, z_dim: int, z_dist: str):
-    """(n, z_dim) z's from the Philox stream of ``seed``: uniform(-1, 1) or N(0, 1)."""
-    from .backend import Generator
-    gen = Generator(seed)
-    if z_dist == "normal":
-        return B.normal(gen, (n, z_dim))
-    return B.uniform(gen, (n, z_dim), -1.0, 1.0)
-
-
 def interpolation_z(B, seed: int, rows: int, steps: int, z_dim: int, z_dist: str):
     """(rows*steps, z_dim): row r is z_a + t (z_b − z_a) for t = 0, 1/(steps−1), ..., 1, with z_a,
     z_b the r-th pair of random z's. Rows are contiguous, so an 8-wide grid shows one walk a row."""
@@ -99,12 +93,8 @@ def generate(model, z, batch_stats: bool = False) -> np.ndarray:
     B = model.B
     if not batch_stats:
         return B.to_numpy(model.sample(z, eval_mode=True))
-    saved = [(buf, buf.copy()) for _, buf in model.G.named_buffers()]
-    try:                                   # batch statistics; leave the running averages as they were
+    with frozen_buffers(model.G):          # batch statistics; leave the running averages as they were
         return B.to_numpy(model.sample(z, eval_mode=False))
-    finally:
-        for buf, copy in saved:
-            buf[...] = copy
 
 
 def check_flags(args) -> None:
@@ -155,6 +145,10 @@ def main(argv=None) -> int:
     except (CheckpointError, ValueError, RuntimeError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except MemoryError as e:      # NumPy's _ArrayMemoryError, CuPy's OutOfMemoryError
+        print(f"error: out of memory generating {args.n or args.rows * args.steps} images "
+              f"({type(e).__name__}); lower --n (or --rows/--steps)", file=sys.stderr)
+        return 3
     mode = "batch statistics" if args.batch_stats else "BN running averages (eval mode)"
     what = (f"{args.rows} latent walks of {args.steps} steps" if args.interpolate
             else f"{args.n} faces")

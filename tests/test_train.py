@@ -300,7 +300,8 @@ def test_resume_checks_the_data_is_the_same(tiny_data, other_data, tmp_path, cap
     capsys.readouterr()
     assert train_main(["--out", str(run), "--resume", "--max-steps", "4", *other]) == 2
     err = capsys.readouterr().err
-    assert "trained on other data (20 images from" in err and f"{other_data[0]} gives 8" in err
+    assert "trained on other data (20 images from" in err
+    assert f"{other_data[0]} lists 8 other image files" in err
 
     # an old checkpoint without the identity: the saved batch position (3) doesn't exist in an
     # epoch of 8 images (2 batches); an error, not loader's ValueError
@@ -317,11 +318,11 @@ def test_resume_checks_the_data_is_the_same(tiny_data, other_data, tmp_path, cap
 
 def test_runs_never_share_a_folder(tiny_data, tmp_path, capsys):
     run, new = tmp_path / "run", tmp_path / "new"
-    run.mkdir()
-    (run / "metrics.jsonl").write_text('{"step": 20}\n')               # a run that died early
-    assert train_main(small_args(tiny_data, run, "--max-steps", "1")) == 2
-    assert "already holds a run (metrics.jsonl)" in capsys.readouterr().err
-    assert (run / "metrics.jsonl").read_text() == '{"step": 20}\n'       # not truncated
+    assert train_main(small_args(tiny_data, run, "--max-steps", "1")) == 0
+    assert train_main(small_args(tiny_data, run, "--max-steps", "2")) == 2
+    assert "already holds a run (metrics.jsonl, samples/, checkpoints/; newest checkpoint " \
+           "ckpt_000001.npz); continue it with --resume" in capsys.readouterr().err
+    assert [r["step"] for r in read_metrics(run)] == [1]                  # not truncated
 
     first, second = tmp_path / "first", tmp_path / "second"
     assert train_main(small_args(tiny_data, first, "--max-steps", "1")) == 0

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..hostio import to_host
+
 BACKENDS = ("reference", "numpy", "cupy", "emulated")
 _CPU_BACKENDS = ("reference", "numpy")
 AUTO = "auto"                  # resolved by resolve_backend: cupy with a visible GPU, else AUTO_CPU
@@ -93,11 +95,7 @@ class Backend:
         """Backend array (or scalar) -> NumPy array on the host (synchronises on a GPU; raises
         rawgan.runtime.CaptureError while a graph is being captured)."""
         rt = getattr(self.ops, "rt", None)
-        if rt is not None:
-            return rt.to_host(a)
-        if hasattr(a, "get"):
-            return a.get()
-        return np.asarray(a)
+        return rt.to_host(a) if rt is not None else to_host(a)
 
     def zeros(self, shape, dtype=None):
         return self.xp.zeros(shape, dtype=dtype or self.dtype)

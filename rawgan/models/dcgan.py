@@ -21,6 +21,8 @@ reference. Each iteration: one D update, then ``g_steps`` G updates on the same 
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ..layers import (BatchNorm, Conv2d, ConvTranspose2d, Flatten, LeakyReLU, Linear, ReLU,
@@ -141,3 +143,31 @@ class DCGAN:
             return self.G.forward(z)
         finally:
             self.G.train(True)
+
+
+def draw_z(B, stream, n: int, z_dim: int, z_dist: str = "uniform"):
+    """(n, z_dim) latent vectors of the backend's dtype from the Philox stream ``stream`` (a
+    ``rawgan.backend.Generator``, advanced by n * z_dim draws; an int stands for a new stream of
+    that seed): uniform(-1, 1) (``z_dist="uniform"``, the TF reference) or N(0, 1) (``"normal"``).
+    Raises ValueError for another ``z_dist``."""
+    from ..backend import Generator
+
+    if isinstance(stream, (int, np.integer)):
+        stream = Generator(int(stream))
+    if z_dist == "normal":
+        return B.normal(stream, (n, z_dim))
+    if z_dist == "uniform":
+        return B.uniform(stream, (n, z_dim), -1.0, 1.0)
+    raise ValueError(f"z_dist must be 'uniform' or 'normal', got {z_dist!r}")
+
+
+@contextlib.contextmanager
+def frozen_buffers(*nets):
+    """Run train-mode forwards of ``nets`` without changing their BN running statistics: the
+    buffers are copied on entry and written back on exit (also on an exception)."""
+    saved = [(buf, buf.copy()) for net in nets for _, buf in net.named_buffers()]
+    try:
+        yield
+    finally:
+        for buf, copy in saved:
+            buf[...] = copy

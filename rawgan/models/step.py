@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..runtime import StaticMemory
+from .dcgan import draw_z
 
 Z_DISTS = ("uniform", "normal")
 
@@ -70,11 +71,7 @@ class TrainStep:
     def _body(self) -> dict:
         B, model = self.B, self.model
         x = B.ops.images_to_float(self.images)
-        shape = (self.shape[0], model.z_dim)
-        if self.z_dist == "normal":
-            z = B.normal(self.z_gen, shape)
-        else:
-            z = B.uniform(self.z_gen, shape, -1.0, 1.0)
+        z = draw_z(B, self.z_gen, self.shape[0], model.z_dim, self.z_dist)
         metrics = model.train_step(x, z, self.g_steps)
         self.x, self.z = x, z
         return metrics
