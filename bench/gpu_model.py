@@ -120,7 +120,7 @@ def record_step(batch: int, nf: int, g_steps: int, one_block: bool) -> list[Laun
     saved_reduce_block = common.EMULATED_REDUCE_BLOCK
     rt = B.ops.rt
 
-    def recorded_gemm(a, b_, out):                      # rt.gemm: the step's cuBLAS GEMMs
+    def recorded_gemm(a, b_, out, beta=0.0):            # rt.gemm: the step's cuBLAS GEMMs
         m, k = a.shape
         n = b_.shape[1]
         if recording[0]:

@@ -30,7 +30,44 @@
 // All are memory bound (<= 0.6 FLOP/byte, far below the H200's ~14 FLOP/byte FP32 balance), so
 // the bound is 16*E / 4.8 TB/s when enough blocks stream at once: G's 64-channel BN at batch 64
 // (E = 4.2 M) is 14 us at peak bandwidth, ~170 us when 64 single blocks stream alone.
+//
+// Fused activation (issue 9: fewer, fatter kernels). Every kernel that writes y applies an
+// activation after the affine step, and every backward kernel multiplies dy by the activation's
+// derivative before the BN backward, so BatchNorm + ReLU/LeakyReLU is one op (BatchNormAct):
+//   act = 0: identity,  y = z                 g = dy
+//   act = 1: ReLU,      y = max(z, 0)         g = dy * [y > 0]
+//   act = 2: LeakyReLU, y = z > 0 ? z : s*z   g = y > 0 ? dy : s*dy    (slope s > 0, so y > 0
+//                                                                      exactly when z > 0)
+// where z = (x - mean) * invstd * gamma + beta and y is the op's saved output (so the backward
+// needs no extra buffer). act = 0 with y = null is the plain BatchNorm. Costs nothing extra:
+// the forward writes y once either way; the backward reads y in the place of the separate
+// activation-backward kernel's dy/y read and dx write (saves 12*E bytes and a launch per layer).
+//
+// Gradient outputs (dgamma, dbeta) are the parameter gradients themselves (views of the flat
+// gradient buffer): accumulate = 0 writes them, accumulate = 1 adds to them (D's fake pass
+// after its real pass) — no separate accumulate/fill kernels.
 #include "reduce.cuh"
+
+// The activation after BN (see above).
+__device__ __forceinline__ float bn_act(float z, int act, float slope)
+{
+    return act == 0 ? z : (z > 0.0f ? z : (act == 1 ? 0.0f : slope * z));
+}
+
+// dy times the activation's derivative, read from the saved output y[k] (act != 0 only).
+__device__ __forceinline__ float bn_act_grad(const float* __restrict__ dy,
+                                             const float* __restrict__ y, long long k, int act,
+                                             float slope)
+{
+    const float g = dy[k];
+    return act == 0 ? g : (y[k] > 0.0f ? g : (act == 1 ? 0.0f : slope * g));
+}
+
+// dgamma/dbeta written (accumulate = 0) or added to (accumulate = 1).
+__device__ __forceinline__ void write_grad(float* __restrict__ out, float v, int accumulate)
+{
+    *out = accumulate ? *out + v : v;
+}
 
 __device__ __forceinline__ long long bn_index(int j, int c, int C, int HW)
 {
@@ -39,7 +76,7 @@ __device__ __forceinline__ long long bn_index(int j, int c, int C, int HW)
 }
 
 // Training forward. Two passes over the channel (mean, then the biased variance of x - mean, as
-// the reference computes it), then y = (x - mean) * invstd * gamma + beta.
+// the reference computes it), then y = act((x - mean) * invstd * gamma + beta).
 // Writes save_mean[c], save_invstd[c] = 1/sqrt(var + eps) for the backward, and updates
 //   running_mean = (1 - momentum) * running_mean + momentum * mean
 //   running_var  = (1 - momentum) * running_var  + momentum * (unbiased ? var * M/(M-1) : var)
@@ -48,7 +85,7 @@ extern "C" __global__ void batchnorm_forward_train(
     const float* __restrict__ x, const float* __restrict__ gamma, const float* __restrict__ beta,
     float* __restrict__ running_mean, float* __restrict__ running_var,
     float* __restrict__ y, float* __restrict__ save_mean, float* __restrict__ save_invstd,
-    int N, int C, int HW, float momentum, float eps, int unbiased)
+    int N, int C, int HW, float momentum, float eps, int unbiased, int act, float slope)
 {
     __shared__ float scratch[32];
     const int c = blockIdx.x;
@@ -71,7 +108,7 @@ extern "C" __global__ void batchnorm_forward_train(
     const float g = gamma[c], b = beta[c];
     for (int j = threadIdx.x; j < M; j += blockDim.x) {
         const long long k = bn_index(j, c, C, HW);
-        y[k] = (x[k] - mean) * invstd * g + b;
+        y[k] = bn_act((x[k] - mean) * invstd * g + b, act, slope);
     }
     if (threadIdx.x == 0) {
         save_mean[c] = mean;
@@ -108,8 +145,9 @@ extern "C" __global__ void batchnorm_forward_eval(
 extern "C" __global__ void batchnorm_backward(
     const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ gamma,
     const float* __restrict__ mean, const float* __restrict__ stat, float eps, int train,
+    const float* __restrict__ y, int act, float slope,
     float* __restrict__ dx, float* __restrict__ dgamma, float* __restrict__ dbeta,
-    int N, int C, int HW)
+    int N, int C, int HW, int accumulate)
 {
     __shared__ float scratch[32];
     const int c = blockIdx.x;
@@ -120,7 +158,7 @@ extern "C" __global__ void batchnorm_backward(
     float sdy = 0.0f, sdyx = 0.0f;
     for (int j = threadIdx.x; j < M; j += blockDim.x) {
         const long long k = bn_index(j, c, C, HW);
-        const float g = dy[k];
+        const float g = bn_act_grad(dy, y, k, act, slope);
         sdy += g;
         sdyx += g * ((x[k] - mu) * invstd);
     }
@@ -133,18 +171,18 @@ extern "C" __global__ void batchnorm_backward(
         for (int j = threadIdx.x; j < M; j += blockDim.x) {
             const long long k = bn_index(j, c, C, HW);
             const float xhat = (x[k] - mu) * invstd;
-            dx[k] = k0 * ((float)M * dy[k] - db - xhat * dg);
+            dx[k] = k0 * ((float)M * bn_act_grad(dy, y, k, act, slope) - db - xhat * dg);
         }
     } else {
         const float k0 = gam * invstd;
         for (int j = threadIdx.x; j < M; j += blockDim.x) {
             const long long k = bn_index(j, c, C, HW);
-            dx[k] = dy[k] * k0;
+            dx[k] = bn_act_grad(dy, y, k, act, slope) * k0;
         }
     }
     if (threadIdx.x == 0) {
-        dgamma[c] = dg;
-        dbeta[c] = db;
+        write_grad(dgamma + c, dg, accumulate);
+        write_grad(dbeta + c, db, accumulate);
     }
 }
 
@@ -215,17 +253,17 @@ extern "C" __global__ void batchnorm_stats_combine(
     }
 }
 
-// Pass 3 of the 2-D training forward: y = (x - mean[c]) * invstd[c] * gamma[c] + beta[c].
+// Pass 3 of the 2-D training forward: y = act((x - mean[c]) * invstd[c] * gamma[c] + beta[c]).
 // Launch: grid = min(ceil(N*C*HW / 256), block cap), block = 256, shared_mem = 0 (grid-stride).
 extern "C" __global__ void batchnorm_apply(
     const float* __restrict__ x, const float* __restrict__ gamma, const float* __restrict__ beta,
     const float* __restrict__ mean, const float* __restrict__ invstd, float* __restrict__ y,
-    int C, int HW, long long total)
+    int C, int HW, long long total, int act, float slope)
 {
     for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < total;
          k += (long long)blockDim.x * gridDim.x) {
         const int c = (int)((k / HW) % C);
-        y[k] = (x[k] - mean[c]) * invstd[c] * gamma[c] + beta[c];
+        y[k] = bn_act((x[k] - mean[c]) * invstd[c] * gamma[c] + beta[c], act, slope);
     }
 }
 
@@ -234,8 +272,8 @@ extern "C" __global__ void batchnorm_apply(
 // Launch: grid = (C, chunks), block = 32..256 (a multiple of 32), shared_mem = 0 (32 floats static).
 extern "C" __global__ void batchnorm_backward_partial(
     const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ mean,
-    const float* __restrict__ stat, float eps, int train, float* __restrict__ partial,
-    int N, int C, int HW, int chunk)
+    const float* __restrict__ stat, float eps, int train, const float* __restrict__ y, int act,
+    float slope, float* __restrict__ partial, int N, int C, int HW, int chunk)
 {
     __shared__ float scratch[32];
     const int c = blockIdx.x, b = blockIdx.y;
@@ -247,7 +285,7 @@ extern "C" __global__ void batchnorm_backward_partial(
     float sdy = 0.0f, sdyx = 0.0f;
     for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
         const long long k = bn_index(j, c, C, HW);
-        const float g = dy[k];
+        const float g = bn_act_grad(dy, y, k, act, slope);
         sdy += g;
         sdyx += g * ((x[k] - mu) * invstd);
     }
@@ -260,36 +298,44 @@ extern "C" __global__ void batchnorm_backward_partial(
     }
 }
 
-// Pass 2 of the 2-D backward: dbeta[c], dgamma[c] = the chunks' sums in index order.
+// Pass 2 of the 2-D backward: the chunks' sums in index order -> sums[2c] = this pass's
+// dbeta[c], sums[2c + 1] = dgamma[c] (what the apply pass needs), also written to (accumulate = 0)
+// or added to (accumulate = 1) the gradient buffers dbeta/dgamma.
 // Launch: grid = min(ceil(C / 256), block cap), block = 256, shared_mem = 0 (grid-stride over C).
 extern "C" __global__ void batchnorm_backward_combine(
-    const float* __restrict__ partial, float* __restrict__ dgamma, float* __restrict__ dbeta,
-    int C, int chunks)
+    const float* __restrict__ partial, float* __restrict__ sums, float* __restrict__ dgamma,
+    float* __restrict__ dbeta, int C, int chunks, int accumulate)
 {
     for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < C; c += blockDim.x * gridDim.x) {
         const float* p = partial + (long long)c * chunks * 2;
-        dbeta[c] = sum_partials(p, chunks, 2);
-        dgamma[c] = sum_partials(p + 1, chunks, 2);
+        const float db = sum_partials(p, chunks, 2);
+        const float dg = sum_partials(p + 1, chunks, 2);
+        sums[2 * c] = db;
+        sums[2 * c + 1] = dg;
+        write_grad(dbeta + c, db, accumulate);
+        write_grad(dgamma + c, dg, accumulate);
     }
 }
 
-// Pass 3 of the 2-D backward: dx from dgamma/dbeta, exactly the formulas of batchnorm_backward.
+// Pass 3 of the 2-D backward: dx from this pass's sums (dbeta = sums[2c], dgamma = sums[2c + 1]),
+// exactly the formulas of batchnorm_backward (activation derivative included).
 // Launch: grid = min(ceil(N*C*HW / 256), block cap), block = 256, shared_mem = 0 (grid-stride).
 extern "C" __global__ void batchnorm_backward_apply(
     const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ gamma,
     const float* __restrict__ mean, const float* __restrict__ stat, float eps, int train,
-    const float* __restrict__ dgamma, const float* __restrict__ dbeta, float* __restrict__ dx,
-    int C, int HW, int M, long long total)
+    const float* __restrict__ y, int act, float slope,
+    const float* __restrict__ sums, float* __restrict__ dx, int C, int HW, int M, long long total)
 {
     for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < total;
          k += (long long)blockDim.x * gridDim.x) {
         const int c = (int)((k / HW) % C);
         const float invstd = train ? stat[c] : 1.0f / sqrtf(stat[c] + eps);
+        const float g = bn_act_grad(dy, y, k, act, slope);
         if (train) {
             const float xhat = (x[k] - mean[c]) * invstd;
-            dx[k] = gamma[c] * invstd / (float)M * ((float)M * dy[k] - dbeta[c] - xhat * dgamma[c]);
+            dx[k] = gamma[c] * invstd / (float)M * ((float)M * g - sums[2 * c] - xhat * sums[2 * c + 1]);
         } else {
-            dx[k] = dy[k] * (gamma[c] * invstd);
+            dx[k] = g * (gamma[c] * invstd);
         }
     }
 }

@@ -12,6 +12,10 @@
 // split each channel over row-chunks (grid = (C, chunks)), deterministically: per-block partial
 // sums in a fixed order, folded in index order by the combine kernel. The launcher
 // (rawgan/backend/cuda/conv.py, bias_grad) picks the form with common.reduction_chunks.
+//
+// The gradient outputs db are the parameter gradients themselves (views of the flat gradient
+// buffer): accumulate = 0 writes db, accumulate = 1 adds to it (D's fake pass after its real
+// pass), so no separate accumulate/fill kernels run.
 #include "reduce.cuh"
 
 // Forward partner of bias_grad. y[n, c, i] += b[c], in place.
@@ -30,7 +34,7 @@ extern "C" __global__ void bias_add(float* __restrict__ y, const float* __restri
 // Launch: grid = C (one block per channel), block = 32..256 (a multiple of 32), shared_mem = 0
 // (32 floats of static shared memory). Deterministic: fixed per-thread order + fixed tree.
 extern "C" __global__ void bias_grad(const float* __restrict__ dy, float* __restrict__ db,
-                                     int N, int C, int HW)
+                                     int N, int C, int HW, int accumulate)
 {
     __shared__ float scratch[32];
     const int c = blockIdx.x;
@@ -42,7 +46,7 @@ extern "C" __global__ void bias_grad(const float* __restrict__ dy, float* __rest
     }
     s = block_reduce_sum(s, scratch);
     if (threadIdx.x == 0) {
-        db[c] = s;
+        db[c] = accumulate ? db[c] + s : s;
     }
 }
 
@@ -51,14 +55,14 @@ extern "C" __global__ void bias_grad(const float* __restrict__ dy, float* __rest
 // there is no cross-thread reduction (N is a batch size; C may be thousands).
 // Launch: grid = min(ceil(C / 256), block cap), block = 256, shared_mem = 0 (grid-stride over C).
 extern "C" __global__ void bias_grad_rows(const float* __restrict__ dy, float* __restrict__ db,
-                                          int N, int C)
+                                          int N, int C, int accumulate)
 {
     for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < C; c += blockDim.x * gridDim.x) {
         float s = 0.0f;
         for (int n = 0; n < N; ++n) {
             s += dy[(long long)n * C + c];
         }
-        db[c] = s;
+        db[c] = accumulate ? db[c] + s : s;
     }
 }
 
@@ -87,9 +91,10 @@ extern "C" __global__ void bias_grad_partial(const float* __restrict__ dy, float
 // Pass 2 of the 2-D bias gradient: db[c] = sum of partial[c*chunks + b] for b = 0, 1, ... in order.
 // Launch: grid = min(ceil(C / 256), block cap), block = 256, shared_mem = 0 (grid-stride over C).
 extern "C" __global__ void bias_grad_combine(const float* __restrict__ partial, float* __restrict__ db,
-                                             int C, int chunks)
+                                             int C, int chunks, int accumulate)
 {
     for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < C; c += blockDim.x * gridDim.x) {
-        db[c] = sum_partials(partial + (long long)c * chunks, chunks, 1);
+        const float s = sum_partials(partial + (long long)c * chunks, chunks, 1);
+        db[c] = accumulate ? db[c] + s : s;
     }
 }

@@ -19,7 +19,7 @@ from rawgan.backend import Generator, get_backend
 from rawgan.backend import reference as R
 from rawgan.backend.cuda import cudnn_conv, make_backend
 from rawgan.runtime import devarray
-from rawgan.layers import (BatchNorm, Conv2d, ConvTranspose2d, LeakyReLU, Linear, ReLU, Sigmoid,
+from rawgan.layers import (BatchNorm, BatchNormAct, Conv2d, ConvTranspose2d, LeakyReLU, Linear, ReLU, Sigmoid,
                            SigmoidBCEWithLogits, Tanh)
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -115,6 +115,93 @@ def test_batchnorm_layer(schedule, dut, shape, train, unbiased):
         return layer
 
     run_layer(make, rng.standard_normal(shape) * 2 + 1, rng.standard_normal(shape), dut, train=train)
+
+
+@pytest.mark.parametrize("shape", [(4, 515), (3, 8, 6, 6), (4, 3, 64, 64)])  # last: 2-D reductions
+@pytest.mark.parametrize("act", ["relu", "leaky_relu"])
+@pytest.mark.parametrize("train", [True, False])
+def test_batchnorm_act_layer(schedule, dut, shape, act, train):
+    """The fused BN + activation against the reference's plain composition, and against
+    BatchNorm followed by the activation layer (the two-layer form it replaces)."""
+    rng = np.random.default_rng(16)
+
+    def make(B):
+        layer = BatchNormAct(B, shape[1], act, 0.2, rng=np.random.default_rng(7), gamma_std=0.3)
+        layer.buffers["running_mean"][...] = B.asarray(np.linspace(-1, 1, shape[1]))
+        layer.buffers["running_var"][...] = B.asarray(np.linspace(0.5, 2, shape[1]))
+        return layer
+
+    x, dy = rng.standard_normal(shape) * 2 + 0.3, rng.standard_normal(shape)
+    ln, le = run_layer(make, x, dy, dut, train=train)
+    bn = BatchNorm(NP, shape[1], rng=np.random.default_rng(7), gamma_std=0.3)
+    bn.buffers["running_mean"][...] = NP.asarray(np.linspace(-1, 1, shape[1]))
+    bn.buffers["running_var"][...] = NP.asarray(np.linspace(0.5, 2, shape[1]))
+    bn.train(train)
+    a = ReLU(NP) if act == "relu" else LeakyReLU(NP, 0.2)
+    y2 = a.forward(bn.forward(NP.asarray(x)))
+    bn.backward(a.backward(NP.asarray(dy)))
+    close(le.y, y2)
+    for k in bn.grads:
+        close(le.grads[k], bn.grads[k], atol=1e-4 * max(1.0, float(np.abs(bn.grads[k]).max())))
+
+
+def test_batchnorm_act_rejects_bad_activation():
+    with pytest.raises(ValueError, match="act must be one of"):
+        BatchNormAct(EM, 4, "tanh")
+    with pytest.raises(ValueError, match="slope must be > 0"):
+        BatchNormAct(EM, 4, "leaky_relu", 0.0)
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 6, 6), (4, 3, 64, 64)])   # one block / 2-D reductions
+def test_lazy_zero_grad_writes_then_accumulates(schedule, dut, shape):
+    """zero_grad(lazy=True) launches nothing; the next backward writes the gradients (stale
+    values are overwritten, no fill kernel), the one after adds to them (no accumulate kernel):
+    Conv2d (GEMM beta 0/1, bias kernels), BatchNormAct (BN kernels' flag) and Linear."""
+    rng = np.random.default_rng(17)
+    C = shape[1]
+    x1, x2 = (rng.standard_normal(shape) for _ in range(2))
+    dys = [rng.standard_normal(shape) for _ in range(2)]
+    lin_x = [rng.standard_normal((5, 7)) for _ in range(2)]
+    lin_dy = [rng.standard_normal((5, C)) for _ in range(2)]
+    grads = []
+    for B in (NP, dut):
+        conv = Conv2d(B, C, C, 3, 1, "same", rng=np.random.default_rng(1))
+        bna = BatchNormAct(B, C, "leaky_relu", 0.2)
+        lin = Linear(B, 7, C, rng=np.random.default_rng(2))
+        layers = (conv, bna, lin)
+        for l in layers:
+            for g in l.grads.values():
+                g[...] = 7.0                          # stale values that must not survive
+            l.zero_grad(lazy=True)
+        if B is dut and hasattr(B.ops, "rt"):
+            B.ops.rt.reset_counters()
+            for l in layers:
+                l.zero_grad(lazy=True)
+            assert B.ops.rt.launches == 0
+        for x, dy, lx, ldy in zip((x1, x2), dys, lin_x, lin_dy):
+            bna.forward(conv.forward(B.asarray(x)))
+            conv.backward(bna.backward(B.asarray(dy)))
+            lin.forward(B.asarray(lx))
+            lin.backward(B.asarray(ldy), need_dx=False)
+        grads.append({f"{i}.{k}": host(g).copy() for i, l in enumerate(layers) for k, g in l.grads.items()})
+    for k in grads[0]:
+        # "0.b": the conv bias before BN, whose gradient Σ dx_BN is 0 up to rounding (the sum of
+        # M = 49,152 rounding errors in the 2-D case): compared at that noise level.
+        atol = 5e-3 if k == "0.b" else 1e-4 * max(1.0, float(np.abs(grads[0][k]).max()))
+        close(grads[1][k], grads[0][k], atol=atol)
+    # and the reference's sums are those of two separate passes
+    one = []
+    for x, dy, lx, ldy in zip((x1, x2), dys, lin_x, lin_dy):
+        conv = Conv2d(NP, C, C, 3, 1, "same", rng=np.random.default_rng(1))
+        bna = BatchNormAct(NP, C, "leaky_relu", 0.2)
+        lin = Linear(NP, 7, C, rng=np.random.default_rng(2))
+        bna.forward(conv.forward(NP.asarray(x)))
+        conv.backward(bna.backward(NP.asarray(dy)))
+        lin.forward(NP.asarray(lx))
+        lin.backward(NP.asarray(ldy), need_dx=False)
+        one.append({f"{i}.{k}": g.copy() for i, l in enumerate((conv, bna, lin)) for k, g in l.grads.items()})
+    for k in grads[0]:
+        close(grads[0][k], one[0][k] + one[1][k], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("cls", [ReLU, Tanh, Sigmoid, LeakyReLU])

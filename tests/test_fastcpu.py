@@ -24,7 +24,8 @@ from test_reference import CASES, conv_data
 # Ops fastcpu implements itself; each is compared with the reference below.
 OWN_OPS = {"relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
            "tanh_backward", "conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad",
-           "batchnorm_forward_train", "batchnorm_backward_train", "adam_update", "adam_step"}
+           "batchnorm_forward_train", "batchnorm_backward_train", "adam_update", "adam_step",
+           "batchnorm_act_forward_train", "batchnorm_act_backward_train"}
 
 
 def test_every_op_is_the_reference_or_tested_here():
@@ -117,6 +118,39 @@ def test_batchnorm_train_equals_reference(shape, dtype, layout, unbiased, two_th
     if layout == "nhwc" and x.ndim == 4:          # the rows form keeps channels-last memory
         assert out["fast"][0].transpose(0, 2, 3, 1).flags.c_contiguous
         assert out["fast"][5].transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+@pytest.mark.parametrize("act", ["relu", "leaky_relu"])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_batchnorm_act_equals_reference(act, accumulate, two_threads):
+    """BatchNorm + activation (composed from fastcpu's fast BN) against the reference, with the
+    parameter gradients written into (or added to) given buffers."""
+    rng = np.random.default_rng(13)
+    shape, C = (6, 5, 7, 3), 5
+    x = (rng.standard_normal(shape) * 2 + 0.5).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    g, b = rng.standard_normal(C).astype(np.float32), rng.standard_normal(C).astype(np.float32)
+    start = rng.standard_normal((2, C)).astype(np.float32)
+    out = {}
+    for name, ops in (("ref", reference), ("fast", fastcpu)):
+        rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
+        y, mean, invstd = ops.batchnorm_act_forward_train(x, g, b, rm, rv, 0.1, 1e-5, False, act, 0.2)
+        dg, db = start[0].copy(), start[1].copy()
+        dx, dg2, db2 = ops.batchnorm_act_backward_train(dy, y, x, g, mean, invstd, act, 0.2, dg, db,
+                                                        accumulate=accumulate)
+        assert dg2 is dg and db2 is db
+        out[name] = (y, mean, invstd, rm, rv, dx, dg, db)
+    for got, want in zip(out["fast"], out["ref"]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    z, _, _ = reference.batchnorm_forward_train(x, g, b, np.zeros(C, np.float32),
+                                                np.ones(C, np.float32), 0.1, 1e-5)
+    want_y = np.maximum(z, 0) if act == "relu" else np.where(z > 0, z, 0.2 * z)
+    np.testing.assert_allclose(out["ref"][0], want_y, rtol=1e-6, atol=1e-7)
+    _, dg_plain, db_plain = reference.batchnorm_backward_train(
+        dy * (z > 0) if act == "relu" else np.where(z > 0, dy, 0.2 * dy), x, g, out["ref"][1],
+        out["ref"][2])
+    np.testing.assert_allclose(out["ref"][6], dg_plain + (start[0] if accumulate else 0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["ref"][7], db_plain + (start[1] if accumulate else 0), rtol=1e-5, atol=1e-6)
 
 
 def test_batchnorm_rejects_3d_input_like_the_reference():

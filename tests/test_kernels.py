@@ -17,6 +17,10 @@ Kernel -> test:
     reduce.cuh      block_reduce_sum (barrier (B) removed)           test_broken_reduction_is_caught
     batchnorm.cu, bias.cu: the 2-D reductions (*_partial, *_combine, *_apply)
                                                                      test_reductions_2d_*
+    batchnorm.cu: fused activation (act = 1/2) and gradient write/accumulate flags, both forms
+                                                                     test_batchnorm_act_kernels_*
+    bias.cu: write/accumulate flag of bias_grad, bias_grad_rows, bias_grad_combine
+                                                                     test_bias_grad_writes_or_accumulates
 """
 import numpy as np
 import pytest
@@ -108,12 +112,30 @@ def test_bias_kernels(dev, shape):
     close(dev.ops.bias_grad(dev.put(y)), R.bias_grad(y), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape,chunks", [((3, 5, 13, 7), 1), ((3, 5, 13, 7), 3), ((5, 2, 9, 11), 64),
+                                          ((7, 4), None), ((1, 300), None)])
+def test_bias_grad_writes_or_accumulates(dev, shape, chunks):
+    """The bias gradient kernels write into the given buffer (stale values gone), then add."""
+    from rawgan.backend.cuda import conv
+
+    rng = np.random.default_rng(22)
+    dy = rnd(rng, *shape)
+    db = dev.put(np.full(shape[1], 5.0, np.float32))
+    for accumulate in (False, True):
+        if chunks is None:
+            got = dev.ops.bias_grad(dev.put(dy), out=db, accumulate=accumulate)
+        else:
+            got = conv.bias_grad_nchw(dev.rt, dev.put(dy), chunks, out=db, accumulate=accumulate)
+        assert got is db
+    close(db, 2 * R.bias_grad(dy), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("block", [32, 64, 256])
 def test_bias_grad_block_sizes(dev, block):
     rng = np.random.default_rng(2)
     dy = rnd(rng, 3, 5, 13, 7)                           # M = 273 per channel: not a block multiple
     db = dev.put(np.full(5, np.nan, np.float32))
-    dev.rt.module("bias").get_function("bias_grad")((5,), (block,), (dev.put(dy), db, i32(3), i32(5), i32(91)))
+    dev.rt.module("bias").get_function("bias_grad")((5,), (block,), (dev.put(dy), db, i32(3), i32(5), i32(91), i32(0)))
     close(db, R.bias_grad(dy), atol=1e-5)
 
 
@@ -170,7 +192,7 @@ def test_batchnorm_block_sizes(dev, block):
     mod = dev.rt.module("batchnorm")
     mod.get_function("batchnorm_forward_train")(
         (C,), (block,), (put(x), put(g), put(b), rm, rv, y, sm, si, i32(N), i32(C), i32(H * W),
-                         f32(0.1), f32(1e-5), i32(0)))
+                         f32(0.1), f32(1e-5), i32(0), i32(0), f32(0)))
     y_r, sm_r, si_r = R.batchnorm_forward_train(x, g, b, np.zeros(C, np.float32), np.ones(C, np.float32),
                                                 0.1, 1e-5)
     close(y, y_r, rtol=1e-4, atol=1e-5)
@@ -178,8 +200,8 @@ def test_batchnorm_block_sizes(dev, block):
     close(si, si_r, rtol=1e-5)
     dx, dg, db = (put(np.full(s, np.nan, np.float32)) for s in ((N, C, H, W), (C,), (C,)))
     mod.get_function("batchnorm_backward")(
-        (C,), (block,), (put(dy), put(x), put(g), put(sm_r), put(si_r), f32(0), i32(1), dx, dg, db,
-                         i32(N), i32(C), i32(H * W)))
+        (C,), (block,), (put(dy), put(x), put(g), put(sm_r), put(si_r), f32(0), i32(1), None, i32(0),
+                         f32(0), dx, dg, db, i32(N), i32(C), i32(H * W), i32(0)))
     for a, r in zip((dx, dg, db), R.batchnorm_backward_train(dy, x, g, sm_r, si_r)):
         close(a, r, rtol=1e-4, atol=1e-5)
 
@@ -351,7 +373,8 @@ def test_broken_reduction_is_caught(dev, broken):
     y, sm, si = put(np.empty_like(x)), put(np.empty(C, np.float32)), put(np.empty(C, np.float32))
     mod.get_function("batchnorm_forward_train")(
         (C,), (64,), (put(x), put(g), put(b), put(np.zeros(C, np.float32)), put(np.ones(C, np.float32)),
-                      y, sm, si, i32(N), i32(C), i32(H * W), f32(0.1), f32(1e-5), i32(0)))
+                      y, sm, si, i32(N), i32(C), i32(H * W), f32(0.1), f32(1e-5), i32(0), i32(0),
+                      f32(0)))
     y_ref, mean_ref, _ = R.batchnorm_forward_train(x, g, b, np.zeros(C, np.float32),
                                                    np.ones(C, np.float32), 0.1, 1e-5)
     ok = (np.allclose(dev.get(sm), mean_ref, rtol=1e-5, atol=1e-6)
@@ -413,6 +436,45 @@ def test_reductions_2d_bias_grad_match_numpy(dev, shape, chunks):
     rng = np.random.default_rng(7)
     dy = rnd(rng, *shape) + 0.5
     close(conv.bias_grad_nchw(dev.rt, dev.put(dy), chunks), R.bias_grad(dy), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("chunks", [1] + RED_CHUNKS)
+@pytest.mark.parametrize("shape", RED_SHAPES)
+@pytest.mark.parametrize("act", ["relu", "leaky_relu"])
+def test_batchnorm_act_kernels_fuse_activation_and_write_grads(dev, shape, chunks, act):
+    """BN + activation in the BN kernels (act = 1/2), one block per channel (chunks = 1) and
+    2-D, against the reference's composition; dgamma/dbeta written into given buffers (stale
+    values overwritten, accumulate = 0) and then added to (accumulate = 1); train and eval."""
+    from rawgan.backend.cuda import batchnorm as bn
+
+    rng = np.random.default_rng(21)
+    put, C = dev.put, shape[1]
+    x = rnd(rng, *shape, scale=2) + 0.3
+    g, b, dy = rnd(rng, C), rnd(rng, C), rnd(rng, *shape)
+    code, slope = bn.ACT_CODES[act], 0.2
+    rm, rv = np.linspace(-1, 1, C).astype(np.float32), np.linspace(0.5, 2, C).astype(np.float32)
+    rm_k, rv_k = put(rm), put(rv)
+    y, sm, si = bn.forward_train(dev.rt, put(x), put(g), put(b), rm_k, rv_k, 0.1, 1e-5, False,
+                                 chunks, code, slope)
+    y_r, m_r, i_r = R.batchnorm_act_forward_train(x, g, b, rm, rv, 0.1, 1e-5, False, act, slope)
+    close(y, y_r, rtol=1e-4, atol=1e-5)
+    close(rm_k, rm, atol=1e-6)
+    close(rv_k, rv, rtol=1e-5)
+    dg, db = put(np.full(C, 7.0, np.float32)), put(np.full(C, -3.0, np.float32))
+    for train in (1, 0):
+        mean, stat = (sm, si) if train else (rm_k, rv_k)
+        want = (R.batchnorm_act_backward_train(dy, y_r, x, g, m_r, i_r, act, slope) if train else
+                R.batchnorm_act_backward_eval(dy, y_r, x, g, rm, rv, 1e-5, act, slope))
+        before = (Device.get(dg).copy(), Device.get(db).copy())
+        for accumulate in (False, True):
+            dx, dg2, db2 = bn.backward(dev.rt, put(dy), put(x), put(g), mean, stat, 1e-5, train,
+                                       chunks, y=y, act=code, slope=slope, dgamma_out=dg,
+                                       dbeta_out=db, accumulate=accumulate)
+            assert dg2 is dg and db2 is db
+            close(dx, want[0], rtol=1e-4, atol=1e-4)
+        close(dg, 2 * want[1], rtol=1e-4, atol=1e-4)     # written once, then added once
+        close(db, 2 * want[2], rtol=1e-4, atol=1e-4)
+        assert not np.allclose(before[0], Device.get(dg))
 
 
 def test_reductions_2d_are_bit_identical_across_runs_and_schedules(dev, monkeypatch):

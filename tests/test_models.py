@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from rawgan.backend import get_backend, Generator
-from rawgan.layers import BatchNorm, Conv2d, ConvTranspose2d, LeakyReLU, Linear
+from rawgan.layers import BatchNormAct, Conv2d, ConvTranspose2d, LeakyReLU, Linear
 from rawgan.models import DCGAN, build_discriminator, build_generator
 
 B = get_backend("numpy", "float32")
@@ -28,7 +28,8 @@ def test_generator_architecture_and_parameter_count():
     assert y.shape == (3, 3, 64, 64) and y.dtype == np.float32
     assert np.abs(y).max() <= 1
     kinds = [type(l).__name__ for l in G.layers]
-    assert kinds.count("ConvTranspose2d") == 4 and kinds.count("BatchNorm") == 4
+    assert kinds.count("ConvTranspose2d") == 4 and kinds.count("BatchNormAct") == 4
+    assert all(l.act == "relu" for l in G.layers if isinstance(l, BatchNormAct))
     assert kinds[-1] == "Tanh"
 
 
@@ -41,17 +42,18 @@ def test_discriminator_architecture_and_parameter_count():
     # No BN after the first conv; LeakyReLU(0.2) everywhere.
     assert isinstance(D.layers[0], Conv2d) and isinstance(D.layers[1], LeakyReLU)
     assert D.layers[1].slope == 0.2
-    assert sum(isinstance(l, BatchNorm) for l in D.layers) == 3
+    assert sum(isinstance(l, BatchNormAct) for l in D.layers) == 3
+    assert all(l.act == "leaky_relu" and l.slope == 0.2 for l in D.layers if isinstance(l, BatchNormAct))
     assert isinstance(D.layers[-1], Linear)
     assert D.forward(B.zeros((2, 3, 64, 64))).shape == (2, 1)
 
 
 def test_init_statistics():
     G = build_generator(B, rng=np.random.default_rng(0))
-    w = G.layers[4].params["w"]
-    assert isinstance(G.layers[4], ConvTranspose2d)
+    w = G.layers[3].params["w"]
+    assert isinstance(G.layers[3], ConvTranspose2d)
     assert abs(float(w.std()) - 0.02) < 0.001 and abs(float(w.mean())) < 0.001
-    assert float(np.abs(G.layers[4].params["b"]).max()) == 0
+    assert float(np.abs(G.layers[3].params["b"]).max()) == 0
 
 
 def test_params_are_views_of_the_flat_buffer():

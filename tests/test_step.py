@@ -340,6 +340,10 @@ def test_gemm_takes_transposed_operands_and_checks_shapes(dut):
         rt.gemm(a, b, out)
     with pytest.raises(ValueError, match="C-contiguous"):
         rt.gemm(a, b.T, dut.empty((4, 5)).T)
+    rt.gemm(a, b.T, out, beta=1.0)                      # accumulate: a gradient's second pass
+    np.testing.assert_allclose(dut.to_numpy(out), 2 * (a_h @ b_h.T), rtol=1e-5)
+    with pytest.raises(ValueError, match="beta must be 0 or 1"):
+        rt.gemm(a, b.T, out, beta=0.5)
 
 
 # ------------------------------------------------------------------------------- CuPy surface
@@ -471,6 +475,8 @@ def test_cublas_call_maps_row_major_operands_to_column_major_sgemm():
             out = xp.full((M, N), np.nan, dtype=np.float32)
             blas.sgemm_rowmajor(a, b, out)
             np.testing.assert_allclose(out.get(), a_h @ b_h, rtol=1e-5, atol=1e-6)
+            blas.sgemm_rowmajor(a, b, out, beta=1.0)     # beta = 1: C is read and added to
+            np.testing.assert_allclose(out.get(), 2 * (a_h @ b_h), rtol=1e-5, atol=1e-6)
     assert {c[:2] for c in calls} == {(0, 0), (0, 1), (1, 0), (1, 1)}
 
 

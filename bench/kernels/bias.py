@@ -99,7 +99,7 @@ def grad_v3(rt, dy):
     db = rt.xp.empty((C,), dtype=dy.dtype)
     k = module(rt, "bench_bias_v3", V3_SOURCE).get_function("bias_grad_partial_vec4")
     k((C, chunks), (reduce_block(rt, chunk // 4),), (dy, part, i32(N), i32(C), i32(H * W), i32(chunk)))
-    launch_1d(rt, "bias", "bias_grad_combine", C, (part, db, i32(C), i32(chunks)))
+    launch_1d(rt, "bias", "bias_grad_combine", C, (part, db, i32(C), i32(chunks), i32(0)))
     return (db,)
 
 

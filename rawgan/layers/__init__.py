@@ -3,11 +3,11 @@ from .base import Layer, Sequential, flatten_parameters
 from .linear import Linear
 from .conv2d import Conv2d
 from .conv_transpose2d import ConvTranspose2d
-from .batchnorm import BatchNorm
+from .batchnorm import BatchNorm, BatchNormAct
 from .activations import ReLU, LeakyReLU, Tanh, Sigmoid, Flatten, Reshape
 from .loss import SigmoidBCEWithLogits
 from .padding import same_padding, explicit_padding
 
 __all__ = ["Layer", "Sequential", "flatten_parameters", "Linear", "Conv2d", "ConvTranspose2d",
-           "BatchNorm", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Flatten", "Reshape",
+           "BatchNorm", "BatchNormAct", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Flatten", "Reshape",
            "SigmoidBCEWithLogits", "same_padding", "explicit_padding"]

@@ -4,10 +4,15 @@ A layer owns ``params`` and ``grads`` (dicts name -> backend array, same shapes)
 (non-trained state such as BatchNorm's running statistics). ``forward(x)`` caches what backward
 needs; ``backward(dy, need_dx=True)`` *accumulates* parameter gradients into ``grads`` (so the
 discriminator can sum the gradients of its real and fake passes) and returns dx, or None when
-``need_dx`` is False (e.g. D's first layer, whose input gradient nobody uses). Gradients are
-accumulated and zeroed through ``ops.accumulate``/``ops.fill`` (device kernels on the CUDA
-backend: a step is then only launches, which a CUDA graph can capture). Setting
+``need_dx`` is False (e.g. D's first layer, whose input gradient nobody uses). Setting
 ``requires_grad = False`` skips the parameter gradients (D's weights during the G update).
+
+Gradients are written straight into the ``grads`` buffers by the ops themselves (the ops' ``out``
+/ ``*_out`` arguments: on the CUDA backend the GEMM's beta = 0/1 and the reduction kernels'
+``accumulate`` flag), never through separate accumulate or fill kernels: ``zero_grad(lazy=True)``
+launches nothing and makes each layer's next backward *write* its gradients (beta = 0), later
+backwards *add* (beta = 1) — D's real pass writes, its fake pass adds. ``zero_grad()`` (not
+lazy) fills the buffers with zeros, as before.
 """
 from __future__ import annotations
 
@@ -24,15 +29,28 @@ class Layer:
         self.buffers: dict = {}
         self.training = True
         self.requires_grad = True
+        self._grads_stale = False     # zero_grad(lazy=True): the next backward writes, not adds
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _add_param(self, name, value: np.ndarray):
         self.params[name] = self.B.asarray(value)
         self.grads[name] = self.B.zeros(value.shape)
 
-    def zero_grad(self):
+    def zero_grad(self, lazy: bool = False):
+        """Zero the gradients: with ``lazy`` no kernel runs and the next backward overwrites them
+        (their values are stale until then); else ``ops.fill`` them with 0."""
+        if lazy:
+            self._grads_stale = True
+            return
         for g in self.grads.values():
             self.B.ops.fill(g, 0.0)
+
+    def _accumulate_grads(self) -> bool:
+        """For a backward about to produce parameter gradients: False (write them) for the first
+        backward after ``zero_grad(lazy=True)``, True (add to them) otherwise."""
+        accumulate = not self._grads_stale
+        self._grads_stale = False
+        return accumulate
 
     def train(self, mode: bool = True):
         self.training = mode
@@ -117,9 +135,9 @@ class Sequential(Layer):
         for layer in self.layers:
             layer.requires_grad = flag
 
-    def zero_grad(self):
+    def zero_grad(self, lazy: bool = False):
         for layer in self.layers:
-            layer.zero_grad()
+            layer.zero_grad(lazy)
 
     def named_params(self, prefix=""):
         for i, layer in enumerate(self.layers):

@@ -33,18 +33,21 @@ class BatchNorm(Layer):
         self.buffers["running_mean"] = backend.zeros((num_features,))
         self.buffers["running_var"] = backend.asarray(np.ones(num_features))
 
-    def forward(self, x):
+    def _check_bn_input(self, x):
         if not hasattr(x, "dtype") or x.ndim not in (2, 4):
             raise ValueError(f"{self}: expected a 2-D (N, F) or 4-D (N, C, H, W) input, got shape "
                              f"{tuple(getattr(x, 'shape', ()))}")
         self._check_input(x, x.ndim, {1: ("num_features", self.num_features)})
+        if self.training and x.size // x.shape[1] < 2:
+            raise ValueError(f"{self}: training mode needs more than one value per channel, "
+                             f"got input of shape {tuple(x.shape)}")
+
+    def forward(self, x):
+        self._check_bn_input(x)
         ops, p, buf = self.B.ops, self.params, self.buffers
         self.x = x
         self.mode_train = self.training
         if self.training:
-            if x.size // x.shape[1] < 2:
-                raise ValueError(f"{self}: training mode needs more than one value per channel, "
-                                 f"got input of shape {tuple(x.shape)}")
             y, self.save_mean, self.save_invstd = ops.batchnorm_forward_train(
                 x, p["gamma"], p["beta"], buf["running_mean"], buf["running_var"],
                 self.momentum, self.eps, self.unbiased)
@@ -55,17 +58,79 @@ class BatchNorm(Layer):
     def backward(self, dy, need_dx=True):
         self._check_grad(dy)
         ops, p, buf = self.B.ops, self.params, self.buffers
+        # Parameter gradients go straight into grads (written or added to); without
+        # requires_grad the op returns them in new buffers that nobody reads.
+        out = (self.grads["gamma"], self.grads["beta"]) if self.requires_grad else (None, None)
+        acc = self._accumulate_grads() if self.requires_grad else False
         if self.mode_train:
-            dx, dgamma, dbeta = ops.batchnorm_backward_train(dy, self.x, p["gamma"],
-                                                             self.save_mean, self.save_invstd)
+            dx, _, _ = ops.batchnorm_backward_train(dy, self.x, p["gamma"], self.save_mean,
+                                                    self.save_invstd, *out, accumulate=acc)
         else:
-            dx, dgamma, dbeta = ops.batchnorm_backward_eval(dy, self.x, p["gamma"],
-                                                            buf["running_mean"],
-                                                            buf["running_var"], self.eps)
-        if self.requires_grad:
-            ops.accumulate(self.grads["gamma"], dgamma)
-            ops.accumulate(self.grads["beta"], dbeta)
+            dx, _, _ = ops.batchnorm_backward_eval(dy, self.x, p["gamma"], buf["running_mean"],
+                                                   buf["running_var"], self.eps, *out,
+                                                   accumulate=acc)
         return dx if need_dx else None
 
     def __repr__(self):
         return f"BatchNorm({self.num_features})"
+
+
+class BatchNormAct(BatchNorm):
+    """BatchNorm followed by ReLU or LeakyReLU(slope), as one layer and one fused op.
+
+    y = act(BN(x)) with BatchNorm's parameters, buffers, modes and checks (see
+    :class:`BatchNorm`); ``act`` is "relu" or "leaky_relu" (``slope`` > 0, DCGAN's D: 0.2).
+    Same values as ``BatchNorm`` then ``ReLU``/``LeakyReLU`` — the reference backend computes
+    exactly that composition (rawgan.backend.reference.batchnorm, ``batchnorm_act_*``) — but on
+    the CUDA backend the activation runs inside the BN kernels (forward: applied as y is
+    written; backward: dy times the activation's derivative, read off the sign of the saved
+    output y, as the BN backward reads dy), saving a launch and a full read/write of the
+    activation per pass. Why a layer and not a model-level fusion pass: the fused op has its own
+    forward/backward pair, and a layer keeps them side by side, like every other op.
+    Raises ValueError for another ``act`` or a slope <= 0 (the backward needs
+    sign(y) = sign(BN(x))), and as BatchNorm for bad input.
+    """
+
+    ACTS = ("relu", "leaky_relu")
+
+    def __init__(self, backend, num_features, act="relu", slope=0.2, **kwargs):
+        super().__init__(backend, num_features, **kwargs)
+        if act not in self.ACTS:
+            raise ValueError(f"BatchNormAct: act must be one of {self.ACTS}, got {act!r}")
+        if act == "leaky_relu" and not float(slope) > 0:
+            raise ValueError(f"BatchNormAct: the LeakyReLU slope must be > 0, got {slope!r}")
+        self.act, self.slope = act, float(slope) if act == "leaky_relu" else 0.0
+
+    def forward(self, x):
+        self._check_bn_input(x)
+        ops, p, buf = self.B.ops, self.params, self.buffers
+        self.x = x
+        self.mode_train = self.training
+        if self.training:
+            self.y, self.save_mean, self.save_invstd = ops.batchnorm_act_forward_train(
+                x, p["gamma"], p["beta"], buf["running_mean"], buf["running_var"],
+                self.momentum, self.eps, self.unbiased, self.act, self.slope)
+        else:
+            self.y = ops.batchnorm_act_forward_eval(x, p["gamma"], p["beta"], buf["running_mean"],
+                                                    buf["running_var"], self.eps, self.act,
+                                                    self.slope)
+        return self._out(self.y)
+
+    def backward(self, dy, need_dx=True):
+        self._check_grad(dy)
+        ops, p, buf = self.B.ops, self.params, self.buffers
+        out = (self.grads["gamma"], self.grads["beta"]) if self.requires_grad else (None, None)
+        acc = self._accumulate_grads() if self.requires_grad else False
+        if self.mode_train:
+            dx, _, _ = ops.batchnorm_act_backward_train(
+                dy, self.y, self.x, p["gamma"], self.save_mean, self.save_invstd, self.act,
+                self.slope, *out, accumulate=acc)
+        else:
+            dx, _, _ = ops.batchnorm_act_backward_eval(
+                dy, self.y, self.x, p["gamma"], buf["running_mean"], buf["running_var"], self.eps,
+                self.act, self.slope, *out, accumulate=acc)
+        return dx if need_dx else None
+
+    def __repr__(self):
+        return (f"BatchNormAct({self.num_features}, {self.act}"
+                + (f"({self.slope:g}))" if self.act == "leaky_relu" else ")"))

@@ -60,9 +60,11 @@ class Conv2d(Layer):
         self._check_grad(dy)
         ops, w = self.B.ops, self.params["w"]
         if self.requires_grad:
-            ops.accumulate(self.grads["w"], ops.conv2d_wgrad(dy, self.x, w.shape, self.stride, self.pad))
+            acc = self._accumulate_grads()
+            ops.conv2d_wgrad(dy, self.x, w.shape, self.stride, self.pad, out=self.grads["w"],
+                             accumulate=acc)
             if "b" in self.grads:
-                ops.accumulate(self.grads["b"], ops.bias_grad(dy))
+                ops.bias_grad(dy, out=self.grads["b"], accumulate=acc)
         if not need_dx:
             return None
         return ops.conv2d_dgrad(dy, w, self.x.shape, self.stride, self.pad)

@@ -66,9 +66,11 @@ class ConvTranspose2d(Layer):
         ops, w = self.B.ops, self.params["w"]
         if self.requires_grad:
             # The convolution y -> x has input dy-shaped images and output x-shaped gradients.
-            ops.accumulate(self.grads["w"], ops.conv2d_wgrad(self.x, dy, w.shape, self.stride, self.pad))
+            acc = self._accumulate_grads()
+            ops.conv2d_wgrad(self.x, dy, w.shape, self.stride, self.pad, out=self.grads["w"],
+                             accumulate=acc)
             if "b" in self.grads:
-                ops.accumulate(self.grads["b"], ops.bias_grad(dy))
+                ops.bias_grad(dy, out=self.grads["b"], accumulate=acc)
         if not need_dx:
             return None
         return ops.conv2d_fprop(dy, w, None, self.stride, self.pad)

@@ -29,12 +29,10 @@ class Linear(Layer):
 
     def backward(self, dy, need_dx=True):
         self._check_grad(dy)
-        dx, dw, db = self.B.ops.linear_backward(dy, self.x, self.params["w"], need_dx=need_dx,
-                                                need_dw=self.requires_grad)
-        if self.requires_grad:
-            self.B.ops.accumulate(self.grads["w"], dw)
-            if "b" in self.grads:
-                self.B.ops.accumulate(self.grads["b"], db)
+        acc = self._accumulate_grads() if self.requires_grad else False
+        dx, _, _ = self.B.ops.linear_backward(dy, self.x, self.params["w"], need_dx=need_dx,
+                                              need_dw=self.requires_grad, dw_out=self.grads["w"],
+                                              db_out=self.grads.get("b"), accumulate=acc)
         return dx
 
     def __repr__(self):

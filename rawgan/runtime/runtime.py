@@ -295,8 +295,9 @@ class _Cublas:
         if status != 0:
             raise RuntimeError(f"{what} failed with cuBLAS status {status}")
 
-    def sgemm_rowmajor(self, a, b, out) -> None:
-        """out (M, N) = a (M, K) @ b (K, N); each operand C- or F-contiguous (a transpose view)."""
+    def sgemm_rowmajor(self, a, b, out, beta: float = 0.0) -> None:
+        """out (M, N) = a (M, K) @ b (K, N) + beta·out; each operand C- or F-contiguous (a
+        transpose view)."""
         M, K = a.shape
         N = b.shape[1]
         # Row-major out = a @ b is column-major out^T = b^T a^T: cuBLAS gets (b, a) swapped.
@@ -305,7 +306,8 @@ class _Cublas:
         self._check(self._lib.cublasSgemm_v2(
             self.handle, opb, opa, N, M, K, ctypes.byref(self._one),
             ctypes.c_void_p(b.data.ptr), ldb, ctypes.c_void_p(a.data.ptr), lda,
-            ctypes.byref(self._zero), ctypes.c_void_p(out.data.ptr), N), "cublasSgemm_v2")
+            ctypes.byref(self._one if beta else self._zero), ctypes.c_void_p(out.data.ptr), N),
+            "cublasSgemm_v2")
 
 
 def _op_ld(a) -> tuple[int, int]:
@@ -428,8 +430,9 @@ class Runtime:
         else:
             thunk()
 
-    def gemm(self, a, b, out) -> None:
-        """out (M, N) = a (M, K) @ b (K, N), float32, into a preallocated C-contiguous ``out``.
+    def gemm(self, a, b, out, beta: float = 0.0) -> None:
+        """out (M, N) = a (M, K) @ b (K, N) + beta·out, float32, into a preallocated C-contiguous
+        ``out``; ``beta`` is 0 (write) or 1 (accumulate: a parameter gradient's second pass).
 
         ``a``/``b`` may be C-contiguous or transposes of C-contiguous arrays (``w.T``). On CuPy:
         ``cublasSgemm_v2`` on rawgan's handle bound to the runtime's stream (capturable, FP32
@@ -441,9 +444,14 @@ class Runtime:
             raise ValueError(f"gemm: shapes {tuple(a.shape)} @ {tuple(b.shape)} -> {tuple(out.shape)} do not match")
         if not out.flags.c_contiguous:
             raise ValueError("gemm: out must be C-contiguous")
+        if beta not in (0.0, 1.0):
+            raise ValueError(f"gemm: beta must be 0 or 1, got {beta!r}")
         if self.kind == "cupy":
             blas = self._blas()
-            self._launch("gemm", lambda: blas.sgemm_rowmajor(a, b, out))
+            self._launch("gemm", lambda: blas.sgemm_rowmajor(a, b, out, beta))
+        elif beta:
+            self._launch("gemm", lambda: np.add(_host_view(out), np.matmul(_host_view(a), _host_view(b)),
+                                                out=_host_view(out)))
         else:
             self._launch("gemm", lambda: np.matmul(_host_view(a), _host_view(b), out=_host_view(out)))
 

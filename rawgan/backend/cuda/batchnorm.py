@@ -17,13 +17,36 @@ cost model ``common.reduction_chunks`` (H200 constants, also in emulation):
   index order; ``*_apply`` (grid-stride) writes y or dx. Three launches; bit-identical across runs.
 
 forward_eval — grid-stride, grid = min(ceil(N·C·H·W / 256), block cap), block = 256.
+
+Fused BatchNorm + activation (``batchnorm_act_*``, the ops of rawgan.layers.BatchNormAct): the
+same kernels with ``act`` = 1 (ReLU) or 2 (LeakyReLU, slope > 0) — the forward kernels apply the
+activation as they write y, the backward kernels multiply dy by its derivative (read from the
+saved output y) as they read dy; no separate activation kernels. The eval forward (sampling,
+not a training step) stays BN-eval + the activation kernel.
+
+Parameter gradients: ``dgamma_out``/``dbeta_out`` (views of the flat gradient buffer) are
+written by the reduction kernels themselves, or added to with ``accumulate=True``; no
+accumulate/fill kernels.
 """
+from . import activations
 from .common import (channels_hw, check_int32, chunk_plan, contiguous, f32, i32, i64, kernel,
                      launch_1d, reduce_block, reduction_chunks, sm_count, workspace_f32)
 
 MODULE = "batchnorm"
 OPS = ("batchnorm_forward_train", "batchnorm_forward_eval", "batchnorm_backward_train",
-       "batchnorm_backward_eval")
+       "batchnorm_backward_eval", "batchnorm_act_forward_train", "batchnorm_act_forward_eval",
+       "batchnorm_act_backward_train", "batchnorm_act_backward_eval")
+ACT_CODES = {"relu": 1, "leaky_relu": 2}     # kernels/batchnorm.cu: act argument (0 = identity)
+
+
+def act_code(act, slope) -> int:
+    """The kernels' ``act`` code of an activation name; raises ValueError for another name or a
+    LeakyReLU slope <= 0 (the backward reads the derivative off the output's sign)."""
+    if act not in ACT_CODES:
+        raise ValueError(f"batchnorm_act: act must be one of {tuple(ACT_CODES)}, got {act!r}")
+    if act == "leaky_relu" and not float(slope) > 0:
+        raise ValueError(f"batchnorm_act: the LeakyReLU slope must be > 0, got {slope!r}")
+    return ACT_CODES[act]
 WORKSPACE = "batchnorm"          # common.workspace key of the 2-D partials (C·chunks·2 floats)
 
 
@@ -51,9 +74,22 @@ def batchnorm_forward_train(rt, x, gamma, beta, running_mean, running_var, momen
                          forward_chunks(rt, C, N * HW))
 
 
-def forward_train(rt, x, gamma, beta, running_mean, running_var, momentum, eps, unbiased, chunks):
+def batchnorm_act_forward_train(rt, x, gamma, beta, running_mean, running_var, momentum, eps,
+                                unbiased, act, slope=0.0):
+    """Training forward of BN followed by ``act`` ("relu" or "leaky_relu" with ``slope``), in
+    the BN kernels. Returns ``(y, save_mean, save_invstd)``; updates the running statistics."""
+    code = act_code(act, slope)
+    x = contiguous(rt, x)
+    N, C, HW = channels_hw(x)
+    return forward_train(rt, x, gamma, beta, running_mean, running_var, momentum, eps, unbiased,
+                         forward_chunks(rt, C, N * HW), code, slope)
+
+
+def forward_train(rt, x, gamma, beta, running_mean, running_var, momentum, eps, unbiased, chunks,
+                  act=0, slope=0.0):
     """batchnorm_forward_train with an explicit launch form: ``chunks`` = 1 (one block per
-    channel) or > 1 (2-D; capped so no chunk is empty). x must be C-contiguous."""
+    channel) or > 1 (2-D; capped so no chunk is empty) and activation code ``act`` (0 = none).
+    x must be C-contiguous."""
     N, C, HW = channels_hw(x)
     M = N * HW
     check_int32("batchnorm_forward_train", x.size)
@@ -65,7 +101,7 @@ def forward_train(rt, x, gamma, beta, running_mean, running_var, momentum, eps, 
         kernel(rt, MODULE, "batchnorm_forward_train")(
             (C,), (reduce_block(rt, M),),
             (x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd,
-             i32(N), i32(C), i32(HW), f32(momentum), f32(eps), flag))
+             i32(N), i32(C), i32(HW), f32(momentum), f32(eps), flag, i32(act), f32(slope)))
         return y, save_mean, save_invstd
     chunk, chunks = chunk_plan(M, chunks)
     check_int32("2-D reduction chunk end", M + chunk)
@@ -76,7 +112,8 @@ def forward_train(rt, x, gamma, beta, running_mean, running_var, momentum, eps, 
               (part, running_mean, running_var, save_mean, save_invstd, i32(C), i32(M),
                i32(chunk), i32(chunks), f32(momentum), f32(eps), flag))
     launch_1d(rt, MODULE, "batchnorm_apply", x.size,
-              (x, gamma, beta, save_mean, save_invstd, y, i32(C), i32(HW), i64(x.size)))
+              (x, gamma, beta, save_mean, save_invstd, y, i32(C), i32(HW), i64(x.size), i32(act),
+               f32(slope)))
     return y, save_mean, save_invstd
 
 
@@ -90,43 +127,94 @@ def batchnorm_forward_eval(rt, x, gamma, beta, running_mean, running_var, eps):
     return y
 
 
-def backward(rt, dy, x, gamma, mean, stat, eps, train, chunks=None):
+def _grad_buffer(rt, out, C, dtype):
+    """A gradient output: the caller's buffer (C-contiguous, (C,)) or a new one."""
+    if out is None:
+        return rt.empty((C,), dtype)
+    if tuple(out.shape) != (C,) or not out.flags.c_contiguous:
+        raise ValueError(f"batchnorm backward: gradient buffer of shape {tuple(out.shape)} must be "
+                         f"C-contiguous ({C},)")
+    return out
+
+
+def backward(rt, dy, x, gamma, mean, stat, eps, train, chunks=None, y=None, act=0, slope=0.0,
+             dgamma_out=None, dbeta_out=None, accumulate=False):
     """Both backwards: ``(dx, dgamma, dbeta)``. ``train`` = 1 (mean/stat = save_mean/save_invstd)
     or 0 (running_mean/running_var); ``chunks`` None = the cost model's choice, 1 = one block per
-    channel, > 1 = the 2-D form."""
+    channel, > 1 = the 2-D form; ``act`` (0 = none, 1 ReLU, 2 LeakyReLU(slope)) with ``y`` the
+    forward's output: dy is the gradient of the activation's output. ``dgamma_out``/``dbeta_out``:
+    the gradient buffers written (``accumulate``: added to) by the kernels."""
     dy, x = contiguous(rt, dy), contiguous(rt, x)
+    y = None if y is None else contiguous(rt, y)
     N, C, HW = channels_hw(x)
     M = N * HW
     check_int32("batchnorm_backward", x.size)
     if chunks is None:
         chunks = backward_chunks(rt, C, M)
     dx = rt.empty(x.shape, x.dtype)
-    dgamma = rt.empty((C,), x.dtype)
-    dbeta = rt.empty((C,), x.dtype)
+    dgamma = _grad_buffer(rt, dgamma_out, C, x.dtype)
+    dbeta = _grad_buffer(rt, dbeta_out, C, x.dtype)
+    acc = i32(1 if accumulate and dgamma_out is not None else 0)
     if chunks <= 1:
         kernel(rt, MODULE, "batchnorm_backward")(
             (C,), (reduce_block(rt, M),),
-            (dy, x, gamma, mean, stat, f32(eps), i32(train), dx, dgamma, dbeta, i32(N), i32(C),
-             i32(HW)))
+            (dy, x, gamma, mean, stat, f32(eps), i32(train), y, i32(act), f32(slope), dx, dgamma,
+             dbeta, i32(N), i32(C), i32(HW), acc))
         return dx, dgamma, dbeta
     chunk, chunks = chunk_plan(M, chunks)
     check_int32("2-D reduction chunk end", M + chunk)
-    part = workspace_f32(rt, WORKSPACE, C * chunks * 2)
+    work = workspace_f32(rt, WORKSPACE, C * chunks * 2 + 2 * C)
+    part, sums = work[:C * chunks * 2], work[C * chunks * 2:]
     kernel(rt, MODULE, "batchnorm_backward_partial")(
         (C, chunks), (reduce_block(rt, chunk),),
-        (dy, x, mean, stat, f32(eps), i32(train), part, i32(N), i32(C), i32(HW), i32(chunk)))
-    launch_1d(rt, MODULE, "batchnorm_backward_combine", C, (part, dgamma, dbeta, i32(C), i32(chunks)))
+        (dy, x, mean, stat, f32(eps), i32(train), y, i32(act), f32(slope), part, i32(N), i32(C),
+         i32(HW), i32(chunk)))
+    launch_1d(rt, MODULE, "batchnorm_backward_combine", C,
+              (part, sums, dgamma, dbeta, i32(C), i32(chunks), acc))
     launch_1d(rt, MODULE, "batchnorm_backward_apply", x.size,
-              (dy, x, gamma, mean, stat, f32(eps), i32(train), dgamma, dbeta, dx, i32(C), i32(HW),
-               i32(M), i64(x.size)))
+              (dy, x, gamma, mean, stat, f32(eps), i32(train), y, i32(act), f32(slope), sums, dx,
+               i32(C), i32(HW), i32(M), i64(x.size)))
     return dx, dgamma, dbeta
 
 
-def batchnorm_backward_train(rt, dy, x, gamma, save_mean, save_invstd):
-    """Training backward (batch-coupled). Returns ``(dx, dgamma, dbeta)``."""
-    return backward(rt, dy, x, gamma, save_mean, save_invstd, 0.0, 1)
+def batchnorm_backward_train(rt, dy, x, gamma, save_mean, save_invstd, dgamma_out=None,
+                             dbeta_out=None, accumulate=False):
+    """Training backward (batch-coupled). Returns ``(dx, dgamma, dbeta)``; gradient buffers as
+    the reference (written, or added to with ``accumulate``)."""
+    return backward(rt, dy, x, gamma, save_mean, save_invstd, 0.0, 1, dgamma_out=dgamma_out,
+                    dbeta_out=dbeta_out, accumulate=accumulate)
 
 
-def batchnorm_backward_eval(rt, dy, x, gamma, running_mean, running_var, eps):
+def batchnorm_backward_eval(rt, dy, x, gamma, running_mean, running_var, eps, dgamma_out=None,
+                            dbeta_out=None, accumulate=False):
     """Eval backward (statistics are constants). Returns ``(dx, dgamma, dbeta)``."""
-    return backward(rt, dy, x, gamma, running_mean, running_var, eps, 0)
+    return backward(rt, dy, x, gamma, running_mean, running_var, eps, 0, dgamma_out=dgamma_out,
+                    dbeta_out=dbeta_out, accumulate=accumulate)
+
+
+def batchnorm_act_forward_eval(rt, x, gamma, beta, running_mean, running_var, eps, act, slope=0.0):
+    """Eval forward of BN + ``act``: the BN eval kernel, then the activation kernel (sampling
+    only; not part of a training step)."""
+    act_code(act, slope)
+    y = batchnorm_forward_eval(rt, x, gamma, beta, running_mean, running_var, eps)
+    if act == "relu":
+        return activations.relu_forward(rt, y)
+    return activations.leaky_relu_forward(rt, y, slope)
+
+
+def batchnorm_act_backward_train(rt, dy, y, x, gamma, save_mean, save_invstd, act, slope=0.0,
+                                 dgamma_out=None, dbeta_out=None, accumulate=False):
+    """Training backward of BN + ``act`` given dy (of the activation's output y) and the BN input
+    x: the activation's derivative is applied inside the BN backward kernels. Returns
+    ``(dx, dgamma, dbeta)``."""
+    return backward(rt, dy, x, gamma, save_mean, save_invstd, 0.0, 1, y=y,
+                    act=act_code(act, slope), slope=slope, dgamma_out=dgamma_out,
+                    dbeta_out=dbeta_out, accumulate=accumulate)
+
+
+def batchnorm_act_backward_eval(rt, dy, y, x, gamma, running_mean, running_var, eps, act,
+                                slope=0.0, dgamma_out=None, dbeta_out=None, accumulate=False):
+    """Eval backward of BN + ``act`` (statistics constant), fused like the training backward."""
+    return backward(rt, dy, x, gamma, running_mean, running_var, eps, 0, y=y,
+                    act=act_code(act, slope), slope=slope, dgamma_out=dgamma_out,
+                    dbeta_out=dbeta_out, accumulate=accumulate)

@@ -86,13 +86,22 @@ def conv2d_dgrad(rt, dy, w, x_shape, stride, pad):
     return col2im(rt, dcols, x_shape, w.shape, stride, pad)
 
 
-def conv2d_wgrad(rt, dy, x, w_shape, stride, pad):
-    """dw (w_shape) = Σ_{n,p,q} dy · window(x), given dy (N, K, P, Q) and x (N, C, H, W)."""
+def conv2d_wgrad(rt, dy, x, w_shape, stride, pad, out=None, accumulate=False):
+    """dw (w_shape) = Σ_{n,p,q} dy · window(x), given dy (N, K, P, Q) and x (N, C, H, W).
+
+    ``out``: the gradient buffer (C-contiguous, w_shape) the GEMM writes (beta = 0) or, with
+    ``accumulate``, adds to (beta = 1) — no separate accumulate kernel."""
     _, (N, C, H, W, K, R, S, P, Q) = _geometry(x.shape, w_shape, stride, pad)
     cols = im2col(rt, x, w_shape, stride, pad)
     dY = swap_axes01(rt, dy, (N, K, P * Q), slot="swap").reshape(K, N * P * Q)
-    dw = rt.empty(tuple(int(d) for d in w_shape), x.dtype)
-    rt.gemm(dY, cols.T, dw.reshape(K, C * R * S))
+    w_shape = tuple(int(d) for d in w_shape)
+    if out is None:
+        dw, beta = rt.empty(w_shape, x.dtype), 0.0
+    else:
+        if tuple(out.shape) != w_shape:
+            raise ValueError(f"conv2d_wgrad: out has shape {tuple(out.shape)}, expected {w_shape}")
+        dw, beta = out, (1.0 if accumulate else 0.0)
+    rt.gemm(dY, cols.T, dw.reshape(K, C * R * S), beta=beta)
     return dw
 
 
@@ -114,8 +123,11 @@ def bias_grad_chunks(rt, C: int, M: int) -> int:
     return reduction_chunks(C, M, 4.0 * C * M, extra_launches=1, sms=sm_count(rt))
 
 
-def bias_grad(rt, dy):
+def bias_grad(rt, dy, out=None, accumulate=False):
     """db (C,) = Σ over N, H, W of dy (N, C, H, W) or over N of dy (N, C).
+
+    ``out``: the gradient buffer ((C,), C-contiguous) the kernels write, or add to with
+    ``accumulate`` (an int flag of the kernels; no separate accumulate kernel).
 
     4-D: ``bias_grad`` (one block per channel) or the 2-D ``bias_grad_partial`` +
     ``bias_grad_combine``, as :func:`bias_grad_chunks` decides; 2-D dy: ``bias_grad_rows``, one
@@ -125,24 +137,33 @@ def bias_grad(rt, dy):
     N, C, HW = channels_hw(dy)
     check_int32("bias_grad", dy.size)
     if dy.ndim == 2:
-        db = rt.empty((C,), dy.dtype)
-        launch_1d(rt, "bias", "bias_grad_rows", C, (dy, db, i32(N), i32(C)))
+        db, acc = _grad_out(rt, out, accumulate, C, dy.dtype)
+        launch_1d(rt, "bias", "bias_grad_rows", C, (dy, db, i32(N), i32(C), acc))
         return db
-    return bias_grad_nchw(rt, dy, bias_grad_chunks(rt, C, N * HW))
+    return bias_grad_nchw(rt, dy, bias_grad_chunks(rt, C, N * HW), out, accumulate)
 
 
-def bias_grad_nchw(rt, dy, chunks: int):
+def _grad_out(rt, out, accumulate, C, dtype):
+    """(buffer, accumulate flag) of a (C,) gradient output: ``out`` or a new buffer (flag 0)."""
+    if out is None:
+        return rt.empty((C,), dtype), i32(0)
+    if tuple(out.shape) != (C,) or not out.flags.c_contiguous:
+        raise ValueError(f"bias_grad: out must be a C-contiguous ({C},) buffer, got {tuple(out.shape)}")
+    return out, i32(1 if accumulate else 0)
+
+
+def bias_grad_nchw(rt, dy, chunks: int, out=None, accumulate=False):
     """bias_grad of a C-contiguous 4-D dy with an explicit launch form: ``chunks`` = 1 (one block
     per channel) or > 1 (2-D; capped so that no chunk is empty)."""
     N, C, HW = channels_hw(dy)
-    db = rt.empty((C,), dy.dtype)
+    db, acc = _grad_out(rt, out, accumulate, C, dy.dtype)
     if chunks <= 1:
-        kernel(rt, "bias", "bias_grad")((C,), (reduce_block(rt, N * HW),), (dy, db, i32(N), i32(C), i32(HW)))
+        kernel(rt, "bias", "bias_grad")((C,), (reduce_block(rt, N * HW),), (dy, db, i32(N), i32(C), i32(HW), acc))
         return db
     chunk, chunks = chunk_plan(N * HW, chunks)
     check_int32("2-D reduction chunk end", N * HW + chunk)
     part = workspace_f32(rt, WORKSPACE, C * chunks)
     kernel(rt, "bias", "bias_grad_partial")(
         (C, chunks), (reduce_block(rt, chunk),), (dy, part, i32(N), i32(C), i32(HW), i32(chunk)))
-    launch_1d(rt, "bias", "bias_grad_combine", C, (part, db, i32(C), i32(chunks)))
+    launch_1d(rt, "bias", "bias_grad_combine", C, (part, db, i32(C), i32(chunks), acc))
     return db

@@ -23,14 +23,24 @@ def linear_forward(rt, x, w, b=None):
     return y
 
 
-def linear_backward(rt, dy, x, w, need_dx=True, need_dw=True):
-    """Returns ``(dx, dw, db)``: dy W, dyᵀ x, Σₙ dy; entries not asked for are None."""
+def linear_backward(rt, dy, x, w, need_dx=True, need_dw=True, dw_out=None, db_out=None,
+                    accumulate=False):
+    """Returns ``(dx, dw, db)``: dy W, dyᵀ x, Σₙ dy; entries not asked for are None.
+
+    ``dw_out``/``db_out``: gradient buffers written by the GEMM (beta = 0) and the bias kernel,
+    or added to with ``accumulate`` (beta = 1, the kernel's flag)."""
     dx = dw = None
     if need_dx:
         dx = rt.empty((dy.shape[0], w.shape[1]), dy.dtype)
         rt.gemm(dy, w, dx)
     if need_dw:
-        dw = rt.empty(tuple(w.shape), dy.dtype)
-        rt.gemm(dy.T, x, dw)
-    db = bias_grad(rt, dy) if need_dw else None
+        if dw_out is None:
+            dw, beta = rt.empty(tuple(w.shape), dy.dtype), 0.0
+        else:
+            if tuple(dw_out.shape) != tuple(w.shape):
+                raise ValueError(f"linear_backward: dw_out has shape {tuple(dw_out.shape)}, "
+                                 f"expected {tuple(w.shape)}")
+            dw, beta = dw_out, (1.0 if accumulate else 0.0)
+        rt.gemm(dy.T, x, dw, beta=beta)
+    db = bias_grad(rt, dy, db_out, accumulate) if need_dw else None
     return dx, dw, db

@@ -26,6 +26,7 @@ backend's *name* stays "numpy", after its array module, like "cupy".
 from ..reference import (linear_forward, linear_backward, bias_add, bias_grad, conv_output_size,
                          tanh_forward, sigmoid_forward, sigmoid_backward,
                          batchnorm_forward_eval, batchnorm_backward_eval,
+                         batchnorm_act_forward_eval, batchnorm_act_backward_eval,
                          sigmoid_bce_with_logits_forward, sigmoid_bce_with_logits_backward,
                          philox_uniform, philox_normal, philox4x32_10, synchronize,
                          philox_uniform_next, philox_normal_next,
@@ -33,7 +34,8 @@ from ..reference import (linear_forward, linear_backward, bias_add, bias_grad, c
 from .activations import (relu_forward, relu_backward, leaky_relu_forward, leaky_relu_backward,
                           tanh_backward)
 from .conv import conv2d_fprop, conv2d_dgrad, conv2d_wgrad
-from .batchnorm import batchnorm_forward_train, batchnorm_backward_train
+from .batchnorm import (batchnorm_forward_train, batchnorm_backward_train,
+                        batchnorm_act_forward_train, batchnorm_act_backward_train)
 from .adam import adam_update, adam_step
 
 name = "numpy"

@@ -10,7 +10,8 @@ memory) the reference runs.
 import numpy as np
 
 from ..reference import batchnorm as reference
-from . import _parallel
+from ..reference.tensor import write_grad
+from . import _parallel, activations
 
 _PAR_MIN = 1 << 17          # elements below which the row passes run on one thread
 
@@ -81,8 +82,11 @@ def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum,
     return y, mean, invstd
 
 
-def batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd):
-    """Training-mode backward. Returns ``(dx, dgamma, dbeta)``; dx in the memory order of x.
+def batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd, dgamma_out=None,
+                             dbeta_out=None, accumulate=False):
+    """Training-mode backward. Returns ``(dx, dgamma, dbeta)``; dx in the memory order of x;
+    ``dgamma_out``/``dbeta_out``/``accumulate`` as in the reference (gradient buffers written or
+    added to).
 
     Rows form: dx = A·dy + Bc·(x − μ) + Cc per channel, with A = γ·invstd,
     Bc = −γ·invstd²·dγ/M (dγ = invstd·Σ dy·(x − μ)) and Cc = −γ·invstd·dβ/M — the reference's
@@ -90,7 +94,8 @@ def batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd):
     """
     X = _rows(x)
     if X is None or x.ndim != dy.ndim:
-        return reference.batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd)
+        return reference.batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd,
+                                                  dgamma_out, dbeta_out, accumulate)
     M, C = X.shape
     dt = x.dtype.type
     dyt = dy.transpose(0, 2, 3, 1) if dy.ndim == 4 else dy
@@ -119,4 +124,38 @@ def batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd):
         tb += Cc
     _parallel.parallel_for(pass2, M, _PAR_MIN, C)
     dx = t.reshape(x.shape[0], *x.shape[2:], C).transpose(0, 3, 1, 2) if x.ndim == 4 else t
-    return dx, dgamma.astype(x.dtype, copy=False), dbeta
+    return (dx, write_grad(dgamma_out, dgamma.astype(x.dtype, copy=False), accumulate),
+            write_grad(dbeta_out, dbeta, accumulate))
+
+
+# -- BatchNorm + activation: the reference's composition of this package's fast BN and
+#    activations (the fusion itself is the CUDA backend's; on a CPU it would save little) ---------
+def _act_forward(z, act, slope):
+    if act == "relu":
+        return activations.relu_forward(z)
+    if act == "leaky_relu":
+        return activations.leaky_relu_forward(z, slope)
+    raise ValueError(f"batchnorm_act: act must be 'relu' or 'leaky_relu', got {act!r}")
+
+
+def _act_backward(dy, y, act, slope):
+    if act == "relu":
+        return activations.relu_backward(dy, y)
+    if act == "leaky_relu":                       # y > 0 exactly when z > 0 (slope > 0)
+        return activations.leaky_relu_backward(dy, y, slope)
+    raise ValueError(f"batchnorm_act: act must be 'relu' or 'leaky_relu', got {act!r}")
+
+
+def batchnorm_act_forward_train(x, gamma, beta, running_mean, running_var, momentum, eps,
+                                unbiased, act, slope=0.0):
+    """reference.batchnorm_act_forward_train with this package's BN and activations."""
+    z, mean, invstd = batchnorm_forward_train(x, gamma, beta, running_mean, running_var,
+                                              momentum, eps, unbiased)
+    return _act_forward(z, act, slope), mean, invstd
+
+
+def batchnorm_act_backward_train(dy, y, x, gamma, save_mean, save_invstd, act, slope=0.0,
+                                 dgamma_out=None, dbeta_out=None, accumulate=False):
+    """reference.batchnorm_act_backward_train with this package's BN and activations."""
+    return batchnorm_backward_train(_act_backward(dy, y, act, slope), x, gamma, save_mean,
+                                    save_invstd, dgamma_out, dbeta_out, accumulate)

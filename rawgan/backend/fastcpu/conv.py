@@ -28,6 +28,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..reference.conv import output_hw
+from ..reference.tensor import write_grad
 from . import _parallel
 
 _CHUNK_ELEMS = 1 << 24          # cols/dcols scratch per chunk: 16 Mi elements (64 MiB float32)
@@ -277,8 +278,9 @@ def _dgrad_col2im_cmajor(dy, w, x_shape, stride, pad):
     return dxp[:, :, t:t + H, l:l + W].transpose(1, 0, 2, 3)
 
 
-def conv2d_wgrad(dy, x, w_shape, stride, pad):
-    """dw (w_shape) = Σ over n,p,q of dy · window(x); dy (N, K, P, Q), x (N, C, H, W)."""
+def conv2d_wgrad(dy, x, w_shape, stride, pad, out=None, accumulate=False):
+    """dw (w_shape) = Σ over n,p,q of dy · window(x); dy (N, K, P, Q), x (N, C, H, W); ``out``
+    and ``accumulate`` as in the reference (the gradient buffer written or added to)."""
     N, C, H, W = x.shape
     K, _, R, S = w_shape
     sh, sw = stride
@@ -299,4 +301,5 @@ def conv2d_wgrad(dy, x, w_shape, stride, pad):
                 tmp = np.empty_like(dW2)
             _mm(dYc, cols.reshape(-1, R * S * C), out=tmp)
             dW2 += tmp
-    return np.ascontiguousarray(dW2.reshape(K, R, S, C).transpose(0, 3, 1, 2))
+    return write_grad(out, np.ascontiguousarray(dW2.reshape(K, R, S, C).transpose(0, 3, 1, 2)),
+                      accumulate)

@@ -21,7 +21,9 @@ from .linear import linear_forward, linear_backward
 from .conv import (conv2d_fprop, conv2d_dgrad, conv2d_wgrad, bias_add, bias_grad,
                    conv_output_size)
 from .batchnorm import (batchnorm_forward_train, batchnorm_forward_eval,
-                        batchnorm_backward_train, batchnorm_backward_eval)
+                        batchnorm_backward_train, batchnorm_backward_eval,
+                        batchnorm_act_forward_train, batchnorm_act_forward_eval,
+                        batchnorm_act_backward_train, batchnorm_act_backward_eval)
 from .loss import sigmoid_bce_with_logits_forward, sigmoid_bce_with_logits_backward
 from .adam import adam_update, adam_step
 from .rng import (philox_uniform, philox_normal, philox4x32_10, philox_uniform_next,
@@ -37,6 +39,9 @@ OPS = ("relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backwa
        "conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad", "bias_add", "bias_grad", "conv_output_size",
        "batchnorm_forward_train", "batchnorm_forward_eval", "batchnorm_backward_train",
        "batchnorm_backward_eval",
+       # BatchNorm + ReLU/LeakyReLU as one op (rawgan.layers.BatchNormAct; fused on CUDA)
+       "batchnorm_act_forward_train", "batchnorm_act_forward_eval",
+       "batchnorm_act_backward_train", "batchnorm_act_backward_eval",
        "sigmoid_bce_with_logits_forward", "sigmoid_bce_with_logits_backward",
        "adam_update", "philox_uniform", "philox_normal",
        # a device-resident step (rawgan.models.step): state on the device, no host values

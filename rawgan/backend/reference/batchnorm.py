@@ -24,6 +24,9 @@ Eval mode uses the running statistics as constants: dx = dy·γ/√(running_var 
 """
 import numpy as np
 
+from .activations import leaky_relu_backward, leaky_relu_forward, relu_backward, relu_forward
+from .tensor import write_grad
+
 
 def _axes_and_shape(x):
     """The reduction axes of ``x`` and the shape that broadcasts a (C,) vector against it."""
@@ -64,8 +67,12 @@ def update_running_stats(running_mean, running_var, mean, var, M, momentum, unbi
     running_var += m * var_run
 
 
-def batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd):
-    """Training-mode backward. Returns ``(dx, dgamma, dbeta)``."""
+def batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd, dgamma_out=None,
+                             dbeta_out=None, accumulate=False):
+    """Training-mode backward. Returns ``(dx, dgamma, dbeta)``.
+
+    ``dgamma_out``/``dbeta_out``: gradient buffers written (``accumulate``: added to) and
+    returned in place of new arrays, as :func:`~.tensor.write_grad`."""
     axes, bshape = _axes_and_shape(x)
     M = x.size // x.shape[1]
     xhat = (x - save_mean.reshape(bshape)) * save_invstd.reshape(bshape)
@@ -73,7 +80,8 @@ def batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd):
     dgamma = (dy * xhat).sum(axis=axes)
     k = (gamma * save_invstd / M).reshape(bshape)
     dx = k * (M * dy - dbeta.reshape(bshape) - xhat * dgamma.reshape(bshape))
-    return dx.astype(x.dtype, copy=False), dgamma, dbeta
+    return (dx.astype(x.dtype, copy=False), write_grad(dgamma_out, dgamma, accumulate),
+            write_grad(dbeta_out, dbeta, accumulate))
 
 
 def batchnorm_forward_eval(x, gamma, beta, running_mean, running_var, eps):
@@ -84,12 +92,66 @@ def batchnorm_forward_eval(x, gamma, beta, running_mean, running_var, eps):
     return (x - running_mean.reshape(bshape)) * scale + beta.reshape(bshape)
 
 
-def batchnorm_backward_eval(dy, x, gamma, running_mean, running_var, eps):
-    """Eval-mode backward (statistics are constants). Returns ``(dx, dgamma, dbeta)``."""
+def batchnorm_backward_eval(dy, x, gamma, running_mean, running_var, eps, dgamma_out=None,
+                            dbeta_out=None, accumulate=False):
+    """Eval-mode backward (statistics are constants). Returns ``(dx, dgamma, dbeta)``;
+    ``dgamma_out``/``dbeta_out``/``accumulate`` as in :func:`batchnorm_backward_train`."""
     axes, bshape = _axes_and_shape(x)
     invstd = 1 / np.sqrt(running_var + x.dtype.type(eps))
     xhat = (x - running_mean.reshape(bshape)) * invstd.reshape(bshape)
     dbeta = dy.sum(axis=axes)
     dgamma = (dy * xhat).sum(axis=axes)
     dx = dy * (gamma * invstd).reshape(bshape)
-    return dx, dgamma, dbeta
+    return dx, write_grad(dgamma_out, dgamma, accumulate), write_grad(dbeta_out, dbeta, accumulate)
+
+
+# -- BatchNorm + activation (rawgan.layers.BatchNormAct) -------------------------------------------
+# The plain composition, the truth for the CUDA backend's fused kernels (kernels/batchnorm.cu,
+# act = 1/2). ``act`` is "relu" or "leaky_relu" (slope > 0). The backward takes the op's output y
+# instead of the BN output z: relu_backward reads y > 0 itself, and for a LeakyReLU with slope > 0
+# y > 0 exactly when z > 0, so leaky_relu_backward(dy, y, slope) = leaky_relu_backward(dy, z, slope).
+
+def _act_forward(z, act, slope):
+    if act == "relu":
+        return relu_forward(z)
+    if act == "leaky_relu":
+        return leaky_relu_forward(z, slope)
+    raise ValueError(f"batchnorm_act: act must be 'relu' or 'leaky_relu', got {act!r}")
+
+
+def _act_backward(dy, y, act, slope):
+    if act == "relu":
+        return relu_backward(dy, y)
+    if act == "leaky_relu":
+        return leaky_relu_backward(dy, y, slope)
+    raise ValueError(f"batchnorm_act: act must be 'relu' or 'leaky_relu', got {act!r}")
+
+
+def batchnorm_act_forward_train(x, gamma, beta, running_mean, running_var, momentum, eps,
+                                unbiased, act, slope=0.0):
+    """y = act(BN(x)) in training mode. Returns ``(y, save_mean, save_invstd)``; updates the
+    running statistics like :func:`batchnorm_forward_train`."""
+    z, mean, invstd = batchnorm_forward_train(x, gamma, beta, running_mean, running_var,
+                                              momentum, eps, unbiased)
+    return _act_forward(z, act, slope), mean, invstd
+
+
+def batchnorm_act_forward_eval(x, gamma, beta, running_mean, running_var, eps, act, slope=0.0):
+    """y = act(BN_eval(x)) with the running statistics."""
+    return _act_forward(batchnorm_forward_eval(x, gamma, beta, running_mean, running_var, eps),
+                        act, slope)
+
+
+def batchnorm_act_backward_train(dy, y, x, gamma, save_mean, save_invstd, act, slope=0.0,
+                                 dgamma_out=None, dbeta_out=None, accumulate=False):
+    """Backward of y = act(BN(x)) (training mode) given dy (like y), the output y and the input x.
+    Returns ``(dx, dgamma, dbeta)``; gradient buffers as :func:`batchnorm_backward_train`."""
+    return batchnorm_backward_train(_act_backward(dy, y, act, slope), x, gamma, save_mean,
+                                    save_invstd, dgamma_out, dbeta_out, accumulate)
+
+
+def batchnorm_act_backward_eval(dy, y, x, gamma, running_mean, running_var, eps, act, slope=0.0,
+                                dgamma_out=None, dbeta_out=None, accumulate=False):
+    """Backward of y = act(BN_eval(x)). Returns ``(dx, dgamma, dbeta)``."""
+    return batchnorm_backward_eval(_act_backward(dy, y, act, slope), x, gamma, running_mean,
+                                   running_var, eps, dgamma_out, dbeta_out, accumulate)

@@ -26,6 +26,8 @@ Processing" (2006) for im2col; the pass names follow cuDNN's API.
 """
 import numpy as np
 
+from .tensor import write_grad
+
 
 def conv_output_size(size, k, stride, pad_before, pad_after):
     """Output length of a convolution along one axis (floor mode)."""
@@ -113,14 +115,17 @@ def conv2d_dgrad(dy, w, x_shape, stride, pad):
     return col2im(dcols, x_shape, w.shape, stride, pad)
 
 
-def conv2d_wgrad(dy, x, w_shape, stride, pad):
-    """dw (w_shape) = Σ over n, p, q of dy · window(x); dy (N, K, P, Q), x (N, C, H, W)."""
+def conv2d_wgrad(dy, x, w_shape, stride, pad, out=None, accumulate=False):
+    """dw (w_shape) = Σ over n, p, q of dy · window(x); dy (N, K, P, Q), x (N, C, H, W).
+
+    ``out``: the gradient buffer dw is written into (``accumulate``: added to), as
+    :func:`~.tensor.write_grad`; it is then the return value."""
     N, C, H, W = x.shape
     K, _, R, S = w_shape
     P, Q = output_hw(x.shape, w_shape, stride, pad)
     cols = im2col(x, w_shape, stride, pad)                       # (C·R·S, N·P·Q)
     dY = swap_axes01(dy, (N, K, P * Q)).reshape(K, N * P * Q)
-    return (dY @ cols.T).reshape(w_shape)
+    return write_grad(out, (dY @ cols.T).reshape(w_shape), accumulate)
 
 
 def bias_add(y, b):
@@ -129,7 +134,9 @@ def bias_add(y, b):
     return y
 
 
-def bias_grad(dy):
-    """db (C,) = Σ over n, h, w of dy[n, c, h, w] (or over n of a 2-D dy (N, C))."""
+def bias_grad(dy, out=None, accumulate=False):
+    """db (C,) = Σ over n, h, w of dy[n, c, h, w] (or over n of a 2-D dy (N, C)).
+
+    ``out``: the gradient buffer db is written into (``accumulate``: added to)."""
     axes = (0,) + tuple(range(2, dy.ndim))
-    return dy.sum(axis=axes)
+    return write_grad(out, dy.sum(axis=axes), accumulate)

@@ -17,6 +17,23 @@ def accumulate(dst, src):
     return dst
 
 
+def write_grad(out, value, accumulate=False):
+    """A parameter gradient written straight into its buffer: ``out[...] = value`` (the first
+    write after ``zero_grad(lazy=True)``) or ``out += value`` (``accumulate``, e.g. D's fake
+    pass after its real pass). ``out`` None returns ``value`` itself. Returns the result.
+    Raises ValueError when the shapes differ."""
+    if out is None:
+        return value
+    if tuple(out.shape) != tuple(value.shape):
+        raise ValueError(f"write_grad: gradient of shape {tuple(value.shape)} does not fit the "
+                         f"buffer of shape {tuple(out.shape)}")
+    if accumulate:
+        out += value
+    else:
+        out[...] = value
+    return out
+
+
 def images_to_float(images):
     """uint8 (N, H, W, C) in 0..255 -> float32 (N, C, H, W) in [−1, 1], computed as x/127.5 − 1."""
     x = np.ascontiguousarray(images.transpose(0, 3, 1, 2)).astype(np.float32)
