@@ -13,7 +13,7 @@ BACKEND_CHOICES = (AUTO,) + BACKENDS   # what --backend accepts (train, sample)
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
-class Generator:
+class PhiloxState:
     """Counter-based random numbers (Philox4x32-10) that every backend reproduces bit-exactly.
 
     The state is a 64-bit ``seed`` (Philox key) and a 64-bit ``offset`` counting the values drawn
@@ -78,12 +78,11 @@ class Backend:
             signatures; every backend's ``ops`` has the same).
     """
 
-    def __init__(self, name: str, xp, ops, dtype, **options):
+    def __init__(self, name: str, xp, ops, dtype):
         self.name = name
         self.xp = xp
         self.ops = ops
         self.dtype = np.dtype(dtype)
-        self.options = options
         self.device = ""
 
     # -- arrays -------------------------------------------------------------------------------
@@ -110,7 +109,7 @@ class Backend:
             sync()
 
     # -- random numbers -----------------------------------------------------------------------
-    def uniform(self, gen: Generator, shape, low=-1.0, high=1.0):
+    def uniform(self, gen: PhiloxState, shape, low=-1.0, high=1.0):
         """U[low, high) of ``shape`` from the counter-based stream ``gen`` (advances it)."""
         n = int(np.prod(shape))
         dev = gen.device_offset(self)
@@ -120,7 +119,7 @@ class Backend:
         gen.offset += n
         return out.reshape(shape)
 
-    def normal(self, gen: Generator, shape, mean=0.0, std=1.0):
+    def normal(self, gen: PhiloxState, shape, mean=0.0, std=1.0):
         """N(mean, std²) of ``shape`` (Box–Muller on the Philox stream; advances it)."""
         n = int(np.prod(shape))
         dev = gen.device_offset(self)
