@@ -111,21 +111,22 @@ class Backend:
     # -- random numbers -----------------------------------------------------------------------
     def uniform(self, gen: PhiloxState, shape, low=-1.0, high=1.0):
         """U[low, high) of ``shape`` from the counter-based stream ``gen`` (advances it)."""
-        n = int(np.prod(shape))
-        dev = gen.device_offset(self)
-        if dev is not None:
-            return self.ops.philox_uniform_next(n, gen.seed, dev, low, high, self.dtype).reshape(shape)
-        out = self.ops.philox_uniform(n, gen.seed, gen.offset, low, high, self.dtype)
-        gen.offset += n
-        return out.reshape(shape)
+        return self._draw("uniform", gen, shape, low, high)
 
     def normal(self, gen: PhiloxState, shape, mean=0.0, std=1.0):
         """N(mean, std²) of ``shape`` (Box–Muller on the Philox stream; advances it)."""
+        return self._draw("normal", gen, shape, mean, std)
+
+    def _draw(self, dist: str, gen: PhiloxState, shape, a, b):
+        """ops.philox_<dist>(n, seed, offset, a, b, dtype) on the host offset, or, once ``gen``
+        is bound to this backend, ops.philox_<dist>_next on its device offset (which the kernel
+        advances, so a captured graph draws fresh numbers at each replay)."""
         n = int(np.prod(shape))
         dev = gen.device_offset(self)
         if dev is not None:
-            return self.ops.philox_normal_next(n, gen.seed, dev, mean, std, self.dtype).reshape(shape)
-        out = self.ops.philox_normal(n, gen.seed, gen.offset, mean, std, self.dtype)
+            draw = getattr(self.ops, f"philox_{dist}_next")
+            return draw(n, gen.seed, dev, a, b, self.dtype).reshape(shape)
+        out = getattr(self.ops, f"philox_{dist}")(n, gen.seed, gen.offset, a, b, self.dtype)
         gen.offset += n
         return out.reshape(shape)
 
