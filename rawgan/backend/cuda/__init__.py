@@ -101,7 +101,7 @@ def _runtime(name: str):
     return get_runtime("cupy")
 
 
-def make_backend(name: str, conv_impl: str = "kernels", **options):
+def make_backend(name: str, conv_impl: str = "kernels"):
     """The ``cupy`` or ``emulated`` Backend (float32): xp of the runtime + :func:`make_ops`.
 
     Raises ValueError for an unknown name/conv_impl, RuntimeError when ``cupy`` is requested
@@ -115,7 +115,7 @@ def make_backend(name: str, conv_impl: str = "kernels", **options):
         raise ValueError(f"conv_impl: expected one of {CONV_IMPLS}, got {conv_impl!r}")
     rt = _runtime(name)
     ops = make_ops(rt, conv_impl)
-    return Backend(name, rt.xp, ops, np.float32, conv_impl=conv_impl, **options)
+    return Backend(name, rt.xp, ops, np.float32)
 
 
 __all__ = ["make_backend", "make_ops", "Ops", "OP_MODULES", "CONV_IMPLS"]
