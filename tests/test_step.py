@@ -157,7 +157,7 @@ def test_steady_state_allocates_nothing_and_a_graph_step_is_one_launch(dut):
     eager, graph = per_step[False], per_step[True]
     # The graph replays exactly the eager step's launches.
     assert [c["launches"] for c in graph] == [c["launches"] for c in eager]
-    assert eager[1]["launches"] > 300
+    assert eager[1]["launches"] > 200            # a whole step (~300 launches at g_steps 2)
 
 
 def test_capture_forbidden_actions_raise():
@@ -196,7 +196,7 @@ def test_capture_forbidden_actions_raise():
     assert not rt.capturing
     # ... and the warmed-up step captures fine afterwards.
     step(data[1])
-    assert step.graph is not None and step.graph.num_launches > 300
+    assert step.graph is not None and step.graph.num_launches > 200
 
 
 def test_capture_records_instead_of_running():
@@ -371,11 +371,13 @@ def test_cupy_entry_points_of_the_runtime_exist():
     ext = next(pathlib.Path(inspect.getfile(cupy)).parent.parent.glob(
         "cupy_backends/cuda/libs/cublas.*.so"))
     data = ext.read_bytes()
-    for sym in (b"cublasCreate_v2", b"cublasSetStream_v2", b"cublasSgemm_v2"):
+    for sym in (b"cublasCreate_v2", b"cublasSetStream_v2", b"cublasSgemm_v2",
+                b"cublasSgemmStridedBatched"):
         assert sym in data, sym
     src = pathlib.Path(__file__).parents[1].joinpath("rawgan/runtime/runtime.py").read_text()
     used = set(re.findall(r"\bcublas\w+_v2\b", src))
     assert used == {"cublasCreate_v2", "cublasSetStream_v2", "cublasSgemm_v2", "cublasSetWorkspace_v2"}
+    assert set(re.findall(r"\bcublas\w*Batched\b", src)) == {"cublasSgemmStridedBatched"}
 
 
 # ------------------------------------------------------------------------------- train CLI
@@ -493,3 +495,58 @@ def test_reduction_workspaces_belong_to_the_step_memory():
     assert np.shares_memory(part, mem._scratch["batchnorm"])
     outside = common.workspace_f32(rt, "batchnorm", 100)
     assert not np.shares_memory(outside, mem._scratch["batchnorm"])
+
+
+def test_cublas_strided_batched_call_reads_and_writes_nchw_views():
+    """The batched GEMM of conv fprop/dgrad, checked on the CPU like the plain one: a stand-in
+    cublasSgemmStridedBatched with cuBLAS's column-major contract (op, m, n, k, ld*, stride*,
+    batch) on the raw pointers, driven by _Cublas.sgemm_strided_batched_rowmajor with the views
+    rawgan/backend/cuda/conv.py passes: y[n] = W @ cols[:, n] (B a strided view, out NCHW) and
+    dcols[:, n] = Wᵀ @ dy[n] (A transposed, out a strided view); beta 0 and 1. The emulator's
+    rt.gemm on the same views is checked too."""
+    import ctypes
+
+    from numpy.lib.stride_tricks import as_strided
+
+    from rawgan.runtime.runtime import _Cublas
+
+    def colmajor(ptr, rows, cols, ld, batch, stride):
+        assert ld >= max(1, rows)
+        n = (batch - 1) * stride + (cols - 1) * ld + rows
+        buf = np.ctypeslib.as_array((ctypes.c_float * n).from_address(ptr))
+        return as_strided(buf, shape=(batch, rows, cols), strides=(4 * stride, 4, 4 * ld))
+
+    class FakeCublas:
+        @staticmethod
+        def cublasSgemmStridedBatched(handle, ta, tb, m, n, k, alpha, A, lda, sa, B, ldb, sb,
+                                      beta, C, ldc, sc, batch):
+            a = colmajor(A.value, *((m, k) if ta == 0 else (k, m)), lda, batch, sa.value)
+            b = colmajor(B.value, *((k, n) if tb == 0 else (n, k)), ldb, batch, sb.value)
+            c = colmajor(C.value, m, n, ldc, batch, sc.value)
+            op_a = a if ta == 0 else a.transpose(0, 2, 1)
+            op_b = b if tb == 0 else b.transpose(0, 2, 1)
+            product = alpha._obj.value * (op_a @ op_b)
+            c[...] = product if beta._obj.value == 0 else product + beta._obj.value * c
+            return 0
+
+    blas = _Cublas.__new__(_Cublas)
+    blas._lib, blas.handle = FakeCublas, ctypes.c_void_p(1)
+    blas._one, blas._zero = ctypes.c_float(1.0), ctypes.c_float(0.0)
+    rng = np.random.default_rng(9)
+    xp, rt = EM.xp, EM.ops.rt
+    N, K, CRS, PQ = 3, 4, 6, 5
+    w = rng.standard_normal((K, CRS)).astype(np.float32)
+    cols = rng.standard_normal((CRS, N * PQ)).astype(np.float32)
+    dy = rng.standard_normal((N, K, PQ)).astype(np.float32)
+    want_y = np.stack([w @ cols[:, n * PQ:(n + 1) * PQ] for n in range(N)])
+    want_dcols = np.concatenate([w.T @ dy[n] for n in range(N)], axis=1)
+    for gemm in (blas.sgemm_strided_batched_rowmajor, rt.gemm):
+        for beta in (0.0, 1.0):
+            y = xp.full((N, K, PQ), 1.0, dtype=np.float32)
+            gemm(xp.asarray(w), xp.asarray(cols).reshape(CRS, N, PQ).transpose(1, 0, 2), y, beta=beta)
+            np.testing.assert_allclose(y.get(), want_y + beta, rtol=1e-5, atol=1e-5)
+            dcols = xp.full((CRS, N * PQ), 1.0, dtype=np.float32)
+            gemm(xp.asarray(w).T, xp.asarray(dy), dcols.reshape(CRS, N, PQ).transpose(1, 0, 2), beta=beta)
+            np.testing.assert_allclose(dcols.get(), want_dcols + beta, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="do not match"):
+        rt.gemm(xp.asarray(w), xp.asarray(dy), xp.empty((N, K, PQ), dtype=np.float32))

@@ -304,6 +304,24 @@ class _Cublas:
             ctypes.byref(self._one if beta else self._zero), ctypes.c_void_p(out.data.ptr), N),
             "cublasSgemm_v2")
 
+    def sgemm_strided_batched_rowmajor(self, a, b, out, beta: float = 0.0) -> None:
+        """out[i] (M, N) = a[i] (M, K) @ b[i] (K, N) + beta·out[i] for i < batch
+        (``cublasSgemmStridedBatched``); operands 3-D strided views or 2-D (the same matrix for
+        every i: batch stride 0), each matrix row- or column-major with a leading dimension."""
+        batch, M, N = out.shape
+        K = a.shape[-1]
+        opb, ldb, sb = _op_ld_stride(b)
+        opa, lda, sa = _op_ld_stride(a)
+        opc, ldc, sc = _op_ld_stride(out)
+        if opc != 0:
+            raise ValueError("gemm: the matrices of a batched out must be row-major")
+        self._check(self._lib.cublasSgemmStridedBatched(
+            self.handle, opb, opa, N, M, K, ctypes.byref(self._one),
+            ctypes.c_void_p(b.data.ptr), ldb, ctypes.c_longlong(sb),
+            ctypes.c_void_p(a.data.ptr), lda, ctypes.c_longlong(sa),
+            ctypes.byref(self._one if beta else self._zero), ctypes.c_void_p(out.data.ptr), ldc,
+            ctypes.c_longlong(sc), batch), "cublasSgemmStridedBatched")
+
 
 def _op_ld(a) -> tuple[int, int]:
     """(cuBLAS op, leading dimension) of a row-major operand given to column-major cuBLAS."""
@@ -312,6 +330,28 @@ def _op_ld(a) -> tuple[int, int]:
     if a.flags.f_contiguous:
         return 1, max(1, a.shape[0])          # CUBLAS_OP_T
     raise ValueError(f"gemm: operand of shape {tuple(a.shape)} is neither C- nor F-contiguous")
+
+
+def _op_ld_stride(a) -> tuple[int, int, int]:
+    """(cuBLAS op, leading dimension, batch stride), in elements, of a row-major matrix operand
+    (2-D, or 3-D = a batch of matrices) given to column-major cuBLAS: a matrix whose rows are
+    contiguous is CUBLAS_OP_N on the transposed view with ld = its row stride; one whose columns
+    are contiguous is CUBLAS_OP_T with ld = its column stride. A 2-D operand has batch stride 0."""
+    item = a.dtype.itemsize
+    st = [s // item for s in a.strides]
+    rows, cols = a.shape[-2], a.shape[-1]
+    rs, cs = st[-2], st[-1]
+    batch_stride = st[0] if a.ndim == 3 else 0
+    if cs == 1 or cols == 1:
+        ld = rs if rows > 1 else cols
+        if ld >= max(1, cols):
+            return 0, max(1, ld), batch_stride
+    if rs == 1 or rows == 1:
+        ld = cs if cols > 1 else rows
+        if ld >= max(1, rows):
+            return 1, max(1, ld), batch_stride
+    raise ValueError(f"gemm: operand of shape {tuple(a.shape)} and strides {tuple(a.strides)} "
+                     f"has neither contiguous rows nor contiguous columns")
 
 
 def _load_cublas():
@@ -339,7 +379,11 @@ def _declare(lib):
     lib.cublasSetStream_v2.argtypes = [vp, vp]
     lib.cublasSetWorkspace_v2.argtypes = [vp, vp, ctypes.c_size_t]
     lib.cublasSgemm_v2.argtypes = [vp, i, i, i, i, i, vp, vp, i, vp, i, vp, vp, i]
-    for f in (lib.cublasCreate_v2, lib.cublasSetStream_v2, lib.cublasSetWorkspace_v2, lib.cublasSgemm_v2):
+    ll = ctypes.c_longlong
+    lib.cublasSgemmStridedBatched.argtypes = [vp, i, i, i, i, i, vp, vp, i, ll, vp, i, ll, vp, vp,
+                                              i, ll, i]
+    for f in (lib.cublasCreate_v2, lib.cublasSetStream_v2, lib.cublasSetWorkspace_v2, lib.cublasSgemm_v2,
+              lib.cublasSgemmStridedBatched):
         f.restype = i
     return lib
 
@@ -433,7 +477,10 @@ class Runtime:
         ``cublasSgemm_v2`` on rawgan's handle bound to the runtime's stream (capturable, FP32
         compute); on the emulator: ``numpy.matmul(a, b, out=out)``, counted and recorded like a
         kernel launch. Raises ValueError for mismatched shapes or a non-contiguous ``out``.
+        A 3-D ``out`` makes it one batched GEMM (:meth:`_gemm_batched`: strided NCHW views).
         """
+        if out.ndim == 3:
+            return self._gemm_batched(a, b, out, beta)
         if a.ndim != 2 or b.ndim != 2 or out.ndim != 2 or a.shape[1] != b.shape[0] \
                 or tuple(out.shape) != (a.shape[0], b.shape[1]):
             raise ValueError(f"gemm: shapes {tuple(a.shape)} @ {tuple(b.shape)} -> {tuple(out.shape)} do not match")
@@ -444,6 +491,34 @@ class Runtime:
         if self.kind == "cupy":
             blas = self._blas()
             self._launch("gemm", lambda: blas.sgemm_rowmajor(a, b, out, beta))
+        elif beta:
+            self._launch("gemm", lambda: np.add(_host_view(out), np.matmul(_host_view(a), _host_view(b)),
+                                                out=_host_view(out)))
+        else:
+            self._launch("gemm", lambda: np.matmul(_host_view(a), _host_view(b), out=_host_view(out)))
+
+    def _gemm_batched(self, a, b, out, beta: float) -> None:
+        """out[i] = a[i] @ b[i] (+ out[i]) for every i of out's first axis, as ONE launch.
+
+        ``out`` (batch, M, N) and 3-D operands may be strided views whose matrices have
+        contiguous rows or columns (e.g. NCHW memory seen as (N, K, H·W), or the (C·R·S, N·P·Q)
+        column matrix seen as (N, C·R·S, P·Q)); a 2-D operand is the same matrix for every i.
+        This is how a convolution's GEMM reads and writes NCHW directly, without swap_axes01
+        kernels. On CuPy: ``cublasSgemmStridedBatched``; on the emulator ``numpy.matmul``."""
+        batch = out.shape[0]
+        a_mk = a.shape[-2:]
+        b_kn = b.shape[-2:]
+        if a.ndim not in (2, 3) or b.ndim not in (2, 3) or a_mk[1] != b_kn[0] \
+                or tuple(out.shape[1:]) != (a_mk[0], b_kn[1]) \
+                or any(t.ndim == 3 and t.shape[0] != batch for t in (a, b)):
+            raise ValueError(f"gemm: shapes {tuple(a.shape)} @ {tuple(b.shape)} -> {tuple(out.shape)} do not match")
+        if out.strides[-1] != out.dtype.itemsize:
+            raise ValueError("gemm: the rows of a batched out must be contiguous")
+        if beta not in (0.0, 1.0):
+            raise ValueError(f"gemm: beta must be 0 or 1, got {beta!r}")
+        if self.kind == "cupy":
+            blas = self._blas()
+            self._launch("gemm", lambda: blas.sgemm_strided_batched_rowmajor(a, b, out, beta))
         elif beta:
             self._launch("gemm", lambda: np.add(_host_view(out), np.matmul(_host_view(a), _host_view(b)),
                                                 out=_host_view(out)))

@@ -11,6 +11,10 @@ right). With cols = im2col(x) of shape (C·R·S, N·P·Q):
     wgrad:  dW = dY @ colsᵀ                  dY = swap01(dy) as (K, N·P·Q)
     dgrad:  dx = col2im(W₂ᵀ @ dY)
 
+fprop and dgrad do the swap inside the GEMM: one strided-batched GEMM over n (rt.gemm with 3-D
+views: y[n] = W₂ @ cols[:, n], dcols[:, n] = W₂ᵀ @ dy[n]), so only wgrad — a sum over n that
+no batched GEMM does — still runs swap_axes01 on dy.
+
 The transposed convolution (rawgan.layers.ConvTranspose2d) calls these three exactly as it calls
 the reference. Launch shapes: im2col (C·N·P·Q items) / col2im / swap_axes01 / bias_add are grid-stride (grid =
 min(ceil(total / 256), block cap), block = 256); bias_grad of a 4-D dy is one block per channel
@@ -69,20 +73,32 @@ def swap_axes01(rt, a, shape3, bias=None, slot=None):
 
 
 def conv2d_fprop(rt, x, w, b, stride, pad):
-    """y (N, K, P, Q) = conv(x, w) + b; ``b`` may be None."""
+    """y (N, K, P, Q) = conv(x, w) + b; ``b`` may be None.
+
+    The reference's Y = W₂ @ cols followed by swap01 is ONE batched GEMM here,
+    y[n] (K, P·Q) = W₂ @ cols[:, n·P·Q:(n+1)·P·Q], that reads the column matrix as
+    (N, C·R·S, P·Q) and writes NCHW directly (rt.gemm with strided views): no swap kernel."""
     _, (N, C, H, W, K, R, S, P, Q) = _geometry(x.shape, w.shape, stride, pad)
+    CRS, PQ = C * R * S, P * Q
     cols = im2col(rt, x, w.shape, stride, pad)
-    Y = rt.scratch("gemm", (K, N * P * Q), x.dtype)
-    rt.gemm(w.reshape(K, C * R * S), cols, Y)                             # (K, N·P·Q)
-    return swap_axes01(rt, Y, (K, N, P * Q), bias=b).reshape(N, K, P, Q)
+    y = rt.empty((N, K, P, Q), x.dtype)
+    rt.gemm(contiguous(rt, w).reshape(K, CRS), cols.reshape(CRS, N, PQ).transpose(1, 0, 2),
+            y.reshape(N, K, PQ))
+    if b is not None:
+        bias_add(rt, y, b)
+    return y
 
 
 def conv2d_dgrad(rt, dy, w, x_shape, stride, pad):
-    """dx (x_shape) for y = conv2d_fprop(x, w, ·, stride, pad), given dy (N, K, P, Q)."""
+    """dx (x_shape) for y = conv2d_fprop(x, w, ·, stride, pad), given dy (N, K, P, Q).
+
+    dcols = W₂ᵀ @ swap01(dy) as ONE batched GEMM, dcols[:, n·P·Q:(n+1)·P·Q] = W₂ᵀ @ dy[n]:
+    dy is read as NCHW (no swap kernel) and written into the column matrix by strides."""
     _, (N, C, H, W, K, R, S, P, Q) = _geometry(x_shape, w.shape, stride, pad)
-    dY = swap_axes01(rt, dy, (N, K, P * Q), slot="swap").reshape(K, N * P * Q)
-    dcols = rt.scratch("cols", (C * R * S, N * P * Q), dy.dtype)
-    rt.gemm(w.reshape(K, C * R * S).T, dY, dcols)                         # (C·R·S, N·P·Q)
+    CRS, PQ = C * R * S, P * Q
+    dcols = rt.scratch("cols", (CRS, N * PQ), dy.dtype)
+    rt.gemm(contiguous(rt, w).reshape(K, CRS).T, contiguous(rt, dy).reshape(N, K, PQ),
+            dcols.reshape(CRS, N, PQ).transpose(1, 0, 2))
     return col2im(rt, dcols, x_shape, w.shape, stride, pad)
 
 
