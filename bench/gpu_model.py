@@ -121,11 +121,17 @@ def record_step(batch: int, nf: int, g_steps: int, one_block: bool) -> list[Laun
     rt = B.ops.rt
 
     def recorded_gemm(a, b_, out, beta=0.0):            # rt.gemm: the step's cuBLAS GEMMs
-        m, k = a.shape
-        n = b_.shape[1]
+        # A 3-D out is one strided-batched GEMM (conv fprop/dgrad reading/writing NCHW): batch
+        # products of (m, k) @ (k, n); a 2-D operand is shared by the batch (read once from DRAM,
+        # then from L2). beta = 1 reads out as well.
+        batch = out.shape[0] if out.ndim == 3 else 1
+        m, n = out.shape[-2:]
+        k = a.shape[-1]
         if recording[0]:
-            launches.append(Launch("gemm (cuBLAS)", f"{m}x{k} @ {k}x{n}",
-                                   4.0 * (m * k + k * n + m * n), 2.0 * m * n * k, 0.0))
+            name = (f"{batch}x[{m}x{k} @ {k}x{n}]" if batch > 1 else f"{m}x{k} @ {k}x{n}")
+            launches.append(Launch("gemm (cuBLAS)", name,
+                                   4.0 * (a.size + b_.size + out.size * (2 if beta else 1)),
+                                   2.0 * batch * m * n * k, 0.0))
     rt.gemm = recorded_gemm                               # skipped like the kernels
     saved_cap = common._block_caps.get(id(rt))
     # Launch shapes of an H200, not the emulator's small ones: grid-stride kernels get 8 blocks

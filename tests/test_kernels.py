@@ -11,6 +11,7 @@ Kernel -> test:
     bias.cu         bias_add, bias_grad, bias_grad_rows              test_bias_kernels, test_bias_grad_block_sizes
     batchnorm.cu    batchnorm_forward_train/_eval, batchnorm_backward test_batchnorm_*
     loss.cu         sigmoid_bce_with_logits_forward/_backward        test_loss_kernels
+                    sigmoid_bce_with_logits_fused                    test_loss_fused_kernel_*
     conv.cu         im2col, col2im, swap_axes01                      test_im2col_col2im, test_conv_passes
     adam.cu         adam_update                                      test_adam_kernel
     rng.cu          philox_uniform, philox_normal                    test_philox_*
@@ -222,6 +223,27 @@ def test_loss_kernels(dev, shape, target):
     # dloss given as a 0-d device array is read on the device
     close(ops.sigmoid_bce_with_logits_backward(put(x), td, put(np.array(2.0, np.float32))),
           R.sigmoid_bce_with_logits_backward(x, t, 2.0))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 1), (300, 3)])
+@pytest.mark.parametrize("target", [1.0, 0.0, 0.9, "array"])
+def test_loss_fused_kernel_is_bit_identical_to_the_three_kernels(dev, shape, target):
+    """sigmoid_bce_with_logits_fused: loss, dlogits and mean σ in one launch, bit for bit the
+    forward, backward and tensor.cu sigmoid_mean kernels, and close to the reference."""
+    ops, put = dev.ops, dev.put
+    rng = np.random.default_rng(23)
+    x = rnd(rng, *shape, scale=5)
+    t = (rng.random(shape) > 0.5).astype(np.float32) if target == "array" else target
+    td = put(t) if target == "array" else t
+    xd = put(x)
+    loss, dx, sig = ops.sigmoid_bce_with_logits_forward_backward(xd, td, 2.0)
+    assert loss.shape == () and sig.shape == () and dx.shape == x.shape
+    for got, want in ((loss, ops.sigmoid_bce_with_logits_forward(xd, td)),
+                      (dx, ops.sigmoid_bce_with_logits_backward(xd, td, 2.0)),
+                      (sig, ops.sigmoid_mean(xd))):
+        np.testing.assert_array_equal(Device.get(got), Device.get(want))
+    for got, want in zip((loss, dx, sig), R.sigmoid_bce_with_logits_forward_backward(x, t, 2.0)):
+        close(got, want, rtol=1e-5)
 
 
 def test_loss_extreme_logits_finite(dev):

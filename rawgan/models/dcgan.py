@@ -105,16 +105,14 @@ class DCGAN:
         D.set_requires_grad(True)
         D.zero_grad(lazy=True)                    # real pass writes the gradients, fake adds
         fake = G.forward(z)                       # G's activations are not needed after this
-        logits_real = D.forward(x_real)
-        l_real = loss.forward(logits_real, 1.0)
-        D.backward(loss.backward(), need_dx=False)
-        logits_fake = D.forward(fake)
-        l_fake = loss.forward(logits_fake, 0.0)
-        D.backward(loss.backward(), need_dx=False)
+        # loss.forward_backward = loss.forward + loss.backward() + sigmoid_mean (one kernel on CUDA)
+        l_real, dlogits, d_real = loss.forward_backward(D.forward(x_real), 1.0)
+        D.backward(dlogits, need_dx=False)
+        l_fake, dlogits, d_fake = loss.forward_backward(D.forward(fake), 0.0)
+        D.backward(dlogits, need_dx=False)
         self.opt_D.step()
-        ops = self.B.ops
-        return {"d_loss_real": l_real, "d_loss_fake": l_fake, "d_loss": ops.scalar_add(l_real, l_fake),
-                "d_real": ops.sigmoid_mean(logits_real), "d_fake": ops.sigmoid_mean(logits_fake)}
+        return {"d_loss_real": l_real, "d_loss_fake": l_fake,
+                "d_loss": self.B.ops.scalar_add(l_real, l_fake), "d_real": d_real, "d_fake": d_fake}
 
     def g_step(self, z):
         """One G update with the non-saturating loss on D(G(z)). Returns {"g_loss", "d_fake_g"}."""
@@ -123,12 +121,11 @@ class DCGAN:
         D.train()
         D.set_requires_grad(False)               # D's weight gradients are not needed here
         G.zero_grad(lazy=True)                    # the backward writes the gradients
-        logits = D.forward(G.forward(z))
-        g_loss = loss.forward(logits, 1.0)
-        G.backward(D.backward(loss.backward()), need_dx=False)
+        g_loss, dlogits, d_fake_g = loss.forward_backward(D.forward(G.forward(z)), 1.0)
+        G.backward(D.backward(dlogits), need_dx=False)
         D.set_requires_grad(True)
         self.opt_G.step()
-        return {"g_loss": g_loss, "d_fake_g": self.B.ops.sigmoid_mean(logits)}
+        return {"g_loss": g_loss, "d_fake_g": d_fake_g}
 
     def train_step(self, x_real, z, g_steps=2):
         """One iteration: a D update then ``g_steps`` G updates on the same z.

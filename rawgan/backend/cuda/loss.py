@@ -12,7 +12,8 @@ import numpy as np
 from .common import contiguous, f32, i64, kernel, launch_1d
 
 MODULE = "loss"
-OPS = ("sigmoid_bce_with_logits_forward", "sigmoid_bce_with_logits_backward")
+OPS = ("sigmoid_bce_with_logits_forward", "sigmoid_bce_with_logits_backward",
+       "sigmoid_bce_with_logits_forward_backward")
 
 
 def _targets(rt, targets, x):
@@ -46,3 +47,19 @@ def sigmoid_bce_with_logits_backward(rt, logits, targets, dloss=1.0):
     launch_1d(rt, MODULE, "sigmoid_bce_with_logits_backward", x.size,
               (x, t, t_scalar, dloss_dev, scale, dx, i64(x.size)))
     return dx
+
+
+def sigmoid_bce_with_logits_forward_backward(rt, logits, targets, dloss=1.0):
+    """``(loss, dlogits, mean σ(logits))`` in ONE launch (``sigmoid_bce_with_logits_fused``:
+    grid = 1, block = 256), bit-identical to the forward, backward and tensor.sigmoid_mean
+    kernels. ``dloss`` must be a number here (the GAN step's 1.0)."""
+    if not isinstance(dloss, (int, float, np.generic)):
+        raise TypeError("sigmoid_bce_with_logits_forward_backward: dloss must be a number")
+    x = contiguous(rt, logits)
+    t, t_scalar = _targets(rt, targets, x)
+    loss = rt.empty((), x.dtype)
+    dx = rt.empty(x.shape, x.dtype)
+    sig_mean = rt.empty((), x.dtype)
+    kernel(rt, MODULE, "sigmoid_bce_with_logits_fused")(
+        (1,), (256,), (x, t, t_scalar, f32(float(dloss) / x.size), loss, dx, sig_mean, i64(x.size)))
+    return loss, dx, sig_mean

@@ -28,6 +28,7 @@ from ..reference import (linear_forward, linear_backward, bias_add, bias_grad, c
                          batchnorm_forward_eval, batchnorm_backward_eval,
                          batchnorm_act_forward_eval, batchnorm_act_backward_eval,
                          sigmoid_bce_with_logits_forward, sigmoid_bce_with_logits_backward,
+                         sigmoid_bce_with_logits_forward_backward,
                          philox_uniform, philox_normal, philox4x32_10, synchronize,
                          philox_uniform_next, philox_normal_next,
                          fill, accumulate, images_to_float, sigmoid_mean, scalar_add)

@@ -24,7 +24,8 @@ from .batchnorm import (batchnorm_forward_train, batchnorm_forward_eval,
                         batchnorm_backward_train, batchnorm_backward_eval,
                         batchnorm_act_forward_train, batchnorm_act_forward_eval,
                         batchnorm_act_backward_train, batchnorm_act_backward_eval)
-from .loss import sigmoid_bce_with_logits_forward, sigmoid_bce_with_logits_backward
+from .loss import (sigmoid_bce_with_logits_forward, sigmoid_bce_with_logits_backward,
+                   sigmoid_bce_with_logits_forward_backward)
 from .adam import adam_update, adam_step
 from .rng import (philox_uniform, philox_normal, philox4x32_10, philox_uniform_next,
                   philox_normal_next)
@@ -43,6 +44,7 @@ OPS = ("relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backwa
        "batchnorm_act_forward_train", "batchnorm_act_forward_eval",
        "batchnorm_act_backward_train", "batchnorm_act_backward_eval",
        "sigmoid_bce_with_logits_forward", "sigmoid_bce_with_logits_backward",
+       "sigmoid_bce_with_logits_forward_backward",
        "adam_update", "philox_uniform", "philox_normal",
        # a device-resident step (rawgan.models.step): state on the device, no host values
        "adam_step", "philox_uniform_next", "philox_normal_next",

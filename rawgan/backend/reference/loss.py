@@ -11,6 +11,7 @@ x: no exp overflows and log1p's argument is in (0, 1]. The loss is the mean over
 import numpy as np
 
 from .activations import sigmoid_forward
+from .tensor import sigmoid_mean
 
 
 def sigmoid_bce_with_logits_forward(logits, targets):
@@ -24,3 +25,10 @@ def sigmoid_bce_with_logits_backward(logits, targets, dloss=1.0):
     """d(mean loss)/d logits = dloss · (σ(x) − t) / numel; same shape and dtype as ``logits``."""
     scale = logits.dtype.type(dloss / logits.size)
     return (sigmoid_forward(logits) - targets) * scale
+
+
+def sigmoid_bce_with_logits_forward_backward(logits, targets, dloss=1.0):
+    """``(loss, dlogits, mean σ(logits))``: the forward, the backward (with the float ``dloss``)
+    and the D(x) metric of one loss, as the GAN step uses them together (one kernel on CUDA)."""
+    return (sigmoid_bce_with_logits_forward(logits, targets),
+            sigmoid_bce_with_logits_backward(logits, targets, dloss), sigmoid_mean(logits))
