@@ -55,10 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_generator(path, backend: str = "numpy"):
+def load_generator(path, backend: str = "numpy", with_meta: bool = False):
     """Rebuild the DCGAN of a training checkpoint and load its weights (optimizer state is skipped).
 
     Returns ``(model, config)``; ``config`` is the training config stored in the checkpoint.
+    With ``with_meta``: ``(model, config, meta)``, meta = ``{"path": the checkpoint file read
+    (a folder resolved to its newest checkpoint), "step": its step or None}``.
     Raises CheckpointError for a missing, corrupt or incompatible file, ValueError/RuntimeError
     for an unavailable backend.
     """
@@ -71,6 +73,8 @@ def load_generator(path, backend: str = "numpy"):
     model = DCGAN(B, z_dim=config.get("z_dim", 100), ngf=config.get("ngf", 64),
                   ndf=config.get("ndf", 64))
     restore(model, ckpt, optimizers=False)
+    if with_meta:
+        return model, config, {"path": Path(ckpt["path"]), "step": ckpt["extra"].get("step")}
     return model, config
 
 
