@@ -240,18 +240,20 @@ class KIDMonitor:
     images of ``dataset``. Calling it with the model generates ``n`` faces (G in eval mode, z from
     the fixed Philox stream of ``seed``, so successive calls see the same z's; the training z
     stream is not touched) and returns ``{"kid": mean, "kid_std": std, "kid_n": n}``.
+    ``extract``: the feature extractor (default: :class:`rawgan.inception.InceptionFeatures`).
     Raises EvalError / rawgan.inception.InceptionUnavailable at construction.
     """
 
     def __init__(self, dataset, n: int, z_dim: int = 100, z_dist: str = "uniform", seed: int = 0,
-                 batch_size: int = 32):
-        from .inception import InceptionFeatures
-
+                 batch_size: int = 32, extract=None):
         if n < 2:
             raise EvalError(f"--eval-n must be >= 2, got {n}")
         if n > len(dataset):
             raise EvalError(f"--eval-n {n} is more than the {len(dataset)} prepared images")
-        self.extract = InceptionFeatures()
+        if extract is None:
+            from .inception import InceptionFeatures
+            extract = InceptionFeatures()
+        self.extract = extract
         self.n, self.seed, self.batch_size = n, seed, batch_size
         self.config = {"z_dim": z_dim, "z_dist": z_dist}
         self.real = RealFeatures(dataset, n, self.extract, batch_size).features
@@ -329,13 +331,14 @@ def write_json(path: Path, obj: dict) -> None:
 
 def run(args) -> dict:
     from .data import ShardDataset, default_data_dir, ensure_prepared
-    from .inception import InceptionFeatures
+    from . import inception
     from .sample import load_generator
 
     check_args(args)
-    extract = InceptionFeatures(threads=args.threads)          # InceptionUnavailable: exit 2
+    inception.check_available()                                # InceptionUnavailable: exit 2
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     dataset = ShardDataset(ensure_prepared(args.data, data_dir, out_dir=args.prepared_dir))
+    extract = inception.InceptionFeatures(threads=args.threads)
     n_real = len(dataset) if args.n_real is None else args.n_real
     if n_real < 2:
         raise EvalError(f"the prepared set {dataset.path} has {n_real} image(s); KID and FID "

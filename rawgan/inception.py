@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,14 @@ def model_path() -> Path:
         raise InceptionUnavailable(f"{path} is missing (a damaged {PACKAGE} install?): "
                                    f"{INSTALL_HINT}")
     return path
+
+
+def check_available() -> Path:
+    """Cheap check (no torch import, no file read) that torch and the model file are installed;
+    returns the model's path. Raises InceptionUnavailable saying how to install."""
+    if importlib.util.find_spec("torch") is None:
+        raise InceptionUnavailable(f"torch is not installed: {INSTALL_HINT}")
+    return model_path()
 
 
 def _sha1(path: Path) -> str:
@@ -111,7 +120,9 @@ class InceptionFeatures:
             torch.set_num_threads(threads)
         self.torch = torch
         self.path = path
-        self.net = torch.jit.load(str(path), map_location="cpu").eval()
+        with warnings.catch_warnings():          # torch 2.10+: "torch.jit.load is deprecated"
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.net = torch.jit.load(str(path), map_location="cpu").eval()
         self.id = EXTRACTOR_ID
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
