@@ -58,8 +58,8 @@ from . import metrics  # noqa: E402
 from .argtypes import positive_int  # noqa: E402
 from .checkpoint import CheckpointError, find_checkpoint  # noqa: E402
 from .data import DataError  # noqa: E402
+from .sample import iter_z  # noqa: E402,F401  (faces' z's: shared with rawgan.sample)
 
-Z_BLOCK = 64          # z's are drawn in blocks of 64 from one Philox stream (see iter_z)
 REAL_ORDER_SEED = 0   # the fixed permutation the --n-real real images are taken from
 
 
@@ -78,29 +78,14 @@ def at_least_2(text: str) -> int:
 # Generated and real images, batch by batch
 
 
-def iter_z(B, seed: int, n: int, z_dim: int, z_dist: str, block: int = Z_BLOCK):
-    """Yield the z's of faces 0..n-1 as backend arrays of at most ``block`` rows.
-
-    One Philox stream per seed, drawn ``(block, z_dim)`` at a time (the last block is cut), so
-    face i gets the same z whatever n is, and the first 64 are ``rawgan.sample``'s grid
-    (``draw_z(B, seed, 64, ...)``)."""
-    from .backend import Generator
-
-    gen = Generator(seed)
-    for start in range(0, n, block):
-        shape = (block, z_dim)
-        z = B.normal(gen, shape) if z_dist == "normal" else B.uniform(gen, shape, -1.0, 1.0)
-        yield z[:min(block, n - start)]
-
-
 def generated_uint8(model, config: dict, n: int, seed: int, batch_stats: bool = False):
     """Yield G's faces 0..n-1 as uint8 (b, 64, 64, 3) NHWC batches, exactly as their PNGs.
     ``model`` is a rawgan DCGAN, ``config`` the training config (z_dim, z_dist)."""
     from .data import to_uint8_nhwc
-    from .sample import generate
+    from .sample import generate_batches
 
-    for z in iter_z(model.B, seed, n, config.get("z_dim", 100), config.get("z_dist", "uniform")):
-        yield to_uint8_nhwc(generate(model, z, batch_stats))
+    for images in generate_batches(model, config, n, seed, batch_stats):
+        yield to_uint8_nhwc(images)
 
 
 def _rebatch(batches, size: int):
