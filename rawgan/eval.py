@@ -231,6 +231,9 @@ class KIDMonitor:
 
     def __init__(self, dataset, n: int, z_dim: int = 100, z_dist: str = "uniform", seed: int = 0,
                  batch_size: int = 32, extract=None):
+        if extract is None:
+            from .inception import check_available
+            check_available()                  # first: the most likely problem, and cheap
         if n < 2:
             raise EvalError(f"--eval-n must be >= 2, got {n}")
         if n > len(dataset):
@@ -248,6 +251,39 @@ class KIDMonitor:
                            self.n, "KID", self.batch_size)
         k = metrics.kid(self.real, fake, seed=self.seed)
         return {"kid": k["mean"], "kid_std": k["std"], "kid_n": self.n}
+
+    def log(self, model, step: int, metrics_path, tb=None) -> dict:
+        """Score ``model`` and record it: one line ``{"step", "kid", "kid_std", "kid_n",
+        "eval_s"}`` appended to ``metrics_path`` (a run's metrics.jsonl, where
+        ``bench/plot_metrics.py`` finds it), TensorBoard scalars ``eval/kid`` and
+        ``eval/kid_std`` (``tb``: a :class:`rawgan.tblog.TBLogger` or None), and a printed line.
+        Returns the record."""
+        from tqdm import tqdm
+
+        t0 = time.time()
+        record = {"step": int(step), **self(model)}
+        record["eval_s"] = round(time.time() - t0, 1)
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if tb is not None:
+            tb.scalars({"kid": record["kid"], "kid_std": record["kid_std"]}, step, prefix="eval/")
+        tqdm.write(f"step {step:6d} KID x1000 = {1000 * record['kid']:.2f} ± "
+                   f"{1000 * record['kid_std']:.2f} ({self.n} generated vs {self.n} real, "
+                   f"{record['eval_s']:.0f} s)", file=sys.stdout)
+        sys.stdout.flush()
+        return record
+
+
+def make_kid_monitor(dataset, n: int, config: dict, error=EvalError) -> KIDMonitor:
+    """The :class:`KIDMonitor` of a training run (``config``: its z_dim, z_dist, seed); any
+    reason it cannot be built (the extra missing, ``n`` out of range) is raised as ``error``
+    (the trainer's usage error: exit 2) with a one-line message naming --eval-n/--eval-every."""
+    from .inception import InceptionUnavailable
+    try:
+        return KIDMonitor(dataset, n, z_dim=config["z_dim"], z_dist=config["z_dist"],
+                          seed=config["seed"])
+    except (EvalError, InceptionUnavailable) as e:
+        raise error(f"--eval-every: {e}") from None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -170,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "or from checkpoint PATH (a file, or a folder: its newest checkpoint); "
                         "settings not given are the checkpoint's")
     g.add_argument("--no-tensorboard", action="store_true", help="don't write TensorBoard events")
+    g.add_argument("--eval-every", type=positive_int, metavar="N",
+                   help="KID every N steps, into metrics.jsonl and TensorBoard (needs pip "
+                        "install \".[eval]\"; per invocation; default: off)")
+    g.add_argument("--eval-n", type=positive_int, default=1000,
+                   help="generated and real images per KID (default: 1000)")
     return p
 
 
@@ -391,6 +396,7 @@ class Trainer:
         self.overhead_s = 0.0           # time spent sampling/checkpointing since the last log
         self.last_log = (self.step, time.time())
         self.start_time = time.time()
+        self.kid_monitor = None         # a rawgan.eval.KIDMonitor with --eval-every (see setup)
 
     # -- z --------------------------------------------------------------------------------------
     def draw_z(self, n: int):
@@ -462,6 +468,10 @@ class Trainer:
             host = self.log(metrics, epoch, bar)
         if step % every["sample_every"] == 0 or last:
             self.save_samples(epoch)
+        if self.kid_monitor is not None and step % self.args.eval_every == 0:
+            t0 = time.time()                      # rawgan.eval.KIDMonitor (--eval-every)
+            self.kid_monitor.log(self.model, step, self.metrics_path, self.tb)
+            self.overhead_s += time.time() - t0
         if step % every["checkpoint_every"] == 0 or last:
             if host is None:                      # never checkpoint a state we haven't checked
                 self.check_finite(metrics_to_host(self.B, metrics))
@@ -672,7 +682,11 @@ def setup(args, out: Path) -> Trainer:
               f"batch {e['batch']})" + ("; changed: " + ", ".join(config["_changed"])
                                         if config["_changed"] else ""))
     sys.stdout.flush()
-    return Trainer(args, config, B, model, loader, resume_ckpt)
+    trainer = Trainer(args, config, B, model, loader, resume_ckpt)
+    if args.eval_every:                   # KID at a cadence: rawgan.eval holds the logic
+        from .eval import make_kid_monitor
+        trainer.kid_monitor = make_kid_monitor(dataset, args.eval_n, config, UsageError)
+    return trainer
 
 
 def main(argv=None) -> int:

@@ -262,3 +262,49 @@ def test_inception_features_of_real_faces(tmp_path):
     d_faces = np.mean([dist(i, j) for i in range(6) for j in range(i)])     # measured 13.8
     assert max(dist(i, i + 6) for i in range(6)) < 0.6 * d_faces          # measured 4.0-6.5
     assert min(dist(i, 12) for i in range(6)) > 1.25 * d_faces            # measured 19.4-20.6
+
+
+def test_train_eval_every_logs_kid_to_metrics_and_tensorboard(image_dir, tmp_path, monkeypatch):
+    import sys
+
+    from rawgan.train import main as train_main
+    from test_train import tensorboard_tags
+    monkeypatch.setattr(inception, "InceptionFeatures", lambda threads=None: PixelStats())
+    run = tmp_path / "run"
+    args = ["--data", "folder", "--data-dir", str(image_dir), "--out", str(run), "--ngf", "4",
+            "--ndf", "4", "--batch-size", "4", "--max-steps", "4", "--log-every", "3",
+            "--eval-every", "2", "--eval-n", "5"]
+    assert train_main(args) == 0
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    kid = [r for r in recs if "kid" in r]
+    assert [r["step"] for r in kid] == [2, 4] and all(r["kid_n"] == 5 for r in kid)
+    assert all(np.isfinite(r["kid"]) and r["kid_std"] >= 0 for r in kid)
+    assert [r["step"] for r in recs if "d_loss" in r] == [3, 4]         # loss records unchanged
+    tags = tensorboard_tags(run / "tb")
+    assert "eval/kid" in tags and "eval/kid_std" in tags
+
+    # bench/plot_metrics.py merges a step's loss and KID records and draws the KID panel.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    try:
+        import plot_metrics
+    finally:
+        sys.path.pop(0)
+    merged = plot_metrics.read_metrics(run / "metrics.jsonl")
+    assert [r["step"] for r in merged] == [2, 3, 4]
+    assert "kid" in merged[2] and "d_loss" in merged[2]
+    png = plot_metrics.plot(merged, tmp_path / "curves.png")
+    with Image.open(png) as im:
+        assert im.size[1] > im.size[0]                                   # three panels: tall
+
+
+def test_train_eval_every_without_the_extra_exits_2(image_dir, tmp_path, monkeypatch, capsys):
+    from rawgan.train import main as train_main
+    monkeypatch.setattr(inception, "model_path", lambda: (_ for _ in ()).throw(
+        inception.InceptionUnavailable(f"not installed: {inception.INSTALL_HINT}")))
+    args = ["--data", "folder", "--data-dir", str(image_dir), "--out", str(tmp_path / "run"),
+            "--ngf", "4", "--ndf", "4", "--batch-size", "4", "--max-steps", "1",
+            "--no-tensorboard", "--eval-every", "1", "--eval-n", "5"]
+    assert train_main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: --eval-every:") and 'pip install ".[eval]"' in err
+    assert not (tmp_path / "run").exists()                       # nothing left behind
