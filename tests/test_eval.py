@@ -308,3 +308,36 @@ def test_train_eval_every_without_the_extra_exits_2(image_dir, tmp_path, monkeyp
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: --eval-every:") and 'pip install ".[eval]"' in err
     assert not (tmp_path / "run").exists()                       # nothing left behind
+
+
+def test_torch_twin_converts_to_the_same_rawgan_functions():
+    """bench/torch_dcgan.py's checkpoints (used for the README's quality comparison) hold the
+    twin's weights in rawgan's layout: G(z) in eval mode and D(x) agree to float32 rounding."""
+    import sys
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    try:
+        from torch_dcgan import TorchDCGAN, to_rawgan
+    finally:
+        sys.path.pop(0)
+    twin = TorchDCGAN(seed=3)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():                      # non-trivial BN statistics and affine parameters
+        for m in list(twin.G.modules()) + list(twin.D.modules()):
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1, generator=g)
+                m.running_var.uniform_(0.5, 2.0, generator=g)
+                m.weight.uniform_(0.5, 1.5, generator=g)
+                m.bias.normal_(0, 0.1, generator=g)
+    model = DCGAN(get_backend("numpy"), seed=0)
+    to_rawgan(twin, model)
+    z = np.random.default_rng(0).uniform(-1, 1, (2, 100)).astype(np.float32)
+    twin.G.eval()
+    with torch.no_grad():
+        theirs = twin.G(torch.from_numpy(z)).numpy()
+        x = torch.from_numpy(theirs)
+        twin.D.train()
+        logits = twin.D(x).numpy()
+    np.testing.assert_allclose(generate(model, z), theirs, atol=1e-5)
+    model.D.train()
+    np.testing.assert_allclose(model.D.forward(theirs), logits, rtol=1e-4, atol=1e-4)
