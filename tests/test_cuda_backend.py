@@ -17,6 +17,7 @@ import pytest
 from rawgan.backend import Generator, get_backend
 from rawgan.backend import reference as R
 from rawgan.backend.cuda import cudnn_conv, make_backend
+from rawgan.runtime import devarray
 from rawgan.layers import (BatchNorm, Conv2d, ConvTranspose2d, LeakyReLU, Linear, ReLU, Sigmoid,
                            SigmoidBCEWithLogits, Tanh)
 
@@ -148,7 +149,7 @@ def test_ops_have_reference_signatures(dut):
 
 
 def test_backend_object():
-    assert EM.name == "emulated" and EM.xp is np and EM.dtype == np.float32
+    assert EM.name == "emulated" and EM.xp is devarray.xp and EM.dtype == np.float32
     with pytest.raises(ValueError, match="float32"):
         get_backend("emulated", dtype="float64")
     with pytest.raises(ValueError, match="conv_impl"):

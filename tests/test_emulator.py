@@ -1,13 +1,13 @@
-"""The CUDA emulator runs kernels/selftest.cu with real CUDA semantics (and catches broken kernels)."""
+"""The CUDA emulator runs rawgan/runtime/selftest.cu with real CUDA semantics (and catches broken kernels)."""
 import os
 import time
 
 import numpy as np
 import pytest
 
-from rawgan.backend.cuda.emulator import CompileError, EmulatedModule, EmulatorError
-from rawgan.backend.cuda.runtime import ceil_div, get_runtime
-from rawgan.backend.cuda.sources import parse_signatures, read_kernel_source
+from rawgan.runtime.emulator import CompileError, EmulatedModule, EmulatorError
+from rawgan.runtime.runtime import ceil_div, get_runtime
+from rawgan.runtime.sources import parse_signatures, read_kernel_source
 
 SCHEDULES = ["forward", "reverse"]
 
@@ -273,13 +273,15 @@ def test_unknown_kernel_and_compile_error(mod):
 
 def test_runtime_emulated_module_cached():
     rt = get_runtime("emulated")
-    assert rt.xp is np and rt.ceil_div(10, 4) == 3
+    assert rt.kind == "emulated"
     assert rt.module("selftest") is rt.module("selftest")
-    x = np.ones(10, np.float32)
-    y = np.zeros(10, np.float32)
+    x = rt.xp.ones(10, rt.xp.float32)
+    y = rt.xp.zeros(10, rt.xp.float32)
     rt.module("selftest").get_function("saxpy")(1, 32, (x, y, 2, 10))
     rt.synchronize()
-    assert (y == 2).all()
+    assert (y.get() == 2).all()
+    with pytest.raises(TypeError, match="expected a device array .cupy.ndarray., got numpy.ndarray"):
+        rt.module("selftest").get_function("saxpy")(1, 32, (np.ones(10, np.float32), y, 2, 10))
 
 
 def test_throughput_report(mod, capsys):

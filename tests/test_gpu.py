@@ -30,7 +30,7 @@ if _REASON is not None:
 
 from rawgan.backend import get_backend  # noqa: E402
 from rawgan.backend import reference as R  # noqa: E402
-from rawgan.backend.cuda.runtime import get_runtime  # noqa: E402
+from rawgan.runtime.runtime import get_runtime  # noqa: E402
 
 from test_kernels import (Device, test_activation_kernels, test_adam_kernel,  # noqa: E402,F401
                           test_batchnorm_block_sizes, test_batchnorm_eval_kernels,

@@ -22,8 +22,8 @@ import pytest
 from rawgan.backend import reference as R
 from rawgan.backend.cuda import make_ops
 from rawgan.backend.cuda.common import f32, i32
-from rawgan.backend.cuda.runtime import get_runtime
-from rawgan.backend.cuda.sources import read_kernel_source, kernel_dir
+from rawgan.runtime.runtime import get_runtime
+from rawgan.runtime.sources import read_kernel_source, kernel_dir
 
 RTOL, ATOL = 1e-5, 1e-6
 

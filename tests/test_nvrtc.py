@@ -1,15 +1,15 @@
 """Every kernels/*.cu compiles with NVRTC for sm_80 and sm_90 without errors or warnings (no GPU needed)."""
 import pytest
 
-from rawgan.backend.cuda.sources import kernel_dir, parse_signatures
+from rawgan.runtime.sources import TOOLS_DIR, kernel_dir, parse_signatures
 
-nvrtc = pytest.importorskip("rawgan.backend.cuda.nvrtc")
+nvrtc = pytest.importorskip("rawgan.runtime.nvrtc")
 try:
     nvrtc.load_nvrtc()
 except nvrtc.NvrtcUnavailable as e:  # pragma: no cover - depends on the machine
     pytest.skip(f"NVRTC not installed: {e}", allow_module_level=True)
 
-KERNEL_FILES = sorted(kernel_dir().glob("*.cu"))
+KERNEL_FILES = sorted(kernel_dir().glob("*.cu")) + sorted(TOOLS_DIR.glob("*.cu"))
 
 
 def test_kernel_files_found():

@@ -25,14 +25,14 @@ def test_wheel_ships_every_kernel_source(wheel):
     assert len(sources) >= 8
     missing = [s for s in sources if f"rawgan/kernels/{s}" not in names]
     assert not missing
-    assert "rawgan/kernels/emu/cuda_emu.h" in names
+    assert "rawgan/runtime/cuda_emu.h" in names and "rawgan/runtime/selftest.cu" in names
 
 
 def test_installed_copy_reads_its_own_kernels(wheel, tmp_path):
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
                     str(site), str(wheel)], check=True)
-    code = ("import rawgan.backend.cuda.sources as s; d = s.kernel_dir(); print(d); "
+    code = ("import rawgan.runtime.sources as s; d = s.kernel_dir(); print(d); "
             "print(len(s.read_kernel_source('conv')))")
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, check=True)

@@ -79,7 +79,7 @@ def make_ops(rt, conv_impl: str = "kernels") -> Ops:
 
 
 def _runtime(name: str):
-    from .runtime import get_runtime
+    from ...runtime import get_runtime
 
     if name == "emulated":
         return get_runtime("emulated")

@@ -58,19 +58,28 @@ def kernel_dir() -> Path:
             return path
     except (ImportError, ModuleNotFoundError, TypeError):
         pass
-    return Path(__file__).resolve().parents[3] / "kernels"
+    return Path(__file__).resolve().parents[2] / "kernels"
+
+
+#: The emulator's own test kernels (``selftest.cu``) live beside it, not among the model's kernels.
+TOOLS_DIR = Path(__file__).resolve().parent
 
 
 def kernel_path(name: str) -> Path:
-    """Path of ``kernels/<name>.cu``."""
-    return kernel_dir() / f"{name}.cu"
+    """Path of ``kernels/<name>.cu``, else of ``rawgan/runtime/<name>.cu`` (the emulator's
+    ``selftest``); the former when neither exists."""
+    path = kernel_dir() / f"{name}.cu"
+    if not path.is_file() and (TOOLS_DIR / f"{name}.cu").is_file():
+        return TOOLS_DIR / f"{name}.cu"
+    return path
 
 
 def read_kernel_source(name: str) -> str:
-    """The text of ``kernels/<name>.cu``; ``FileNotFoundError`` lists the available names."""
+    """The text of ``kernels/<name>.cu`` (see :func:`kernel_path`); ``FileNotFoundError`` lists
+    the available names."""
     path = kernel_path(name)
     if not path.is_file():
-        have = sorted(p.stem for p in kernel_dir().glob("*.cu"))
+        have = sorted(p.stem for p in [*kernel_dir().glob("*.cu"), *TOOLS_DIR.glob("*.cu")])
         raise FileNotFoundError(f"no kernel file {path} (available: {', '.join(have) or 'none'})")
     return path.read_text(encoding="utf-8")
 
@@ -157,9 +166,10 @@ def parse_signatures(source: str) -> dict[str, KernelSignature]:
 
 def pack_args(sig: KernelSignature, args: tuple, array_type: type) -> list:
     """Check ``args`` against ``sig``; return them with scalars converted to NumPy scalars of the
-    declared type. Arrays must be ``array_type`` (numpy.ndarray or cupy.ndarray), C-contiguous,
-    of the declared dtype, and writeable unless the pointee is ``const``. ``None`` passes a
-    null pointer."""
+    declared type. Arrays must be ``array_type`` (cupy.ndarray, the emulator's DeviceArray, or
+    numpy.ndarray for the emulator's own harness), C-contiguous and of the declared dtype.
+    ``None`` passes a null pointer. Only the attributes CuPy arrays have are used here (CuPy's
+    ``flags`` has no ``writeable``: the emulator checks that for host NumPy arrays itself)."""
     if not isinstance(args, (tuple, list)):
         raise TypeError(f"kernel {sig.name}: args must be a tuple, got {type(args).__name__}")
     if len(args) != len(sig.params):
@@ -175,13 +185,13 @@ def pack_args(sig: KernelSignature, args: tuple, array_type: type) -> list:
                 out.append(None)
                 continue
             if not isinstance(a, array_type):
-                raise TypeError(f"{where}: expected a {array_type.__module__}.ndarray, got {type(a).__name__}")
+                kind = "numpy.ndarray" if array_type is np.ndarray else "device array (cupy.ndarray)"
+                raise TypeError(f"{where}: expected a {kind}, got {type(a).__module__}."
+                                f"{type(a).__name__}")
             if a.dtype != p.dtype:
                 raise TypeError(f"{where}: expected dtype {p.dtype}, got {a.dtype}")
             if not a.flags.c_contiguous:
                 raise TypeError(f"{where}: array must be C-contiguous")
-            if not p.const and not a.flags.writeable:
-                raise TypeError(f"{where}: array is read-only but the pointer is not const")
             out.append(a)
         elif isinstance(a, np.generic):
             if a.dtype != p.dtype:

@@ -1,6 +1,6 @@
 // cuda_emu.h — run CUDA C kernels on the CPU with real block/warp semantics.
 //
-// rawgan/backend/cuda/emulator.py compiles a kernels/*.cu file as C++17 with this header
+// rawgan/runtime/emulator.py compiles a kernels/*.cu file as C++17 with this header
 // force-included (g++ -include), plus one generated trampoline per kernel, into a shared library.
 // rawgan_emu_launch() below then runs a grid:
 //

@@ -4,7 +4,7 @@
     rt.xp                             # cupy or numpy: allocate kernel arguments with this
     k = rt.module("activations").get_function("relu_forward")
     k(grid, block, (x, y, n), shared_mem=0)
-    rt.ceil_div(n, 256); rt.synchronize()
+    rt.synchronize()
 
 The CUDA backend is written once against this interface. Both kinds check every launch's
 arguments against the kernel's declared C signature (see sources.pack_args): on the GPU this
@@ -17,13 +17,23 @@ import threading
 
 import numpy as np
 
-from .sources import kernel_dir, pack_args, read_kernel_source, signature
+from .sources import headers_digest, kernel_dir, pack_args, read_kernel_source, signature
 
 KINDS = ("cupy", "emulated")
 
 
 def ceil_div(a: int, b: int) -> int:
     return -(-int(a) // int(b))
+
+
+def compile_options() -> tuple[str, ...]:
+    """NVRTC options of every kernel file on CuPy.
+
+    ``-I kernels/`` for the shared ``*.cuh`` headers, and a define holding a digest of those
+    headers: CuPy's on-disk kernel cache keys on the source text and the options, not on
+    ``#include``d files, so without it an edited header would keep serving stale binaries.
+    """
+    return ("-std=c++17", f"-I{kernel_dir()}", f"-DRAWGAN_KERNEL_HEADERS={headers_digest()[:16]}")
 
 
 class CupyKernel:
@@ -55,7 +65,7 @@ class CupyModule:
         self.name = name or "inline"
         self.source = source if source is not None else read_kernel_source(name)
         self._cupy = cupy
-        self.raw = cupy.RawModule(code=self.source, options=("-std=c++17", f"-I{kernel_dir()}"))
+        self.raw = cupy.RawModule(code=self.source, options=compile_options())
         self._kernels: dict[str, CupyKernel] = {}
 
     def get_function(self, name: str) -> CupyKernel:
@@ -77,7 +87,10 @@ class Runtime:
 
             self.xp = cupy
         else:
-            self.xp = np
+            from . import devarray
+
+            devarray.require()
+            self.xp = devarray.xp      # CuPy's names and array surface, NumPy memory
         self._modules: dict[str, object] = {}
         self._lock = threading.Lock()
 
@@ -92,13 +105,10 @@ class Runtime:
         """Compile ``source`` (or kernels/<name>.cu when source is None); not cached."""
         if self.kind == "cupy":
             return CupyModule(name, source, self.xp)
+        from .devarray import DeviceArray
         from .emulator import EmulatedModule
 
-        return EmulatedModule(name, source=source)
-
-    @staticmethod
-    def ceil_div(a: int, b: int) -> int:
-        return ceil_div(a, b)
+        return EmulatedModule(name, source=source, array_type=DeviceArray)
 
     def synchronize(self) -> None:
         """Wait for all launched work (no-op in emulation: launches are synchronous)."""
