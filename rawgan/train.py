@@ -5,7 +5,9 @@ What a run writes into RUN_DIR:
     metrics.jsonl           one JSON object per log step: step, epoch, batch, time, elapsed_s,
                             sec_per_step, d_loss_real, d_loss_fake, d_loss, g_loss,
                             d_real (mean D(x)) and d_fake (mean D(G(z))) from the D update's
-                            passes, d_fake_g (mean D(G(z)) in the last G update)
+                            passes, d_fake_g (mean D(G(z)) in the last G update); with
+                            --eval-every N also {step, kid, kid_std, kid_n, eval_s} every N
+                            steps (KID, --eval-n generated vs real; rawgan.eval.KIDMonitor)
     samples/train_EE_SSSSSS.png   8x8 grid of G(fixed z) in eval mode (BN running statistics), at
                             step 0, every --sample-every steps, at the end and on Ctrl-C
     checkpoints/ckpt_SSSSSS.npz   every --checkpoint-every steps, at the end and on Ctrl-C
@@ -29,7 +31,7 @@ Every setting not given on the command line is the checkpoint's: --data, --data-
 settings (--data, --ngf, --ndf, --seed, --batch-size, --z-dist) cannot change: a different value is
 an error. The others may (the change is printed); --max-steps and --epochs count from the start of
 the run, and --epochs alone on resume drops the checkpoint's --max-steps. --backend, --conv-impl,
---workers and --no-tensorboard are per invocation, never taken from the checkpoint: a run may move
+--workers, --no-tensorboard and --eval-every/--eval-n are per invocation, never taken from the checkpoint: a run may move
 between numpy and cupy. The checkpoint records the data's identity (image count and a digest of
 the prepared index's source list); resuming on other data is an error, while the same images in
 another place (--data-dir) are fine. --resume PATH from another run folder continues that run in
