@@ -1,6 +1,7 @@
 """Each DCGAN layer's forward and backward at its real shape (batch 64): rawgan vs PyTorch.
 
-    python bench/layers.py                         # NumPy backend vs torch CPU
+    python bench/layers.py                         # the fast CPU backend (numpy) vs torch CPU
+    python bench/layers.py --backend reference     # the naive reference vs torch CPU
     python bench/layers.py --backend cupy          # our kernels vs torch CUDA (+ GB/s, GFLOP/s)
     python bench/layers.py --only conv             # substring filter on the layer names
 
@@ -13,11 +14,11 @@ also print GFLOP/s (MACs·2 per pass); elementwise rows print GB/s (bytes read +
 On a GPU the achieved rates are also given as a fraction of the H200's peaks (67 TFLOP/s FP32
 non-tensor, 4.8 TB/s HBM3e) — that path is untested without a GPU and refuses to run without one.
 
-Threads: ``--threads`` (default: CPUs available) for the reference backend's pool
+Threads: ``--threads`` (default: CPUs available) for the numpy backend's pool
 (``RAWGAN_NUM_THREADS``, which splits the GEMMs; OpenBLAS itself single-threaded,
-``--blas-threads 1``) and for torch (``torch.set_num_threads``, OMP/MKL) — the same convention as
-bench/train_step.py. Must be set before NumPy loads, so the script re-executes itself with the
-environment set when needed.
+``--blas-threads 1``), for OpenBLAS with ``--backend reference`` (which has no pool) and for
+torch (``torch.set_num_threads``, OMP/MKL) — the same convention as bench/train_step.py. Must be
+set before NumPy loads, so the script re-executes itself with the environment set when needed.
 """
 from __future__ import annotations
 
@@ -107,18 +108,19 @@ def median_ms(fn, sync, repeat):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--backend", default="numpy", choices=("numpy", "cupy", "emulated"))
+    ap.add_argument("--backend", default="numpy", choices=("numpy", "reference", "cupy", "emulated"))
     ap.add_argument("--batch-size", type=positive_int, default=64)
     ap.add_argument("--repeat", type=positive_int, default=7)
     ap.add_argument("--warmup", type=nonnegative_int, default=2)
     ap.add_argument("--threads", type=positive_int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--blas-threads", type=positive_int, default=1,
-                    help="OpenBLAS threads (default 1: the reference backend splits GEMMs over its "
-                         "own pool of --threads threads, as in bench/train_step.py)")
+                    help="OpenBLAS threads of --backend numpy (default 1: the backend splits GEMMs "
+                         "over its own pool of --threads threads, as in bench/train_step.py)")
     ap.add_argument("--only", default="", help="substring filter on layer names")
     ap.add_argument("--compare", default="torch", choices=("torch", "none"))
     args = ap.parse_args(argv)
-    _reexec_with_threads(args.threads, args.blas_threads)
+    _reexec_with_threads(args.threads,
+                         args.blas_threads if args.backend == "numpy" else args.threads)
 
     import numpy as np
     sys.path.insert(0, ROOT)

@@ -196,7 +196,7 @@ def train_main(argv=None) -> int:
     import numpy as np
     from rawgan import checkpoint as ckpt_io
     from rawgan.argtypes import nonnegative_int, positive_int
-    from rawgan.backend import Generator as Philox, get_backend
+    from rawgan.backend import PhiloxState as Philox, get_backend
     from rawgan.data import BatchLoader, DataError, ShardDataset, ensure_prepared, save_grid
     from rawgan.models.dcgan import DCGAN
 

@@ -1,7 +1,9 @@
 """Median time of one DCGAN train step: a rawgan backend and PyTorch, side by side.
 
     python bench/train_step.py --backend numpy --compare torch          # CPU, the issue's figure
+    python bench/train_step.py --backend reference --compare torch      # the naive reference
     python bench/train_step.py --backend cupy --compare torch           # GPU (torch CUDA eager)
+    python bench/train_step.py --backend emulated --count               # launches/allocations per step
 
 One step (batch B=64, ``--g-steps 1``): G(z) once; D forward+backward on the real batch and on
 the fake batch (separate BN statistics); one Adam step for D; then ``g_steps`` × [G forward,
@@ -21,14 +23,15 @@ though spinning BLAS/OpenMP threads count in it).
 
 Threads. Both sides compute on ``--threads`` threads (default: the CPUs this process may run
 on). The torch child calls ``torch.set_num_threads(threads)`` (and gets ``OMP_NUM_THREADS`` /
-``MKL_NUM_THREADS`` = threads). The NumPy child gets ``RAWGAN_NUM_THREADS`` = threads (the
-reference backend's stdlib thread pool, which runs the big copies and splits every large GEMM
-by output rows/columns) and ``OPENBLAS_NUM_THREADS=1`` (``--blas-threads``), so each GEMM piece
-is a single-threaded OpenBLAS call: the process computes on exactly ``threads`` threads, like
+``MKL_NUM_THREADS`` = threads). The ``--backend numpy`` child gets ``RAWGAN_NUM_THREADS`` =
+threads (the fast CPU backend's stdlib thread pool, which runs the big copies and splits every
+large GEMM by output rows/columns) and ``OPENBLAS_NUM_THREADS=1`` (``--blas-threads``), so each
+GEMM piece is a single-threaded OpenBLAS call: the process computes on exactly ``threads`` threads, like
 torch. Why not OpenBLAS's own threads: they synchronise by spinning/yielding, and on a machine
 with other load a small-output GEMM (the RGB layer's weight gradient, 64×75 from a 65,536-long
 reduction) took 1.6 s instead of 14 ms (see bench/RESULTS.md). ``--blas-threads N`` (N > 1)
-hands the threads to OpenBLAS instead (the backend then does not split GEMMs).
+hands the threads to OpenBLAS instead (the backend then does not split GEMMs). The
+``--backend reference`` child has no pool: OpenBLAS gets the threads.
 
 FLOP count (analytic, multiply-add = 2 FLOPs; only the passes that are actually computed). Per
 conv/convT layer with MACs = N·K·P·Q·C·R·S (the convT counted as the conv it is the adjoint of):
@@ -47,7 +50,15 @@ fprop, dgrad and wgrad each cost MACs. At B=64, ngf=ndf=64:
     total (g_steps=1) = 248.21 GFLOP. The team's earlier anchor was 248.1 (torch's FLOP counter); the
     0.1 GFLOP difference is the size of one pass of G's 100→8192 linear (0.105 GFLOP).
 
-Elementwise work (BN, activations, Adam) is not counted. ``--g-steps 2`` (the TF cadence) adds one
+Elementwise work (BN, activations, Adam) is not counted.
+
+``--count`` (cupy or emulated) runs the device-resident step (``rawgan.models.step.TrainStep``)
+eagerly and as one captured graph — one warm-up step, then ``--count-steps`` measured steps each —
+and prints, per mode, ``launches_per_step=`` (kernels + GEMMs executed, inside the graph or not),
+``allocations_per_step=`` (new device buffers: ``Runtime.empty``, the CuPy pool allocator, the
+emulated xp), ``graph_launches_per_step=`` and the step's static memory. The counts depend on the
+layer structure and ``--g-steps``, not on the widths: ``--ngf/--ndf`` make the emulated run fast.
+On cupy/emulated the timed child also runs that step (one graph per step unless ``--no-graph``). ``--g-steps 2`` (the TF cadence) adds one
 G update (104.02 GFLOP). GPU: ``--backend cupy`` vs torch CUDA eager (untested without a GPU;
 guarded: fails with a clear message if CuPy/CUDA is missing).
 """
@@ -149,6 +160,15 @@ def child_main(args):
 
         def step():
             model.train_step(x, z, args.g_steps)
+        if args.backend != "numpy":        # the device-resident step, one graph unless --no-graph
+            from rawgan.backend import PhiloxState
+            from rawgan.models.step import TrainStep
+            images = rng.integers(0, 256, (B, 64, 64, 3), dtype=np.uint8)
+            train_step = TrainStep(model, B, PhiloxState(0), g_steps=args.g_steps,
+                                   graph=not args.no_graph)
+
+            def step():
+                train_step(images)
     for _ in range(args.warmup):
         step()
     sync()
@@ -203,7 +223,7 @@ def profile_main(args):
                 or name in ("bias_add", "bias_grad"):
             wrap(ops, name, name)
     if args.backend == "numpy":
-        from rawgan.backend.reference import conv
+        from rawgan.backend.fastcpu import conv
         for name in ("_padded_nhwc", "_rows_nhwc", "_im2col_nhwc", "_w_rsc", "_mm"):
             wrap(conv, name, "conv." + name)
     model = DCGAN(Bk)
@@ -226,18 +246,62 @@ def profile_main(args):
     print(f"  {'(python / layers / other)':28s} {rest:8.1f} ms")
 
 
+def count_main(args):
+    """``--count``: launches, allocations and graph launches per step, eager and graph."""
+    import numpy as np
+    sys.path.insert(0, ROOT)
+    from rawgan.backend import PhiloxState, get_backend
+    from rawgan.models.dcgan import DCGAN
+    from rawgan.models.step import TrainStep
+    if args.backend == "numpy":
+        raise SystemExit("error: --count needs --backend cupy or emulated (the numpy backend has "
+                         "no device runtime to count)")
+    try:
+        Bk = get_backend(args.backend, "float32")
+    except (RuntimeError, ImportError) as e:
+        raise SystemExit(f"error: rawgan backend {args.backend!r} unavailable: {e}")
+    rt = Bk.ops.rt
+    rng = np.random.default_rng(1234)
+    images = rng.integers(0, 256, (args.batch_size, 64, 64, 3), dtype=np.uint8)
+    print(f"count: backend {args.backend}, batch {args.batch_size}, g_steps {args.g_steps}, "
+          f"ngf {args.ngf}, ndf {args.ndf}; 1 warm-up step, then {args.count_steps} counted steps "
+          f"per mode")
+    for mode in ("eager", "graph"):
+        model = DCGAN(Bk, ngf=args.ngf, ndf=args.ndf)
+        step = TrainStep(model, args.batch_size, PhiloxState(0), g_steps=args.g_steps,
+                         graph=mode == "graph")
+        rt.reset_counters()
+        step(images)
+        Bk.synchronize()
+        warm = rt.counters()
+        rt.reset_counters()
+        for _ in range(args.count_steps):
+            step(images)
+        Bk.synchronize()
+        c = {k: v / args.count_steps for k, v in rt.counters().items()}
+        nodes = step.graph.num_launches if step.graph is not None else 0
+        print(f"mode={mode} launches_per_step={c['launches']:g} "
+              f"allocations_per_step={c['allocations']:g} "
+              f"graph_launches_per_step={c['graph_launches']:g} graph_nodes={nodes} "
+              f"warmup_allocations={warm['allocations']} "
+              f"static_memory_mib={step.memory.nbytes / 2**20:.1f}")
+    by_name = sorted(rt.launches_by_name.items(), key=lambda kv: (-kv[1], kv[0]))
+    print("launches per step by kernel (graph mode): " + ", ".join(
+        f"{name} {n / args.count_steps:g}" for name, n in by_name))
+
+
 def spawn(side, args):
     env = dict(os.environ)
     t = str(args.threads)
     env.update(OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, RAWGAN_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t)
     if side == "rawgan" and args.backend == "numpy":
-        # The reference backend's pool (RAWGAN_NUM_THREADS) runs the copies and splits the GEMMs
-        # itself, each piece a single-threaded OpenBLAS call (see rawgan.backend.reference.
+        # The fast backend's pool (RAWGAN_NUM_THREADS) runs the copies and splits the GEMMs
+        # itself, each piece a single-threaded OpenBLAS call (see rawgan.backend.fastcpu.
         # _parallel.split_gemms); --blas-threads > 1 gives OpenBLAS the threads instead.
         env.update(OPENBLAS_NUM_THREADS=str(args.blas_threads), OMP_NUM_THREADS=str(args.blas_threads))
     cmd = [sys.executable, os.path.abspath(__file__), "--child", side, "--backend", args.backend,
            "--warmup", str(args.warmup), "--batch-size", str(args.batch_size), "--g-steps",
-           str(args.g_steps), "--threads", t]
+           str(args.g_steps), "--threads", t] + (["--no-graph"] if args.no_graph else [])
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
                          cwd=ROOT)
     return p
@@ -260,7 +324,7 @@ def wait_ready(p, name):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--backend", default="numpy", choices=("numpy", "cupy", "emulated"))
+    ap.add_argument("--backend", default="numpy", choices=("numpy", "reference", "cupy", "emulated"))
     ap.add_argument("--steps", type=positive_int, default=10, help="timed steps per side")
     ap.add_argument("--warmup", type=nonnegative_int, default=2)
     ap.add_argument("--batch-size", type=positive_int, default=64)
@@ -268,14 +332,23 @@ def main(argv=None):
     ap.add_argument("--compare", default="torch", choices=("torch", "none"))
     ap.add_argument("--threads", type=positive_int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--blas-threads", type=positive_int, default=1,
-                    help="OpenBLAS threads of the NumPy side (default 1: the backend's own pool of "
+                    help="OpenBLAS threads of --backend numpy (default 1: the backend's own pool of "
                          "--threads threads splits the GEMMs; >1: OpenBLAS threads them)")
     ap.add_argument("--profile", action="store_true",
                     help="time each backend op in-process (rawgan side only) instead")
+    ap.add_argument("--no-graph", action="store_true",
+                    help="cupy/emulated: time eager steps instead of one CUDA graph per step")
+    ap.add_argument("--count", action="store_true",
+                    help="print launches/allocations/graph launches per step (cupy, emulated)")
+    ap.add_argument("--count-steps", type=positive_int, default=2, help="counted steps per mode")
+    ap.add_argument("--ngf", type=positive_int, default=64, help="generator width (--count)")
+    ap.add_argument("--ndf", type=positive_int, default=64, help="discriminator width (--count)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         return child_main(args)
+    if args.count:
+        return count_main(args)
     if args.profile:
         return profile_main(args)
 

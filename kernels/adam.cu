@@ -24,3 +24,39 @@ extern "C" __global__ void adam_update(float* __restrict__ p, const float* __res
         p[i] -= step * mi / (sqrtf(vi / bc2) + eps);
     }
 }
+
+// ---- device-side step count (a captured graph cannot take t as a host value) -----------------
+// t[0] += 1, then the bias corrections of the new t in double precision, rounded to float32
+// exactly as the host path above computes them (Python: lr / (1 - beta1**t), 1 - beta2**t):
+//     scal[0] = step = lr / (1 - beta1^t),   scal[1] = bc2 = 1 - beta2^t
+// Launch: grid = 1, block = 32, shared_mem = 0 (thread 0 works). Partner: adam_update_dev.
+extern "C" __global__ void adam_begin_step(long long* __restrict__ t, float* __restrict__ scal,
+                                           double lr, double beta1, double beta2)
+{
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
+        const long long tt = t[0] + 1;
+        t[0] = tt;
+        scal[0] = (float)(lr / (1.0 - pow(beta1, (double)tt)));
+        scal[1] = (float)(1.0 - pow(beta2, (double)tt));
+    }
+}
+
+// adam_update with step and bc2 read from the device (scal[0], scal[1], written by
+// adam_begin_step). Same arithmetic as adam_update, element for element.
+// Launch: grid = min(ceil(n / 256), block cap), block = 256, shared_mem = 0 (grid-stride).
+extern "C" __global__ void adam_update_dev(float* __restrict__ p, const float* __restrict__ g,
+                                           float* __restrict__ m, float* __restrict__ v, long long n,
+                                           const float* __restrict__ scal, float beta1, float beta2,
+                                           float eps)
+{
+    const float step = scal[0], bc2 = scal[1];
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x) {
+        const float gi = g[i];
+        const float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+        const float vi = beta2 * v[i] + (1.0f - beta2) * (gi * gi);
+        m[i] = mi;
+        v[i] = vi;
+        p[i] -= step * mi / (sqrtf(vi / bc2) + eps);
+    }
+}

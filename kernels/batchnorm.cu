@@ -10,6 +10,26 @@
 // Reduction kernels (forward_train, backward): grid = C (one block per channel), block = 32..256
 // threads (a multiple of 32; the launcher picks the smallest that covers M, capped at 256),
 // shared_mem = 0 (32 floats of static shared memory for block_reduce_sum).
+//
+// 2-D reductions (the *_partial / *_combine / *_apply kernels at the end of the file): when C
+// blocks cannot fill the GPU (C = 64 channels of M = 65,536 elements use 64 of the H200's 132
+// SMs), each channel is split into `chunks` row-chunks of `chunk` consecutive elements j, one
+// block per (channel, chunk): grid = (C, chunks). Each block writes its partial result to a
+// workspace, partial[(c * chunks + b) * 2 + {0, 1}]; a small *_combine kernel (one thread per
+// channel) folds the chunks in index order, and an elementwise *_apply kernel writes y or dx.
+// Deterministic: every partial is a fixed per-thread order + the fixed block_reduce_sum tree, and
+// the combine order is fixed, so repeated runs are bit-identical whatever the block schedule.
+// The launcher (rawgan/backend/cuda/batchnorm.py) chooses between the two forms with the cost
+// model of common.reduction_chunks.
+//
+// Napkin math (float32, M = N*HW per channel, C channels, E = C*M elements):
+//   forward_train (one block per channel):  reads x 3 times, writes y: 16*E bytes, ~5 FLOP/elt;
+//   2-D: stats_partial reads x twice, apply reads x + writes y: the same 16*E bytes, plus
+//        C*chunks*8 bytes of partials (negligible) and two extra launches.
+//   backward (train): reads dy, x twice, writes dx: 20*E bytes, ~10 FLOP/elt; 2-D: the same.
+// All are memory bound (<= 0.6 FLOP/byte, far below the H200's ~14 FLOP/byte FP32 balance), so
+// the bound is 16*E / 4.8 TB/s when enough blocks stream at once: G's 64-channel BN at batch 64
+// (E = 4.2 M) is 14 us at peak bandwidth, ~170 us when 64 single blocks stream alone.
 #include "reduce.cuh"
 
 __device__ __forceinline__ long long bn_index(int j, int c, int C, int HW)
@@ -125,5 +145,151 @@ extern "C" __global__ void batchnorm_backward(
     if (threadIdx.x == 0) {
         dgamma[c] = dg;
         dbeta[c] = db;
+    }
+}
+
+// ---- 2-D reductions ----------------------------------------------------------------------------
+// Elements of chunk b of channel c: j in [b*chunk, min((b+1)*chunk, M)); the launcher makes every
+// chunk non-empty (chunks = ceil(M / chunk)).
+
+// Pass 1 of the 2-D training forward: per (channel, chunk) the chunk's mean and M2 (sum of squared
+// deviations from the chunk mean), two passes over the chunk like the one-block kernel.
+// Launch: grid = (C, chunks), block = 32..256 (a multiple of 32), shared_mem = 0 (32 floats
+// static). Writes partial[(c*chunks + b)*2] = chunk mean, [.. + 1] = chunk M2.
+extern "C" __global__ void batchnorm_stats_partial(
+    const float* __restrict__ x, float* __restrict__ partial, int N, int C, int HW, int chunk)
+{
+    __shared__ float scratch[32];
+    const int c = blockIdx.x, b = blockIdx.y;
+    const int M = N * HW;
+    const int j0 = b * chunk;
+    const int j1 = min(j0 + chunk, M);
+    const float cnt = (float)(j1 - j0);
+
+    float s = 0.0f;
+    for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+        s += x[bn_index(j, c, C, HW)];
+    }
+    const float mean = block_reduce_sum(s, scratch) / cnt;
+    float q = 0.0f;
+    for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+        const float d = x[bn_index(j, c, C, HW)] - mean;
+        q += d * d;
+    }
+    const float m2 = block_reduce_sum(q, scratch);
+    if (threadIdx.x == 0) {
+        float* p = partial + ((long long)c * gridDim.y + b) * 2;
+        p[0] = mean;
+        p[1] = m2;
+    }
+}
+
+// Pass 2 of the 2-D training forward: one thread per channel merges the chunks' (count, mean, M2)
+// in index order with the pairwise update of Chan, Golub & LeVeque (1979):
+//   n = na + nb, d = mean_b - mean_a, mean = mean_a + d*nb/n, M2 = M2a + M2b + d*d*na*nb/n,
+// then var = M2 / M (biased) and the same outputs as batchnorm_forward_train: save_mean,
+// save_invstd = 1/sqrt(var + eps), running_mean/var updated with momentum (unbiased: var*M/(M-1)).
+// Launch: grid = min(ceil(C / 256), block cap), block = 256, shared_mem = 0 (grid-stride over C).
+extern "C" __global__ void batchnorm_stats_combine(
+    const float* __restrict__ partial, float* __restrict__ running_mean,
+    float* __restrict__ running_var, float* __restrict__ save_mean, float* __restrict__ save_invstd,
+    int C, int M, int chunk, int chunks, float momentum, float eps, int unbiased)
+{
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < C; c += blockDim.x * gridDim.x) {
+        const float* p = partial + (long long)c * chunks * 2;
+        float n = 0.0f, mean = 0.0f, m2 = 0.0f;
+        for (int b = 0; b < chunks; ++b) {
+            const float nb = (float)(min((b + 1) * chunk, M) - b * chunk);
+            const float n_new = n + nb;
+            const float d = p[2 * b] - mean;
+            mean += d * (nb / n_new);
+            m2 += p[2 * b + 1] + d * d * (n * nb / n_new);
+            n = n_new;
+        }
+        const float var = m2 / (float)M;
+        save_mean[c] = mean;
+        save_invstd[c] = 1.0f / sqrtf(var + eps);
+        const float var_run = (unbiased && M > 1) ? var * ((float)M / (float)(M - 1)) : var;
+        running_mean[c] = running_mean[c] * (1.0f - momentum) + momentum * mean;
+        running_var[c] = running_var[c] * (1.0f - momentum) + momentum * var_run;
+    }
+}
+
+// Pass 3 of the 2-D training forward: y = (x - mean[c]) * invstd[c] * gamma[c] + beta[c].
+// Launch: grid = min(ceil(N*C*HW / 256), block cap), block = 256, shared_mem = 0 (grid-stride).
+extern "C" __global__ void batchnorm_apply(
+    const float* __restrict__ x, const float* __restrict__ gamma, const float* __restrict__ beta,
+    const float* __restrict__ mean, const float* __restrict__ invstd, float* __restrict__ y,
+    int C, int HW, long long total)
+{
+    for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < total;
+         k += (long long)blockDim.x * gridDim.x) {
+        const int c = (int)((k / HW) % C);
+        y[k] = (x[k] - mean[c]) * invstd[c] * gamma[c] + beta[c];
+    }
+}
+
+// Pass 1 of the 2-D backward (both modes; mean/stat/eps/train as in batchnorm_backward): per
+// (channel, chunk) partial[(c*chunks + b)*2] = sum dy, [.. + 1] = sum dy * xhat over the chunk.
+// Launch: grid = (C, chunks), block = 32..256 (a multiple of 32), shared_mem = 0 (32 floats static).
+extern "C" __global__ void batchnorm_backward_partial(
+    const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ mean,
+    const float* __restrict__ stat, float eps, int train, float* __restrict__ partial,
+    int N, int C, int HW, int chunk)
+{
+    __shared__ float scratch[32];
+    const int c = blockIdx.x, b = blockIdx.y;
+    const int M = N * HW;
+    const int j0 = b * chunk;
+    const int j1 = min(j0 + chunk, M);
+    const float mu = mean[c];
+    const float invstd = train ? stat[c] : 1.0f / sqrtf(stat[c] + eps);
+    float sdy = 0.0f, sdyx = 0.0f;
+    for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+        const long long k = bn_index(j, c, C, HW);
+        const float g = dy[k];
+        sdy += g;
+        sdyx += g * ((x[k] - mu) * invstd);
+    }
+    const float db = block_reduce_sum(sdy, scratch);
+    const float dg = block_reduce_sum(sdyx, scratch);
+    if (threadIdx.x == 0) {
+        float* p = partial + ((long long)c * gridDim.y + b) * 2;
+        p[0] = db;
+        p[1] = dg;
+    }
+}
+
+// Pass 2 of the 2-D backward: dbeta[c], dgamma[c] = the chunks' sums in index order.
+// Launch: grid = min(ceil(C / 256), block cap), block = 256, shared_mem = 0 (grid-stride over C).
+extern "C" __global__ void batchnorm_backward_combine(
+    const float* __restrict__ partial, float* __restrict__ dgamma, float* __restrict__ dbeta,
+    int C, int chunks)
+{
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < C; c += blockDim.x * gridDim.x) {
+        const float* p = partial + (long long)c * chunks * 2;
+        dbeta[c] = sum_partials(p, chunks, 2);
+        dgamma[c] = sum_partials(p + 1, chunks, 2);
+    }
+}
+
+// Pass 3 of the 2-D backward: dx from dgamma/dbeta, exactly the formulas of batchnorm_backward.
+// Launch: grid = min(ceil(N*C*HW / 256), block cap), block = 256, shared_mem = 0 (grid-stride).
+extern "C" __global__ void batchnorm_backward_apply(
+    const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ gamma,
+    const float* __restrict__ mean, const float* __restrict__ stat, float eps, int train,
+    const float* __restrict__ dgamma, const float* __restrict__ dbeta, float* __restrict__ dx,
+    int C, int HW, int M, long long total)
+{
+    for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < total;
+         k += (long long)blockDim.x * gridDim.x) {
+        const int c = (int)((k / HW) % C);
+        const float invstd = train ? stat[c] : 1.0f / sqrtf(stat[c] + eps);
+        if (train) {
+            const float xhat = (x[k] - mean[c]) * invstd;
+            dx[k] = gamma[c] * invstd / (float)M * ((float)M * dy[k] - dbeta[c] - xhat * dgamma[c]);
+        } else {
+            dx[k] = dy[k] * (gamma[c] * invstd);
+        }
     }
 }

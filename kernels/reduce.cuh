@@ -34,3 +34,14 @@ __device__ __forceinline__ float block_reduce_sum(float v, float* scratch)
     v = lane < nwarps ? scratch[lane] : 0.0f;
     return warp_reduce_sum(v);
 }
+
+// Sum of count partial values p[0], p[stride], p[2*stride], ... in index order (one thread; the
+// fixed order makes the 2-D reductions deterministic). Used by the *_combine kernels.
+__device__ __forceinline__ float sum_partials(const float* __restrict__ p, int count, int stride)
+{
+    float s = 0.0f;
+    for (int b = 0; b < count; ++b) {
+        s += p[(long long)b * stride];
+    }
+    return s;
+}

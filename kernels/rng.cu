@@ -72,3 +72,44 @@ extern "C" __global__ void philox_normal(float* __restrict__ out, long long n,
         out[i] = __fadd_rn(mean, __fmul_rn(std, z));
     }
 }
+
+// ---- device-side stream position (a captured graph cannot take the offset as a host value) ----
+// The same draws with the offset read from the device (offset[0]); philox_advance then moves it
+// by n. Launch: as above; philox_advance: grid = 1, block = 32 (thread 0 works).
+extern "C" __global__ void philox_uniform_dev(float* __restrict__ out, long long n,
+                                              unsigned long long seed,
+                                              const unsigned long long* __restrict__ offset,
+                                              float low, float high)
+{
+    const unsigned long long off = offset[0];
+    const float range = __fadd_rn(high, -low);
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x) {
+        const Philox4 r = philox4x32_10((unsigned long long)i, seed, off);
+        out[i] = __fadd_rn(low, __fmul_rn(range, philox_unit(r.w0, 0)));
+    }
+}
+
+extern "C" __global__ void philox_normal_dev(float* __restrict__ out, long long n,
+                                             unsigned long long seed,
+                                             const unsigned long long* __restrict__ offset,
+                                             float mean, float std)
+{
+    const float two_pi = 6.28318530717958647692f;
+    const unsigned long long off = offset[0];
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x) {
+        const Philox4 r = philox4x32_10((unsigned long long)i, seed, off);
+        const float u1 = philox_unit(r.w0, 1), u2 = philox_unit(r.w1, 0);
+        const float z = sqrtf(-2.0f * logf(u1)) * cosf(__fmul_rn(two_pi, u2));
+        out[i] = __fadd_rn(mean, __fmul_rn(std, z));
+    }
+}
+
+// offset[0] += n (after a draw of n values: the next draw starts at the next counter).
+extern "C" __global__ void philox_advance(unsigned long long* __restrict__ offset, long long n)
+{
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
+        offset[0] += (unsigned long long)n;
+    }
+}

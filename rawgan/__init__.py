@@ -2,7 +2,8 @@
 
 Architecture (imports only point downwards):
 
-    rawgan.backend   arrays + op implementations: reference (NumPy), cuda (CuPy or CPU emulation)
+    rawgan.backend   arrays + op implementations: reference (naive NumPy, the truth), fastcpu
+                     (fast NumPy, the CPU default), cuda (CuPy or CPU emulation)
     rawgan.layers    Layer classes: parameters, shape checks, forward/backward calling backend ops
     rawgan.optim     Adam over a network's flat parameter buffer
     rawgan.models    the DCGAN generator and discriminator

@@ -2,6 +2,7 @@
 ``error: argument --x: must be >= 1, got 0`` (exit 2), never a traceback. Imports nothing heavy
 (the CLIs set thread variables before NumPy loads)."""
 import argparse
+import math
 
 
 def positive_int(text: str) -> int:
@@ -19,7 +20,16 @@ def nonnegative_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    v = float(text)
-    if not v > 0:                       # also rejects nan
+    """A finite float > 0 (rejects 0, negatives, nan and inf)."""
+    v = finite_float(text)
+    if not v > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return v
+
+
+def finite_float(text: str) -> float:
+    """Any finite float (rejects nan and inf)."""
+    v = float(text)
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return v

@@ -12,22 +12,26 @@ Layout of the archive (all entries are NumPy arrays; names are ``/``-separated):
 
 Files are written atomically (temporary file in the same folder, flush + fsync, ``os.replace``),
 so a crash or Ctrl-C while saving leaves the previous checkpoint untouched and never a half file
-under the final name. Names ``ckpt_<step:06d>.npz`` sort by step (:func:`checkpoint_path`).
+under the final name. Names ``ckpt_<step:06d>.npz`` sort by step (:func:`checkpoint_path`); files get the mode ``open`` would
+give (0644 under the usual umask 022); a successful save removes the ``.ckpt_*.tmp`` files that
+killed saves left in its folder.
 
 Wherever a checkpoint is read (:func:`load_checkpoint`, ``--resume``, ``--checkpoint``), a folder
 may be given instead of a file: a checkpoints folder or a run folder (one holding
-``checkpoints/``) stands for the newest checkpoint in it (:func:`find_checkpoint`).
+``checkpoints/``) stands for the newest *valid* checkpoint in it (:func:`load_latest`: by step,
+then write time; a corrupt one is reported and renamed to ``*.corrupt``, never deleted).
 """
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
+import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from .hostio import atomic_write, remove_stale_tmp, to_host
 
 _NAME = re.compile(r"^ckpt_(\d+)\.npz$")
 
@@ -35,6 +39,11 @@ _NAME = re.compile(r"^ckpt_(\d+)\.npz$")
 class CheckpointError(Exception):
     """A checkpoint is missing, unreadable, or does not fit the model; the message names the file
     (and the tensor, for a mismatch) in one printable line."""
+
+
+class CorruptCheckpoint(CheckpointError):
+    """A checkpoint file exists but is not a readable rawgan checkpoint (truncated, corrupt, another
+    format, an entry missing). Folder look-ups set such files aside (:func:`load_latest`)."""
 
 
 class NonFiniteState(CheckpointError):
@@ -52,19 +61,61 @@ def checkpoint_path(directory, step: int) -> Path:
 
 
 def list_checkpoints(directory) -> list[Path]:
-    """Checkpoints ``ckpt_<step>.npz`` in ``directory`` sorted by step (oldest first); [] if none
-    or the folder does not exist. Temporary files of an interrupted save are ignored."""
+    """Checkpoints ``ckpt_<step>.npz`` in ``directory`` sorted by step, then write time (oldest
+    first); [] if none or the folder does not exist. Temporary files of an interrupted save and
+    checkpoints set aside as corrupt (``*.corrupt``) are ignored."""
     d = Path(directory)
     if not d.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := _NAME.match(p.name))]
-    return [p for _, p in sorted(found)]
+    found = []
+    for p in d.iterdir():
+        if m := _NAME.match(p.name):
+            try:
+                found.append((int(m.group(1)), p.stat().st_mtime_ns, p))
+            except OSError:          # removed meanwhile
+                continue
+    return [p for _, _, p in sorted(found)]
 
 
 def latest_checkpoint(directory) -> Path | None:
     """The checkpoint with the highest step in ``directory``, or None."""
     found = list_checkpoints(directory)
     return found[-1] if found else None
+
+
+def set_aside(path, reason: str, warn=None) -> Path:
+    """Rename a corrupt checkpoint ``path`` to ``<path>.corrupt`` (``.corrupt-2``, ... if taken),
+    never deleting it, so that look-ups skip it; ``warn(message)`` reports it (default: a
+    ``warning:`` line on stderr). Returns the new path."""
+    path = Path(path)
+    target, n = path.with_name(path.name + ".corrupt"), 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt-{n}")
+    path.rename(target)
+    (warn or _warn)(f"warning: {reason}; set it aside as {target}")
+    return target
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def load_latest(directory, warn=None) -> dict | None:
+    """Load the newest *valid* checkpoint in ``directory`` (by step, then write time): a corrupt
+    one (:class:`CorruptCheckpoint`) is reported and set aside (:func:`set_aside`), and the next
+    older one is tried. Returns the loaded checkpoint (see :func:`load_checkpoint`) or None when
+    no valid one is left. Raises CheckpointError for a file that cannot be read at all
+    (permissions), which is not set aside."""
+    for path in reversed(list_checkpoints(directory)):
+        try:
+            return load_checkpoint(path)
+        except CorruptCheckpoint as e:
+            try:
+                set_aside(path, str(e), warn)
+            except OSError as err:
+                raise CheckpointError(f"{e}; cannot set it aside ({err.strerror or err})") from None
+    return None
 
 
 def find_checkpoint(path) -> Path:
@@ -93,18 +144,14 @@ def prune_checkpoints(directory, keep: int) -> list[Path]:
 # Saving
 
 
-def _host(B, a) -> np.ndarray:
-    return np.array(B.to_numpy(a))  # a copy, so later in-place updates can't change it
-
-
 def model_arrays(model) -> dict:
     """The model's state as ``{archive name: host array}`` (see the module docstring)."""
-    B, out = model.B, {}
+    out = {}
     for net_name, net in (("G", model.G), ("D", model.D)):
         for name, p, _ in net.named_params():
-            out[f"{net_name}/param/{name}"] = _host(B, p)
+            out[f"{net_name}/param/{name}"] = to_host(p)
         for name, buf in net.named_buffers():
-            out[f"{net_name}/buffer/{name}"] = _host(B, buf)
+            out[f"{net_name}/buffer/{name}"] = to_host(buf)
     for opt_name, opt in (("opt_G", model.opt_G), ("opt_D", model.opt_D)):
         state = opt.state_dict()
         out[f"{opt_name}/m"] = np.array(state["m"])
@@ -146,32 +193,21 @@ def save_checkpoint(path, model, extra: dict | None = None) -> Path:
         raise CheckpointError(f"{path}: extra value is not JSON-serialisable: {e}") from None
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+    remove_stale_tmp(path.parent, "ckpt_*.npz")    # left by saves that were killed
     return path
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename durable (POSIX); silently skipped where folders can't be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def checkpoint_nbytes(model) -> int:
+    """About how many bytes :func:`save_checkpoint` writes for ``model``: parameters, BN buffers
+    and both Adam moments at their dtype, plus 64 kB for names and metadata."""
+    total = 64 * 1024
+    for net in (model.G, model.D):
+        total += sum(int(p.nbytes) for _, p, _ in net.named_params())
+        total += sum(int(b.nbytes) for _, b in net.named_buffers())
+    for opt in (model.opt_G, model.opt_D):
+        total += int(opt.m.nbytes) + int(opt.v.nbytes)
+    return total
 
 
 # ----------------------------------------------------------------------------------------------
@@ -198,7 +234,14 @@ def load_checkpoint(path) -> dict:
         CheckpointError: the file is missing, is not an npz archive (another format, e.g. a text
             file), is a truncated or corrupt one, or lacks an entry this format requires.
     """
-    path = find_checkpoint(path)
+    path = Path(path)
+    if path.is_dir():
+        directory = path if list_checkpoints(path) else path / "checkpoints"
+        ckpt = load_latest(directory)
+        if ckpt is None:
+            raise CheckpointError(f"no checkpoint (ckpt_SSSSSS.npz, valid) in {path} or "
+                                  f"{path / 'checkpoints'}")
+        return ckpt
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
@@ -207,12 +250,12 @@ def load_checkpoint(path) -> dict:
     except OSError as e:
         raise CheckpointError(f"cannot read checkpoint {path} ({e.strerror or e})") from None
     if head != _ZIP_MAGIC:     # np.load would try pickle and suggest allow_pickle=True
-        raise CheckpointError(f"{path} is not a rawgan checkpoint (.npz written by rawgan.train)")
+        raise CorruptCheckpoint(f"{path} is not a rawgan checkpoint (.npz written by rawgan.train)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}   # reads (and CRC-checks) every entry
     except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError) as e:
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}: "
+        raise CorruptCheckpoint(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}: "
                               f"{e}); use an earlier checkpoint") from None
     try:
         extra = json.loads(str(arrays.pop("extra.json")))
@@ -224,10 +267,10 @@ def load_checkpoint(path) -> dict:
                          t=int(arrays.pop(f"{opt_name}/t")))
             ckpt[opt_name] = state
     except KeyError as e:
-        raise CheckpointError(f"checkpoint {path} lacks entry {e}; not a rawgan checkpoint "
+        raise CorruptCheckpoint(f"checkpoint {path} lacks entry {e}; not a rawgan checkpoint "
                               f"(.npz written by rawgan.train)") from None
     except json.JSONDecodeError as e:
-        raise CheckpointError(f"checkpoint {path} has unreadable metadata: {e}") from None
+        raise CorruptCheckpoint(f"checkpoint {path} has unreadable metadata: {e}") from None
     for name, a in arrays.items():
         head, _, rest = name.partition("/")
         if head == "extra":

@@ -1,7 +1,7 @@
-"""The CPU thread policy of the NumPy backend, applied by the command-line programs.
+"""The CPU thread policy of the fast CPU backend (``--backend numpy``), applied by the CLIs.
 
 The NumPy backend splits its window copies, elementwise passes and the row/column blocks of each
-large GEMM over its own stdlib thread pool (``rawgan/backend/reference/_parallel.py``, one thread
+large GEMM over its own stdlib thread pool (``rawgan/backend/fastcpu/_parallel.py``, one thread
 per core, ``RAWGAN_NUM_THREADS`` to override) and wants OpenBLAS single-threaded, so the process
 computes on exactly one thread per core. OpenBLAS's own threads spin-wait; on a busy machine one
 GEMM with a small output and a long reduction was measured at 1.6 s instead of 14 ms

@@ -274,6 +274,16 @@ class KIDMonitor:
         return record
 
 
+def add_train_arguments(parser) -> None:
+    """``rawgan.train``'s --eval-every/--eval-n (per invocation, not settings of the run)."""
+    g = parser.add_argument_group("quality during training (needs pip install \".[eval]\")")
+    g.add_argument("--eval-every", type=positive_int, metavar="N",
+                   help="KID every N steps, into metrics.jsonl and TensorBoard (per invocation; "
+                        "default: off)")
+    g.add_argument("--eval-n", type=at_least_2, default=1000,
+                   help="generated and real images per KID (default: 1000)")
+
+
 def make_kid_monitor(dataset, n: int, config: dict, error=EvalError) -> KIDMonitor:
     """The :class:`KIDMonitor` of a training run (``config``: its z_dim, z_dist, seed); any
     reason it cannot be built (the extra missing, ``n`` out of range) is raised as ``error``

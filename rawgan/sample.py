@@ -22,7 +22,8 @@ checkpoints folder or a run folder: its newest checkpoint is used, and the check
 always printed. --out must end in .png (the picture is PNG) and its folder must exist (it is not
 created); an existing file is replaced atomically.
 Exit codes: 0 written, 2 missing/corrupt/incompatible checkpoint, bad flags, unwritable --out or
---out-dir (also out of memory or disk, with a one-line message).
+--out-dir, 3 out of memory (lower --n, or use --out-dir). A folder given as --checkpoint stands for its newest *valid*
+checkpoint: a corrupt one is reported and set aside as ``*.corrupt`` (rawgan.checkpoint.load_latest).
 """
 from __future__ import annotations
 
@@ -37,7 +38,9 @@ configure_cpu_threads()  # before NumPy loads OpenBLAS (see rawgan/cpu_threads.p
 import numpy as np  # noqa: E402
 
 from .argtypes import positive_int
+from .backend.base import BACKEND_CHOICES
 from .checkpoint import CheckpointError, load_checkpoint, restore
+from .models.dcgan import draw_z, frozen_buffers  # noqa: F401  (draw_z: part of this module's API)
 
 Z_BLOCK = 64        # z's are drawn (and faces generated) 64 at a time, see iter_z
 MAX_GRID = 1024     # faces in one grid picture (8 wide: 128 rows); more go to --out-dir
@@ -65,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="walks (rows) with --interpolate (default: 8)")
     p.add_argument("--steps", type=int,
                    help="images per walk, both ends included, with --interpolate (default: 8)")
-    p.add_argument("--backend", choices=("numpy", "emulated", "cupy"), default="numpy",
-                   help="default: numpy")
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                   help="auto (cupy when CuPy sees a GPU, else numpy), numpy, reference, emulated "
+                        "or cupy (default: auto)")
     p.add_argument("--batch-stats", action="store_true",
                    help="BatchNorm with batch statistics (PyTorch example) instead of running "
                         "averages (default: running averages, as the TF reference)")
@@ -96,27 +100,16 @@ def load_generator(path, backend: str = "numpy", with_meta: bool = False):
     return model, config
 
 
-def draw_z(B, seed: int, n: int, z_dim: int, z_dist: str):
-    """(n, z_dim) z's from the Philox stream of ``seed``: uniform(-1, 1) or N(0, 1)."""
-    from .backend import Generator
-    gen = Generator(seed)
-    if z_dist == "normal":
-        return B.normal(gen, (n, z_dim))
-    return B.uniform(gen, (n, z_dim), -1.0, 1.0)
-
-
 def iter_z(B, seed: int, n: int, z_dim: int, z_dist: str, block: int = Z_BLOCK):
     """Yield the z's of faces 0..n-1 as backend arrays of at most ``block`` rows.
 
     One Philox stream per seed, drawn ``(block, z_dim)`` at a time (the last block is cut), so
     face i gets the same z whatever n is, and the first 64 are ``draw_z(B, seed, 64, ...)``."""
-    from .backend import Generator
+    from .backend import PhiloxState
 
-    gen = Generator(seed)
+    stream = PhiloxState(seed)
     for start in range(0, n, block):
-        shape = (block, z_dim)
-        z = B.normal(gen, shape) if z_dist == "normal" else B.uniform(gen, shape, -1.0, 1.0)
-        yield z[:min(block, n - start)]
+        yield draw_z(B, stream, block, z_dim, z_dist)[:min(block, n - start)]
 
 
 def interpolation_z(B, seed: int, rows: int, steps: int, z_dim: int, z_dist: str):
@@ -133,12 +126,8 @@ def generate(model, z, batch_stats: bool = False) -> np.ndarray:
     B = model.B
     if not batch_stats:
         return B.to_numpy(model.sample(z, eval_mode=True))
-    saved = [(buf, buf.copy()) for _, buf in model.G.named_buffers()]
-    try:                                   # batch statistics; leave the running averages as they were
+    with frozen_buffers(model.G):          # batch statistics; leave the running averages as they were
         return B.to_numpy(model.sample(z, eval_mode=False))
-    finally:
-        for buf, copy in saved:
-            buf[...] = copy
 
 
 def check_flags(args) -> None:
@@ -233,10 +222,11 @@ def main(argv=None) -> int:
     try:
         check_flags(args)
         model, config, meta = load_generator(args.checkpoint, args.backend, with_meta=True)
+        print(f"rawgan.sample: backend {model.B.name} on {model.B.device}")
         print(f"checkpoint: {meta['path']} (step {meta['step']})", flush=True)
         mode = "batch statistics" if args.batch_stats else "BN running averages (eval mode)"
         z_dim, z_dist = config.get("z_dim", 100), config.get("z_dist", "uniform")
-        if args.batch_stats and (args.n if not args.interpolate else 2) < 2:
+        if args.batch_stats and not args.interpolate and args.n < 2:
             raise ValueError("--batch-stats needs at least 2 images")
         if args.out_dir is not None:
             try:
@@ -261,10 +251,11 @@ def main(argv=None) -> int:
     except (CheckpointError, ValueError, RuntimeError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except MemoryError:
-        print("error: out of memory (use a smaller --n, or --out-dir, which writes faces in "
-              "batches)", file=sys.stderr)
-        return 2
+    except MemoryError as e:      # NumPy's _ArrayMemoryError, CuPy's OutOfMemoryError
+        print(f"error: out of memory generating {args.n or args.rows * args.steps} images "
+              f"({type(e).__name__}); lower --n (or --rows/--steps), or use --out-dir",
+              file=sys.stderr)
+        return 3
     what = (f"{args.rows} latent walks of {args.steps} steps" if args.interpolate
             else f"{args.n} faces")
     print(f"wrote {path}: {what}, {mode}, seed {args.seed}")

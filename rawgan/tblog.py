@@ -12,11 +12,7 @@ import warnings
 
 import numpy as np
 
-
-def _host(a) -> np.ndarray:
-    if hasattr(a, "get") and not isinstance(a, np.ndarray):
-        a = a.get()
-    return np.asarray(a)
+from .hostio import to_host
 
 
 class TBLogger:
@@ -24,8 +20,9 @@ class TBLogger:
 
     Args:
         log_dir: folder for the event files (created).
-        purge_step: on a resumed run, the step it resumes from: TensorBoard then discards events
-            at or after that step from the earlier run, so curves don't overlap.
+        purge_step: on a resumed run, the step after the one it resumes from (the checkpoint's
+            step + 1): TensorBoard then discards the earlier run's events at or after it, so
+            curves don't overlap, while the checkpoint step's own scalars and images stay.
         enabled: False gives a logger that does nothing.
     """
 
@@ -57,7 +54,7 @@ class TBLogger:
         """Histogram of any array (NumPy or CuPy, any shape); NaN/Inf entries are left out."""
         if self.writer is None:
             return
-        v = _host(values).astype(np.float64).ravel()
+        v = to_host(values).astype(np.float64).ravel()
         finite = np.isfinite(v)
         if not finite.all():
             self._warn(tag, f"histogram {tag}: {int((~finite).sum())} of {v.size} values are "

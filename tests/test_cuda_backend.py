@@ -1,12 +1,13 @@
-"""The emulated CUDA backend against the NumPy backend, layer by layer and for DCGAN training.
+"""The emulated CUDA backend against the reference backend, layer by layer and for DCGAN training.
 
 ``get_backend("emulated")`` runs the same Python ops and the same kernels/*.cu as
 ``get_backend("cupy")``, with the emulator as the device. Every layer's forward output and every
-gradient (input and parameters) must match the float32 NumPy reference (rtol 1e-4, atol 1e-5);
-a small DCGAN started from the same weights, batches and z must produce the same losses over its
-first training steps. Also: the ops namespace has the reference's names and signatures,
-conv_impl="cudnn" falls back to the kernels with one warning, and "cupy" without a GPU raises a
-RuntimeError that says how to install.
+gradient (input and parameters) must match the float32 reference (``get_backend("reference")``,
+which runs the same im2col/col2im algorithm; rtol 1e-4, atol 1e-5); a small DCGAN started from
+the same weights, batches and z must produce the same losses over its first training steps.
+Also: the ops namespace has the reference's names and signatures, conv_impl="cudnn" falls back to
+the kernels with one warning, and "cupy" without a GPU raises a RuntimeError that says how to
+install.
 """
 import inspect
 import warnings
@@ -14,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 
-from rawgan.backend import Generator, get_backend
+from rawgan.backend import PhiloxState, get_backend
 from rawgan.backend import reference as R
 from rawgan.backend.cuda import cudnn_conv, make_backend
 from rawgan.runtime import devarray
@@ -22,7 +23,7 @@ from rawgan.layers import (BatchNorm, Conv2d, ConvTranspose2d, LeakyReLU, Linear
                            SigmoidBCEWithLogits, Tanh)
 
 RTOL, ATOL = 1e-4, 1e-5
-NP = get_backend("numpy")
+NP = get_backend("reference")
 EM = get_backend("emulated")
 
 
@@ -70,6 +71,7 @@ def schedule(request, monkeypatch):
     ((1, 3, 7, 6), 5, 3, 1, "same"),
     ((2, 2, 9, 7), 3, 3, 2, (0, 1, 2, 0)),    # asymmetric
     ((1, 4, 6, 5), 2, (3, 2), (2, 3), 1),     # rectangular
+    ((4, 2, 64, 64), 3, 3, 1, "same"),        # 3 channels of 16,384: the 2-D bias gradient
 ])
 def test_conv2d_layer(schedule, dut, shape, cout, k, stride, pad):
     rng = np.random.default_rng(0)
@@ -87,7 +89,7 @@ def test_conv_transpose2d_layer(schedule, dut, shape, cout, k, stride, pad, out_
     rng = np.random.default_rng(2)
     make = lambda B: ConvTranspose2d(B, shape[1], cout, k, stride, pad, output_padding=out_pad,
                                      rng=np.random.default_rng(3), init_std=0.3)
-    y_shape, _ = make(NP).output_shape(shape)
+    y_shape = make(NP).output_shape(shape)
     run_layer(make, rng.standard_normal(shape), rng.standard_normal(y_shape), dut)
 
 
@@ -98,7 +100,8 @@ def test_linear_layer(dut, n, fin, fout):
     run_layer(make, rng.standard_normal((n, fin)), rng.standard_normal((n, fout)), dut)
 
 
-@pytest.mark.parametrize("shape", [(4, 515), (1, 3, 7, 5), (3, 8, 6, 6)])
+@pytest.mark.parametrize("shape", [(4, 515), (1, 3, 7, 5), (3, 8, 6, 6),
+                                   (4, 3, 64, 64)])  # 3 channels of 16,384: 2-D reductions
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("unbiased", [False, True])
 def test_batchnorm_layer(schedule, dut, shape, train, unbiased):
@@ -157,7 +160,7 @@ def test_backend_object():
 
 
 def test_backend_uniform_normal_match_numpy(dut):
-    gn, ge = Generator(42, 10), Generator(42, 10)
+    gn, ge = PhiloxState(42, 10), PhiloxState(42, 10)
     un, ue = NP.uniform(gn, (4, 100)), dut.uniform(ge, (4, 100))
     np.testing.assert_array_equal(host(ue), un)
     assert gn.offset == ge.offset == 410
@@ -212,7 +215,7 @@ def test_dcgan_loss_trajectory_matches_numpy(dut):
     history = {}
     for B in (NP, dut):
         model = DCGAN(B, ngf=8, ndf=8, seed=3)
-        gen = Generator(7)
+        gen = PhiloxState(7)
         data_rng = np.random.default_rng(11)
         rows = []
         for _ in range(3):
@@ -227,10 +230,10 @@ def test_dcgan_loss_trajectory_matches_numpy(dut):
 
 def test_dcgan_gradients_match_from_same_state(dut):
     """One D update and one G update from identical weights: every loss, gradient and updated
-    parameter of the emulated backend matches NumPy float32 (and both match float64)."""
+    parameter of the emulated backend matches the float32 reference (and both match float64)."""
     from rawgan.models.dcgan import DCGAN
 
-    backends = (get_backend("numpy", "float64"), NP, dut)
+    backends = (get_backend("reference", "float64"), NP, dut)
     rng = np.random.default_rng(12)
     x, z = rng.uniform(-1, 1, (4, 3, 64, 64)), rng.uniform(-1, 1, (4, 100))
     out = []
@@ -248,3 +251,16 @@ def test_dcgan_gradients_match_from_same_state(dut):
             assert np.abs(a - r).max() <= 1e-4 * np.abs(r).max()
     for a, r in zip(out[2][2:], out[1][2:]):
         assert np.abs(a - r).max() <= 1e-4 * np.abs(r).max()
+
+
+def test_launch_forms_of_the_2d_cases_above():
+    """The (4, 3, 64, 64) cases of the layer tests take the 2-D reductions (cost model), the
+    small ones the one-block-per-channel kernels, so both forms are proven against NumPy."""
+    from rawgan.backend.cuda import batchnorm, conv
+
+    rt = EM.ops.rt
+    assert batchnorm.forward_chunks(rt, 3, 4 * 64 * 64) == 8
+    assert batchnorm.backward_chunks(rt, 3, 4 * 64 * 64) == 8
+    assert conv.bias_grad_chunks(rt, 3, 4 * 64 * 64) == 8
+    assert batchnorm.forward_chunks(rt, 8, 3 * 6 * 6) == 1
+    assert conv.bias_grad_chunks(rt, 4, 2 * 4 * 4) == 1

@@ -11,7 +11,7 @@ from PIL import Image
 from rawgan import checkpoint as ckpt_io
 from rawgan import eval as ev
 from rawgan import inception, metrics
-from rawgan.backend import Generator, get_backend
+from rawgan.backend import PhiloxState, get_backend
 from rawgan.data import ShardDataset, prepare, to_uint8_nhwc
 from rawgan.models.dcgan import DCGAN
 from rawgan.sample import draw_z, generate
@@ -54,7 +54,7 @@ def image_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     model = DCGAN(get_backend("numpy"), ngf=4, ndf=4)
-    B, gen = model.B, Generator(1)
+    B, gen = model.B, PhiloxState(1)
     model.train_step(B.uniform(gen, (4, 3, 64, 64)), B.uniform(gen, (4, 100)), g_steps=1)
     path = tmp_path_factory.mktemp("run") / "checkpoints" / "ckpt_000001.npz"
     config = {"ngf": 4, "ndf": 4, "z_dim": 100, "z_dist": "uniform"}

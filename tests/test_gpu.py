@@ -2,7 +2,8 @@
 
 Skipped, with the reason, unless CuPy is importable and ``cupy.cuda.runtime.getDeviceCount() > 0``.
 The tests are imported from the emulator test files and run with the ``dev``/``dut`` fixtures
-overridden: ``get_runtime("cupy")`` and ``get_backend("cupy")`` (kernels), plus the cuDNN
+overridden: ``get_runtime("cupy")`` and ``get_backend("cupy")`` (kernels; test_step.py's
+graph-vs-eager, allocation and device-state tests on a real CUDA graph), plus the cuDNN
 Frontend convolutions against our kernels when the ``cudnn`` package is installed.
 Run on a GPU machine: ``pytest tests/test_gpu.py`` (bench/gpu_check.sh does it).
 """
@@ -38,12 +39,23 @@ from test_kernels import (Device, test_activation_kernels, test_adam_kernel,  # 
                           test_broken_reduction_is_caught, test_conv_passes, test_im2col_col2im,
                           test_linear_ops, test_loss_extreme_logits_finite, test_loss_kernels,
                           test_philox_normal, test_philox_uniform_bitwise, test_sigmoid_extreme_logits,
-                          CONV_CASES)
+                          test_reductions_2d_batchnorm_match_numpy,
+                          test_reductions_2d_bias_grad_match_numpy,
+                          test_reductions_2d_are_bit_identical_across_runs_and_schedules,
+                          test_reductions_2d_reuse_their_workspace, CONV_CASES)
 from test_cuda_backend import (test_activation_layers, test_backend_uniform_normal_match_numpy,  # noqa: E402,F401
                                test_batchnorm_layer, test_conv2d_layer, test_conv_transpose2d_layer,
                                test_dcgan_gradients_match_from_same_state,
                                test_dcgan_loss_trajectory_matches_numpy, test_linear_layer,
                                test_loss_layer, test_ops_have_reference_signatures)
+from test_step import (test_a_host_value_frozen_into_the_graph_is_caught,  # noqa: E402,F401
+                       test_adam_step_keeps_t_on_the_device_and_matches_reference,
+                       test_device_step_matches_the_numpy_backend,
+                       test_gemm_takes_transposed_operands_and_checks_shapes,
+                       test_graph_steps_are_bit_identical_to_eager_steps,
+                       test_philox_next_draws_continue_the_stream_on_the_device,
+                       test_steady_state_allocates_nothing_and_a_graph_step_is_one_launch,
+                       test_tensor_kernels_match_reference)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Float64 finite-difference checks of every hand-written backward (input and all parameters).
+"""Float64 finite-difference checks of every hand-written backward (input and all parameters),
+on the reference backend (the fast one is checked against it in tests/test_fastcpu.py).
 
 Every layer and the loss, several shapes, strides and paddings (asymmetric and TF SAME
 included), both BatchNorm modes. Inputs of kinked functions are drawn away from the kink.
@@ -11,7 +12,7 @@ from rawgan.gradcheck import GradcheckError, away_from_zero, check_layer
 from rawgan.layers import (BatchNorm, Conv2d, ConvTranspose2d, LeakyReLU, Linear, ReLU, Sigmoid,
                            SigmoidBCEWithLogits, Tanh)
 
-B = get_backend("numpy", "float64")
+B = get_backend("reference", "float64")
 RTOL = 1e-6
 
 

@@ -15,6 +15,8 @@ Kernel -> test:
     adam.cu         adam_update                                      test_adam_kernel
     rng.cu          philox_uniform, philox_normal                    test_philox_*
     reduce.cuh      block_reduce_sum (barrier (B) removed)           test_broken_reduction_is_caught
+    batchnorm.cu, bias.cu: the 2-D reductions (*_partial, *_combine, *_apply)
+                                                                     test_reductions_2d_*
 """
 import numpy as np
 import pytest
@@ -358,3 +360,116 @@ def test_broken_reduction_is_caught(dev, broken):
         assert not ok, "the kernel with barrier (B) removed must give a wrong result"
     else:
         assert ok
+
+
+# -- 2-D (channel x row-chunk) reductions: batchnorm.cu / bias.cu *_partial, *_combine, *_apply ----
+# Odd sizes: M = N*H*W not a multiple of the chunk or the block; chunks from 2 to "one element
+# short of M" (the launcher caps chunks so that none is empty).
+RED_SHAPES = [(3, 5, 13, 7), (2, 3, 1, 1), (5, 2, 9, 11), (7, 4)]
+RED_CHUNKS = [2, 3, 64]
+
+
+def _bn_2d_all(dev, x, g, b, dy, chunks, unbiased=False):
+    """Forward train, backward train and backward eval through the 2-D path: a dict of arrays."""
+    from rawgan.backend.cuda import batchnorm as bn
+
+    put, C = dev.put, x.shape[1]
+    rm, rv = put(np.linspace(-1, 1, C).astype(np.float32)), put(np.linspace(0.5, 2, C).astype(np.float32))
+    y, sm, si = bn.forward_train(dev.rt, put(x), put(g), put(b), rm, rv, 0.1, 1e-5, unbiased, chunks)
+    dx, dg, db = bn.backward(dev.rt, put(dy), put(x), put(g), sm, si, 0.0, 1, chunks)
+    dxe, dge, dbe = bn.backward(dev.rt, put(dy), put(x), put(g), rm, rv, 1e-5, 0, chunks)  # updated rm/rv
+    return {k: Device.get(v).copy() for k, v in dict(y=y, mean=sm, invstd=si, rm=rm, rv=rv, dx=dx,
+                                                  dg=dg, db=db, dxe=dxe, dge=dge, dbe=dbe).items()}
+
+
+@pytest.mark.parametrize("chunks", RED_CHUNKS)
+@pytest.mark.parametrize("shape", RED_SHAPES)
+def test_reductions_2d_batchnorm_match_numpy(dev, shape, chunks):
+    rng = np.random.default_rng(6)
+    C = shape[1]
+    x = rnd(rng, *shape, scale=3) + 2.0                   # a mean far from 0: Chan's merge matters
+    g, b, dy = rnd(rng, C), rnd(rng, C), rnd(rng, *shape)
+    for unbiased in (False, True):
+        got = _bn_2d_all(dev, x, g, b, dy, chunks, unbiased)
+        rm = np.linspace(-1, 1, C).astype(np.float32)
+        rv = np.linspace(0.5, 2, C).astype(np.float32)
+        y_r, m_r, i_r = R.batchnorm_forward_train(x, g, b, rm, rv, 0.1, 1e-5, unbiased)
+        close(got["y"], y_r, rtol=1e-4, atol=1e-5)
+        close(got["mean"], m_r, atol=1e-5)
+        close(got["invstd"], i_r, rtol=1e-5)
+        close(got["rm"], rm, atol=1e-6)
+        close(got["rv"], rv, rtol=1e-5)
+        for k, r in zip(("dx", "dg", "db"), R.batchnorm_backward_train(dy, x, g, got["mean"], got["invstd"])):
+            close(got[k], r, rtol=1e-4, atol=1e-4)
+        for k, r in zip(("dxe", "dge", "dbe"), R.batchnorm_backward_eval(dy, x, g, got["rm"], got["rv"], 1e-5)):
+            close(got[k], r, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("chunks", RED_CHUNKS)
+@pytest.mark.parametrize("shape", [s for s in RED_SHAPES if len(s) == 4])
+def test_reductions_2d_bias_grad_match_numpy(dev, shape, chunks):
+    from rawgan.backend.cuda import conv
+
+    rng = np.random.default_rng(7)
+    dy = rnd(rng, *shape) + 0.5
+    close(conv.bias_grad_nchw(dev.rt, dev.put(dy), chunks), R.bias_grad(dy), rtol=1e-5, atol=1e-5)
+
+
+def test_reductions_2d_are_bit_identical_across_runs_and_schedules(dev, monkeypatch):
+    """Deterministic: the same inputs give the same bits on repeated runs, whatever order the
+    blocks and threads run in (forward, reverse, forward again), for every chunk count."""
+    from rawgan.backend.cuda import conv
+
+    rng = np.random.default_rng(8)
+    shape = (6, 3, 17, 13)                                 # M = 1326 per channel
+    x, dy = rnd(rng, *shape, scale=5) + 3, rnd(rng, *shape)
+    g, b = rnd(rng, 3), rnd(rng, 3)
+    for chunks in (1, 5, 41):
+        runs = []
+        for sched in ("forward", "reverse", "forward"):
+            monkeypatch.setenv("RAWGAN_EMU_SCHEDULE", sched)
+            got = _bn_2d_all(dev, x, g, b, dy, chunks)
+            got["bias"] = Device.get(conv.bias_grad_nchw(dev.rt, dev.put(dy), chunks)).copy()
+            runs.append(got)
+        for other in runs[1:]:
+            for k, v in runs[0].items():
+                np.testing.assert_array_equal(other[k], v, err_msg=f"{k}, chunks={chunks}")
+
+
+def test_reductions_2d_reuse_their_workspace(dev):
+    from rawgan.backend.cuda import common, conv
+
+    rng = np.random.default_rng(9)
+    dy = dev.put(rnd(rng, 2, 3, 8, 8))
+    conv.bias_grad_nchw(dev.rt, dy, 4)
+    ws = common.workspace(dev.rt, conv.WORKSPACE, 0)
+    conv.bias_grad_nchw(dev.rt, dy, 2)                     # smaller: the same buffer
+    assert common.workspace(dev.rt, conv.WORKSPACE, 0) is ws
+    assert common.workspace(dev.rt, conv.WORKSPACE, ws.size + 1).size == ws.size + 1   # grows
+
+
+def test_reduction_cost_model_choices():
+    """The launch forms the cost model picks for the DCGAN's layers at batch 64 on an H200 (the
+    emulator plans with the same 132 SMs): 2-D where few channels hold many elements."""
+    from rawgan.backend.cuda.common import reduction_chunks
+
+    def bn(C, HW):                      # forward_train: 16 bytes per element, 2 extra launches
+        return reduction_chunks(C, 64 * HW, 16.0 * C * 64 * HW, 2)
+
+    def bias(C, HW):                    # bias gradient: 4 bytes per element, 1 extra launch
+        return reduction_chunks(C, 64 * HW, 4.0 * C * 64 * HW, 1)
+
+    assert [bn(512, 16), bn(256, 64), bn(128, 256), bn(64, 1024)] == [1, 1, 5, 9]
+    assert [bias(3, 4096), bias(64, 1024), bias(512, 16)] == [128, 9, 1]
+    assert reduction_chunks(8192, 64, 4.0 * 8192 * 64, 1) == 1          # a Linear bias: rows kernel
+    assert reduction_chunks(3, 16384, 4.0 * 3 * 16384, 1) == 8         # capped by MIN_CHUNK
+    assert reduction_chunks(3, 4096, 4.0 * 3 * 4096, 1) == 1           # 48 KB: a launch costs more
+
+
+def test_workspace_uses_only_cupy_ndarray_api():
+    """common.workspace/workspace_f32 call xp.empty, slicing, .size and .view(dtype): all are
+    cupy.ndarray API (checked against the installed CuPy, which imports without a GPU)."""
+    cupy = pytest.importorskip("cupy")
+    for name in ("view", "size", "__getitem__"):
+        assert hasattr(cupy.ndarray, name), name
+    assert callable(cupy.empty) and cupy.uint8 is np.uint8 and cupy.float32 is np.float32

@@ -1,4 +1,5 @@
-"""Every layer's forward and every gradient against PyTorch (an independent oracle), float32.
+"""Every layer's forward and every gradient against PyTorch (an independent oracle), float32,
+on the reference backend.
 
 Skipped where torch is not installed (it is a test-only extra: ``pip install torch==2.13.0``).
 TF "SAME" padding is expressed in torch with an explicit ``F.pad`` (conv) or by cropping the
@@ -15,7 +16,7 @@ from rawgan.layers import (BatchNorm, Conv2d, ConvTranspose2d, LeakyReLU, Linear
                            Sigmoid, SigmoidBCEWithLogits, Tanh, Sequential, flatten_parameters)
 from rawgan.optim import Adam  # noqa: E402
 
-B = get_backend("numpy", "float32")
+B = get_backend("reference", "float32")
 TOL = dict(rtol=2e-4, atol=2e-5)
 
 
@@ -80,7 +81,7 @@ def test_conv_transpose2d_matches_torch(shape, cout, k, stride, pad, out_pad):
                             init_std=0.2)
     layer.params["b"][...] = rng.standard_normal(cout)
     x = rng.standard_normal(shape).astype(np.float32)
-    y_shape, (t, b, l, r) = layer.output_shape(shape)
+    y_shape, (t, b, l, r) = layer.output_shape(shape), layer.pad_for(*shape[2:])
     if pad == "same":
         assert y_shape[2:] == (shape[2] * stride, shape[3] * stride)
 

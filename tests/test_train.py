@@ -300,7 +300,8 @@ def test_resume_checks_the_data_is_the_same(tiny_data, other_data, tmp_path, cap
     capsys.readouterr()
     assert train_main(["--out", str(run), "--resume", "--max-steps", "4", *other]) == 2
     err = capsys.readouterr().err
-    assert "trained on other data (20 images from" in err and f"{other_data[0]} gives 8" in err
+    assert "trained on other data (20 images from" in err
+    assert f"{other_data[0]} lists 8 other image files" in err
 
     # an old checkpoint without the identity: the saved batch position (3) doesn't exist in an
     # epoch of 8 images (2 batches); an error, not loader's ValueError
@@ -317,11 +318,11 @@ def test_resume_checks_the_data_is_the_same(tiny_data, other_data, tmp_path, cap
 
 def test_runs_never_share_a_folder(tiny_data, tmp_path, capsys):
     run, new = tmp_path / "run", tmp_path / "new"
-    run.mkdir()
-    (run / "metrics.jsonl").write_text('{"step": 20}\n')               # a run that died early
-    assert train_main(small_args(tiny_data, run, "--max-steps", "1")) == 2
-    assert "already holds a run (metrics.jsonl)" in capsys.readouterr().err
-    assert (run / "metrics.jsonl").read_text() == '{"step": 20}\n'       # not truncated
+    assert train_main(small_args(tiny_data, run, "--max-steps", "1")) == 0
+    assert train_main(small_args(tiny_data, run, "--max-steps", "2")) == 2
+    assert "already holds a run (metrics.jsonl, samples/, checkpoints/; newest checkpoint " \
+           "ckpt_000001.npz); continue it with --resume" in capsys.readouterr().err
+    assert [r["step"] for r in read_metrics(run)] == [1]                  # not truncated
 
     first, second = tmp_path / "first", tmp_path / "second"
     assert train_main(small_args(tiny_data, first, "--max-steps", "1")) == 0
@@ -376,3 +377,29 @@ def test_bad_out_conv_impl_and_checkpoint_exit_2(tiny_data, tmp_path, capsys):
         assert train_main(args) == 2, args
         assert message in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]      # no empty run folders left
+
+
+def test_cpu_backends_train_alike_and_a_run_moves_between_them(tiny_data, tmp_path, capsys):
+    """--backend reference and --backend numpy (the default) log the same D losses at step 1
+    (before any update) from the same seed, and the rest of the first two steps to 1e-2 (Adam's
+    first steps turn float32 rounding into ±lr steps, see tests/test_cuda_backend.py); a
+    reference run resumes on numpy; --conv-impl is refused for reference too."""
+    common = ("--log-every", "1", "--sample-every", "100", "--checkpoint-every", "100")
+    ref, fast = tmp_path / "ref", tmp_path / "fast"
+    assert train_main(small_args(tiny_data, ref, "--max-steps", "2", "--backend", "reference",
+                                 *common)) == 0
+    assert train_main(small_args(tiny_data, fast, "--max-steps", "2", *common)) == 0
+    for r, f in zip(read_metrics(ref), read_metrics(fast)):
+        for k in METRIC_KEYS:
+            tol = 1e-5 if r["step"] == 1 and k in ("d_loss_real", "d_loss_fake", "d_real",
+                                                   "d_fake") else 1e-2
+            assert abs(r[k] - f[k]) <= tol * max(1.0, abs(r[k])), (r["step"], k)
+    assert train_main(small_args(tiny_data, ref, "--max-steps", "3", "--resume", *common)) == 0
+    steps = read_metrics(ref)
+    assert [r["step"] for r in steps] == [1, 2, 3] and np.isfinite(steps[-1]["g_loss"])
+    ck = ckpt_io.load_checkpoint(ref / "checkpoints" / "ckpt_000003.npz")
+    assert ck["extra"]["config"]["backend"] == "numpy" and ck["opt_D"]["t"] == 3
+    capsys.readouterr()
+    args = small_args(tiny_data, tmp_path / "r", "--backend", "reference", "--conv-impl", "cudnn")
+    assert train_main(args) == 2
+    assert "conv_impl applies to the cupy and emulated backends only" in capsys.readouterr().err

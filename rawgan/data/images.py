@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .shards import atomic_write
+from ..hostio import atomic_write, to_host
 
 
 def to_uint8_nhwc(x) -> np.ndarray:
@@ -16,9 +16,7 @@ def to_uint8_nhwc(x) -> np.ndarray:
     exactly. NaN becomes 0.0 (mid grey) so that a diverged sample still renders. Accepts a NumPy
     array or anything with ``.get()`` (a CuPy array is copied to the host).
     """
-    if hasattr(x, "get") and not isinstance(x, np.ndarray):
-        x = x.get()
-    x = np.asarray(x, dtype=np.float32)
+    x = np.asarray(to_host(x), dtype=np.float32)
     if x.ndim != 4:
         raise ValueError(f"expected a 4-d NCHW array, got shape {x.shape}")
     x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)

@@ -43,6 +43,7 @@ order) with a tqdm bar on stderr. Output goes to ``--out`` or a cache folder
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import multiprocessing
@@ -61,6 +62,7 @@ import PIL
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from ..hostio import cache_root, check_free_space
 from . import shards as fmt
 from .errors import DataError
 from .sources import KINDS, Reader, Source, default_data_dir, find_source
@@ -181,8 +183,11 @@ _worker_state: dict = {}
 
 
 def _init_worker(source_type: str, path: str, kind: str) -> None:
-    """Pool initializer: one reader per process; Ctrl-C is left to the parent, which stops the pool."""
+    """Pool initializer: one reader per process; Ctrl-C is left to the parent, which stops the pool
+    (SIGTERM/SIGHUP get their default action back: the parent's handlers are inherited on fork)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     _worker_state.update(reader=Reader(source_type, path), kind=kind)
 
 
@@ -220,16 +225,43 @@ def _decode_all(source: Source, tasks: list, workers: int, progress: bool):
             chunksize = max(1, min(64, len(tasks) // (workers * 8)))
             pool = ProcessPoolExecutor(workers, multiprocessing.get_context(), _init_worker, initargs)
             try:
-                for result in pool.map(_work, tasks, chunksize=chunksize):
-                    yield result
-                    bar.update()
+                with _signals_raise():
+                    for result in pool.map(_work, tasks, chunksize=chunksize):
+                        yield result
+                        bar.update()
             except BrokenProcessPool:
                 raise DataError(f"a decoding process died (killed for memory?); try fewer "
                                 f"--workers than {workers}") from None
+            except BaseException:    # Ctrl-C, SIGTERM, SIGHUP, an error: stop the workers now
+                for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                    proc.terminate()
+                raise
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """While decoding in parallel, SIGTERM and SIGHUP whose handler is the default (which would
+    end this process at once and leave the workers running as orphans) raise KeyboardInterrupt
+    instead, so that the pool is stopped on the way out. Handlers a caller installed (such as
+    rawgan.train's) are left alone; outside the main thread nothing changes."""
+    old = {}
+    def stop(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    try:
+        for s in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(s) == signal.SIG_DFL:
+                old[s] = signal.signal(s, stop)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -237,9 +269,8 @@ def _decode_all(source: Source, tasks: list, workers: int, progress: bool):
 
 
 def default_cache_dir() -> Path:
-    """``$RAWGAN_CACHE`` if set, else ``~/.cache/rawgan``."""
-    env = os.environ.get("RAWGAN_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "rawgan"
+    """``$RAWGAN_CACHE`` if set, else ``~/.cache/rawgan`` (:func:`rawgan.hostio.cache_root`)."""
+    return cache_root()
 
 
 def default_prepared_dir(kind: str, data_dir) -> Path:
@@ -352,10 +383,14 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
         out.mkdir(parents=True, exist_ok=True)
         (out / fmt.INDEX_NAME).unlink(missing_ok=True)  # from here on the folder is "incomplete"
     except OSError as e:
-        raise DataError(f"cannot write the prepared data to {out} ({e.strerror or e}); pass --out "
-                        "with a writable folder or set RAWGAN_CACHE") from None
+        raise DataError(f"cannot write the prepared data to {out} ({e.strerror or e}); "
+                        f"{_ELSEWHERE}") from None
     todo = [k for k in range(num_shards) if not reusable[k]]
     tasks = [(pos, source.files[pos]) for k in todo for pos in range(*bounds[k])]
+    short = check_free_space(out, len(tasks) * IMAGE_SIZE * IMAGE_SIZE * 3 + (1 << 20),
+                             f"the prepared data ({len(tasks)} images of 64x64x3 bytes)")
+    if short:
+        raise DataError(f"{short}; free some space or {_ELSEWHERE}")
     workers = max(1, min(workers or _cpu_count(), len(tasks)))
     say(f"preparing {kind} data from {source.path} ({n} files; {len(todo)} of {num_shards} shards "
         f"to build, {workers} worker{'s' * (workers > 1)}) into {out}")
@@ -384,8 +419,8 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
                 entry.update(fmt.write_shard(out / names[k], buf[:len(kept)]))
             shard_info[k] = (entry, kept, skipped)
     except OSError as e:  # reads are handled by _work; this is writing (disk full, ...)
-        raise DataError(f"cannot write the prepared data to {out} ({e}); free some space or pass "
-                        "--out") from None
+        raise DataError(f"cannot write the prepared data: {e}; free some space or "
+                        f"{_ELSEWHERE}") from None
     finally:
         results.close()
 
@@ -446,12 +481,17 @@ def prepare_dataset(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT
                          report["reused_shards"], seconds, upsampled)
 
 
+# Where else prepared data can go, in the words of both programs that prepare it.
+_ELSEWHERE = ("choose another folder (--prepared-dir of rawgan.train, --out of rawgan.data prepare) "
+              "or set RAWGAN_CACHE")
+
+
 def _write_or_fail(out: Path, name: str, obj: dict) -> None:
     try:
         fmt.write_json(out / name, obj)
     except OSError as e:
-        raise DataError(f"cannot write the prepared data to {out} ({e}); free some space or pass "
-                        "--out") from None
+        raise DataError(f"cannot write the prepared data: {e}; free some space or "
+                        f"{_ELSEWHERE}") from None
 
 
 def _upsampled(entries: list) -> list:
@@ -519,8 +559,10 @@ def prepare(kind: str, data_dir, out_dir=None, num_shards: int = DEFAULT_SHARDS,
 
 def ensure_prepared(kind: str, data_dir, out_dir=None, **kw) -> Path:
     """Like :func:`prepare`, but returns at once, silently, when a prepared set with the same
-    settings and source listing exists and its shards have the recorded sizes (checksums are not
-    read; ``prepare`` does that). Any shard count is accepted unless ``num_shards`` is passed.
+    settings and source listing exists and its shards are intact: recorded sizes, and sha256
+    checksums read once per prepared set and then cached (:func:`shards.verify_shards`; a shard is
+    re-read when its size or mtime changes). A damaged shard is rebuilt by :func:`prepare` (an
+    error when the source is gone). Any shard count is accepted unless ``num_shards`` is passed.
     Otherwise calls :func:`prepare` with ``**kw``. Raises :class:`DataError` like ``prepare``.
     """
     out = Path(out_dir).expanduser() if out_dir is not None else default_prepared_dir(kind, data_dir)
@@ -534,5 +576,14 @@ def ensure_prepared(kind: str, data_dir, out_dir=None, **kw) -> Path:
         if shards is not None and source is not None:
             shards = min(shards, len(source.files))  # as prepare_dataset caps it
         if _index_matches(index, kind, source, shards):
-            return out
+            bad = fmt.verify_shards(out, index)          # sha256 once, then a cached verdict
+            if not bad:
+                return out
+            if source is None:
+                raise DataError(f"shard {bad[0]} of the prepared data at {out} fails its sha256 "
+                                f"checksum, and the source {data_dir} to rebuild it from is gone; "
+                                f"restore the source or delete {out}")
+            if kw.get("progress", True):
+                print(f"note: {len(bad)} shard(s) at {out} fail their sha256 checksum "
+                      f"({bad[0]}, ...); rebuilding them", file=sys.stderr, flush=True)
     return prepare(kind, data_dir, out, **kw)

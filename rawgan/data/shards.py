@@ -6,7 +6,7 @@ A prepared folder holds::
     shard-00-of-12.npy ...       uint8 arrays of shape (n_k, 64, 64, 3), NHWC, RGB
     report.json                  what the last preparation did (skipped files with reasons)
 
-Every file is written atomically (a temporary file in the same folder, then ``os.replace``), and
+Every file is written atomically (:func:`rawgan.hostio.atomic_write`), and
 ``index.json`` is replaced only after all shards are in place, so an interrupted preparation never
 leaves a set that looks valid. ``index.json`` records for each shard its file name, image count,
 byte size and sha256, and the range of source candidates it was made from (a range whose files
@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ..hostio import atomic_write
 from .errors import DataError
 
 INDEX_NAME = "index.json"
@@ -31,26 +31,6 @@ FORMAT_VERSION = 1
 
 def shard_name(k: int, num_shards: int) -> str:
     return f"shard-{k:02d}-of-{num_shards:02d}.npy"
-
-
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def atomic_write(path, write) -> None:
-    """Create ``path`` atomically: ``write(fileobj)`` fills a temporary file next to it, which is
-    flushed to disk and renamed over ``path``. On any error the temporary file is removed."""
-    path = Path(path)
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_json(path, obj) -> None:
@@ -138,6 +118,45 @@ def shard_ok(prepared_dir, entry: dict, verify: bool) -> bool:
 def index_ok(prepared_dir, index: dict | None, verify: bool) -> bool:
     """Whether every shard listed in ``index`` is intact (see :func:`shard_ok`)."""
     return bool(index) and all(shard_ok(prepared_dir, e, verify) for e in index["shards"])
+
+
+VERIFIED_NAME = ".verified.json"
+
+
+def verify_shards(prepared_dir, index: dict) -> list:
+    """The file names of shards in ``index`` whose sha256 does not match (or that are missing).
+
+    Each shard's bytes are read once per prepared dataset: a shard that passes is recorded in
+    ``<prepared_dir>/.verified.json`` with its size, mtime and checksum, and is re-read only when
+    one of them changes (the file was rewritten or touched, or the index names another
+    checksum). Writing the record is best effort (a read-only folder just verifies every time).
+    """
+    path = Path(prepared_dir)
+    try:
+        cached = json.loads((path / VERIFIED_NAME).read_text())
+        cached = cached if isinstance(cached, dict) else {}
+    except (OSError, ValueError):
+        cached = {}
+    verdicts, bad = {}, []
+    for entry in index["shards"]:
+        name = entry["file"]
+        try:
+            st = (path / name).stat()
+        except OSError:
+            bad.append(name)
+            continue
+        key = [st.st_size, st.st_mtime_ns, entry["sha256"]]
+        if cached.get(name) == key or (st.st_size == entry["bytes"]
+                                       and file_sha256(path / name) == entry["sha256"]):
+            verdicts[name] = key
+        else:
+            bad.append(name)
+    if verdicts != cached:
+        try:
+            write_json(path / VERIFIED_NAME, verdicts)
+        except OSError:
+            pass
+    return bad
 
 
 def _not_prepared(prepared_dir, why: str) -> DataError:

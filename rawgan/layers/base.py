@@ -4,7 +4,9 @@ A layer owns ``params`` and ``grads`` (dicts name -> backend array, same shapes)
 (non-trained state such as BatchNorm's running statistics). ``forward(x)`` caches what backward
 needs; ``backward(dy, need_dx=True)`` *accumulates* parameter gradients into ``grads`` (so the
 discriminator can sum the gradients of its real and fake passes) and returns dx, or None when
-``need_dx`` is False (e.g. D's first layer, whose input gradient nobody uses). Setting
+``need_dx`` is False (e.g. D's first layer, whose input gradient nobody uses). Gradients are
+accumulated and zeroed through ``ops.accumulate``/``ops.fill`` (device kernels on the CUDA
+backend: a step is then only launches, which a CUDA graph can capture). Setting
 ``requires_grad = False`` skips the parameter gradients (D's weights during the G update).
 """
 from __future__ import annotations
@@ -30,7 +32,7 @@ class Layer:
 
     def zero_grad(self):
         for g in self.grads.values():
-            g.fill(0)
+            self.B.ops.fill(g, 0.0)
 
     def train(self, mode: bool = True):
         self.training = mode

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .base import Layer
-from .padding import check_sizes
+from .geometry import check_sizes
 
 
 class BatchNorm(Layer):
@@ -63,8 +63,8 @@ class BatchNorm(Layer):
                                                             buf["running_mean"],
                                                             buf["running_var"], self.eps)
         if self.requires_grad:
-            self.grads["gamma"] += dgamma
-            self.grads["beta"] += dbeta
+            ops.accumulate(self.grads["gamma"], dgamma)
+            ops.accumulate(self.grads["beta"], dbeta)
         return dx if need_dx else None
 
     def __repr__(self):

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .base import Layer
-from .padding import check_sizes, conv_geometry, same_padding
+from .geometry import check_sizes, conv_geometry, same_padding
 
 
 class Conv2d(Layer):
@@ -60,9 +60,9 @@ class Conv2d(Layer):
         self._check_grad(dy)
         ops, w = self.B.ops, self.params["w"]
         if self.requires_grad:
-            self.grads["w"] += ops.conv2d_wgrad(dy, self.x, w.shape, self.stride, self.pad)
+            ops.accumulate(self.grads["w"], ops.conv2d_wgrad(dy, self.x, w.shape, self.stride, self.pad))
             if "b" in self.grads:
-                self.grads["b"] += ops.bias_grad(dy)
+                ops.accumulate(self.grads["b"], ops.bias_grad(dy))
         if not need_dx:
             return None
         return ops.conv2d_dgrad(dy, w, self.x.shape, self.stride, self.pad)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .base import Layer
-from .padding import check_sizes
+from .geometry import check_sizes
 
 
 class Linear(Layer):
@@ -32,9 +32,9 @@ class Linear(Layer):
         dx, dw, db = self.B.ops.linear_backward(dy, self.x, self.params["w"], need_dx=need_dx,
                                                 need_dw=self.requires_grad)
         if self.requires_grad:
-            self.grads["w"] += dw
+            self.B.ops.accumulate(self.grads["w"], dw)
             if "b" in self.grads:
-                self.grads["b"] += db
+                self.B.ops.accumulate(self.grads["b"], db)
         return dx
 
     def __repr__(self):

@@ -21,6 +21,8 @@ reference. Each iteration: one D update, then ``g_steps`` G updates on the same 
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ..layers import (BatchNorm, Conv2d, ConvTranspose2d, Flatten, LeakyReLU, Linear, ReLU,
@@ -75,7 +77,9 @@ class DCGAN:
         B: backend. z_dim, ngf, ndf: sizes (100, 64, 64). lr, beta1, beta2, eps: Adam
         (2e-4, 0.5, 0.999, 1e-8). seed: weight init (numpy Generator, so every backend starts
         from the same weights).
-    All metrics are returned as 0-d backend arrays so a step never synchronises with the host.
+    All metrics are returned as 0-d backend arrays so a step never synchronises with the host;
+    every piece of a step is a backend op (on the CUDA backend: kernel launches and rt.gemm only),
+    so rawgan.models.step can run it from static memory and capture it as one CUDA graph.
     """
 
     def __init__(self, B, z_dim=100, ngf=64, ndf=64, channels=3, image_size=64, lr=2e-4,
@@ -95,7 +99,7 @@ class DCGAN:
         G.train()
         D.train()
         D.set_requires_grad(True)
-        D.flat_grads.fill(0)
+        self.B.ops.fill(D.flat_grads, 0.0)
         fake = G.forward(z)                       # G's activations are not needed after this
         logits_real = D.forward(x_real)
         l_real = loss.forward(logits_real, 1.0)
@@ -105,9 +109,8 @@ class DCGAN:
         D.backward(loss.backward(), need_dx=False)
         self.opt_D.step()
         ops = self.B.ops
-        return {"d_loss_real": l_real, "d_loss_fake": l_fake, "d_loss": l_real + l_fake,
-                "d_real": ops.sigmoid_forward(logits_real).mean(),
-                "d_fake": ops.sigmoid_forward(logits_fake).mean()}
+        return {"d_loss_real": l_real, "d_loss_fake": l_fake, "d_loss": ops.scalar_add(l_real, l_fake),
+                "d_real": ops.sigmoid_mean(logits_real), "d_fake": ops.sigmoid_mean(logits_fake)}
 
     def g_step(self, z):
         """One G update with the non-saturating loss on D(G(z)). Returns {"g_loss", "d_fake_g"}."""
@@ -115,13 +118,13 @@ class DCGAN:
         G.train()
         D.train()
         D.set_requires_grad(False)               # D's weight gradients are not needed here
-        G.flat_grads.fill(0)
+        self.B.ops.fill(G.flat_grads, 0.0)
         logits = D.forward(G.forward(z))
         g_loss = loss.forward(logits, 1.0)
         G.backward(D.backward(loss.backward()), need_dx=False)
         D.set_requires_grad(True)
         self.opt_G.step()
-        return {"g_loss": g_loss, "d_fake_g": self.B.ops.sigmoid_forward(logits).mean()}
+        return {"g_loss": g_loss, "d_fake_g": self.B.ops.sigmoid_mean(logits)}
 
     def train_step(self, x_real, z, g_steps=2):
         """One iteration: a D update then ``g_steps`` G updates on the same z.
@@ -140,3 +143,31 @@ class DCGAN:
             return self.G.forward(z)
         finally:
             self.G.train(True)
+
+
+def draw_z(B, stream, n: int, z_dim: int, z_dist: str = "uniform"):
+    """(n, z_dim) latent vectors of the backend's dtype from the Philox stream ``stream`` (a
+    ``rawgan.backend.PhiloxState``, advanced by n * z_dim draws; an int stands for a new stream of
+    that seed): uniform(-1, 1) (``z_dist="uniform"``, the TF reference) or N(0, 1) (``"normal"``).
+    Raises ValueError for another ``z_dist``."""
+    from ..backend import PhiloxState
+
+    if isinstance(stream, (int, np.integer)):
+        stream = PhiloxState(int(stream))
+    if z_dist == "normal":
+        return B.normal(stream, (n, z_dim))
+    if z_dist == "uniform":
+        return B.uniform(stream, (n, z_dim), -1.0, 1.0)
+    raise ValueError(f"z_dist must be 'uniform' or 'normal', got {z_dist!r}")
+
+
+@contextlib.contextmanager
+def frozen_buffers(*nets):
+    """Run train-mode forwards of ``nets`` without changing their BN running statistics: the
+    buffers are copied on entry and written back on exit (also on an exception)."""
+    saved = [(buf, buf.copy()) for net in nets for _, buf in net.named_buffers()]
+    try:
+        yield
+    finally:
+        for buf, copy in saved:
+            buf[...] = copy

@@ -1,4 +1,4 @@
-"""Adam over one flat parameter buffer (one op call — one kernel launch on the GPU — per step)."""
+"""Adam over one flat parameter buffer (one op call — two kernel launches on the GPU — per step)."""
 import numpy as np
 
 
@@ -10,7 +10,11 @@ class Adam:
         net: a ``Sequential`` whose parameters were packed by ``flatten_parameters`` (has
             ``flat_params``/``flat_grads``, 1-D, backend dtype).
         lr, beta1, beta2, eps: DCGAN uses lr=2e-4, beta1=0.5, beta2=0.999, eps=1e-8.
-    State: ``m``, ``v`` (same shape as the flat buffer) and the step count ``t``.
+    State: ``m``, ``v`` (same shape as the flat buffer) and the step count, kept on the device in
+    ``t_buf`` ((1,) int64) and advanced by the update itself (``ops.adam_step``), so a captured
+    CUDA graph replays correct bias corrections. ``t`` reads it (a host synchronisation) and
+    assigning ``t`` writes it. ``lr``/``betas``/``eps`` are passed by value at each call: a
+    captured graph keeps the values of capture time.
     Raises ValueError if the network was not flattened or hyper-parameters are out of range.
     """
 
@@ -24,13 +28,22 @@ class Adam:
         self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
         self.m = self.B.zeros(net.flat_params.shape)
         self.v = self.B.zeros(net.flat_params.shape)
-        self.t = 0
+        self.t_buf = self.B.asarray(np.zeros(1, dtype=np.int64), dtype=np.int64)
+
+    @property
+    def t(self) -> int:
+        """The number of updates applied so far (read from the device)."""
+        return int(self.B.to_numpy(self.t_buf)[0])
+
+    @t.setter
+    def t(self, value: int) -> None:
+        self.t_buf[...] = self.B.asarray(np.array([int(value)], dtype=np.int64), dtype=np.int64)
 
     def step(self):
-        """Apply one update from ``net.flat_grads`` to ``net.flat_params`` in place."""
-        self.t += 1
-        self.B.ops.adam_update(self.net.flat_params, self.net.flat_grads, self.m, self.v, self.t,
-                               self.lr, self.beta1, self.beta2, self.eps)
+        """Apply one update from ``net.flat_grads`` to ``net.flat_params`` in place (the step
+        count advances on the device; nothing is read back)."""
+        self.B.ops.adam_step(self.net.flat_params, self.net.flat_grads, self.m, self.v, self.t_buf,
+                             self.lr, self.beta1, self.beta2, self.eps)
 
     def state_dict(self) -> dict:
         """Host copies: {"m", "v": float arrays, "t": int, and the hyper-parameters}."""

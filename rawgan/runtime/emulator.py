@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..hostio import cache_root
 from .sources import (
     KernelSignature,
     headers_digest,
@@ -71,8 +72,7 @@ def shim_header() -> Path:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("RAWGAN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "rawgan")
-    path = Path(root) / "emu"
+    path = cache_root() / "emu"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

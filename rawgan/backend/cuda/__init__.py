@@ -10,15 +10,19 @@ rawgan.backend.reference:
 
     activations.py  <-> kernels/activations.cu   relu/leaky_relu/tanh/sigmoid forward+backward
     conv.py         <-> kernels/conv.cu, bias.cu im2col/col2im/swap_axes01 + GEMM; bias add/grad
-    linear.py       <-> kernels/bias.cu          GEMMs by xp.matmul + the bias kernels
+    linear.py       <-> kernels/bias.cu          GEMMs by rt.gemm + the bias kernels
     batchnorm.py    <-> kernels/batchnorm.cu     train/eval forward, fused backward
     loss.py         <-> kernels/loss.cu          sigmoid cross-entropy with logits
     adam.py         <-> kernels/adam.cu          fused Adam over a flat buffer
     rng.py          <-> kernels/rng.cu           Philox4x32-10 uniform / normal
+    tensor.py       <-> kernels/tensor.cu        fill, accumulate, uint8 -> float, metrics
     cudnn_conv.py   (cuDNN Frontend graphs)      conv fprop/dgrad/wgrad with conv_impl="cudnn"
 
 Each op is written as ``op(rt, *reference_args)``; :func:`make_ops` binds ``rt`` so the namespace
 has exactly the reference signatures. Only ``rt`` differs between the GPU and the emulator.
+Outputs and temporaries come from ``rt.empty``/``rt.scratch`` (a step's StaticMemory when one is
+active, so a steady-state step allocates nothing) and GEMMs go through ``rt.gemm`` (capturable
+cuBLAS), never ``xp.matmul``.
 """
 from __future__ import annotations
 
@@ -26,9 +30,9 @@ import functools
 
 import numpy as np
 
-from . import activations, adam, batchnorm, conv, linear, loss, rng
+from . import activations, adam, batchnorm, conv, linear, loss, rng, tensor
 
-OP_MODULES = (activations, linear, conv, batchnorm, loss, adam, rng)
+OP_MODULES = (activations, linear, conv, batchnorm, loss, adam, rng, tensor)
 CONV_IMPLS = ("kernels", "cudnn")
 
 _INSTALL_HINT = ("install CuPy for your CUDA version: pip install .[cuda12] (CUDA 12) or "
@@ -97,7 +101,7 @@ def _runtime(name: str):
     return get_runtime("cupy")
 
 
-def make_backend(name: str, conv_impl: str = "kernels", **options):
+def make_backend(name: str, conv_impl: str = "kernels"):
     """The ``cupy`` or ``emulated`` Backend (float32): xp of the runtime + :func:`make_ops`.
 
     Raises ValueError for an unknown name/conv_impl, RuntimeError when ``cupy`` is requested
@@ -111,7 +115,7 @@ def make_backend(name: str, conv_impl: str = "kernels", **options):
         raise ValueError(f"conv_impl: expected one of {CONV_IMPLS}, got {conv_impl!r}")
     rt = _runtime(name)
     ops = make_ops(rt, conv_impl)
-    return Backend(name, rt.xp, ops, np.float32, conv_impl=conv_impl, **options)
+    return Backend(name, rt.xp, ops, np.float32)
 
 
 __all__ = ["make_backend", "make_ops", "Ops", "OP_MODULES", "CONV_IMPLS"]

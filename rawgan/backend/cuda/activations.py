@@ -1,7 +1,7 @@
 """Pointwise activations on the CUDA backend: launchers of kernels/activations.cu.
 
 Signatures match rawgan.backend.reference.activations (after ``rt`` is bound). Any shape,
-float32; outputs are new arrays of the input's shape. Launch: grid-stride, grid =
+float32; outputs come from ``rt.empty`` (the input's shape). Launch: grid-stride, grid =
 min(ceil(n / 256), block cap), block = 256.
 """
 from .common import contiguous, f32, i64, launch_1d
@@ -13,14 +13,14 @@ OPS = ("relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backwa
 
 def _unary(rt, name, x):
     x = contiguous(rt, x)
-    y = rt.xp.empty_like(x)
+    y = rt.empty(x.shape, x.dtype)
     launch_1d(rt, MODULE, name, x.size, (x, y, i64(x.size)))
     return y
 
 
 def _binary(rt, name, dy, saved):
     dy, saved = contiguous(rt, dy), contiguous(rt, saved)
-    dx = rt.xp.empty_like(dy)
+    dx = rt.empty(dy.shape, dy.dtype)
     launch_1d(rt, MODULE, name, dy.size, (dy, saved, dx, i64(dy.size)))
     return dx
 
@@ -38,7 +38,7 @@ def relu_backward(rt, dy, y):
 def leaky_relu_forward(rt, x, slope):
     """y = x if x > 0 else slope·x."""
     x = contiguous(rt, x)
-    y = rt.xp.empty_like(x)
+    y = rt.empty(x.shape, x.dtype)
     launch_1d(rt, MODULE, "leaky_relu_forward", x.size, (x, y, f32(slope), i64(x.size)))
     return y
 
@@ -46,7 +46,7 @@ def leaky_relu_forward(rt, x, slope):
 def leaky_relu_backward(rt, dy, x, slope):
     """dx = dy if x > 0 else slope·dy."""
     dy, x = contiguous(rt, dy), contiguous(rt, x)
-    dx = rt.xp.empty_like(dy)
+    dx = rt.empty(dy.shape, dy.dtype)
     launch_1d(rt, MODULE, "leaky_relu_backward", dy.size, (dy, x, dx, f32(slope), i64(dy.size)))
     return dx
 

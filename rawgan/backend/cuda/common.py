@@ -4,8 +4,9 @@ Every op is a plain function whose first argument is a runtime ``rt`` (see runti
 code drives real CuPy and the CPU emulator. ``rawgan.backend.cuda.make_ops`` binds ``rt`` so the
 bound functions have exactly the reference signatures.
 
-Rules the ops follow: outputs are allocated with ``rt.xp.empty``; nothing synchronises with the
-host (no ``.get()``, no ``float()`` of device data, no branching on device values); per-call
+Rules the ops follow: outputs are allocated with ``rt.empty`` and temporaries that die inside
+the op with ``rt.scratch`` (both served by a step's StaticMemory when one is active), GEMMs go
+through ``rt.gemm``; nothing synchronises with the host (no ``.get()``, no ``float()`` of device data, no branching on device values); per-call
 Python work is a few attribute lookups and one launch per kernel.
 """
 from __future__ import annotations
@@ -65,6 +66,88 @@ def reduce_block(rt, m: int) -> int:
     cap = MAX_REDUCE_BLOCK if rt.kind == "cupy" else EMULATED_REDUCE_BLOCK
     want = -(-int(m) // REDUCE_ITEMS)
     return max(32, min(cap, -(-want // 32) * 32))
+
+
+# -- 2-D reductions: when does splitting a channel over row-chunks pay? ------------------------
+# A launch-shape cost model with H200 constants (REFERENCE.md §3; estimates, not measurements).
+# The emulator uses the same constants, so it runs the launch shapes an H200 would.
+H200_SMS = 132
+HBM_BYTES_PER_S = 4.8e12             # peak HBM3e bandwidth
+STREAM_EFFICIENCY = 0.8              # share of the peak a streaming kernel reaches
+BLOCK_BYTES_PER_S = 6e9              # one 256-thread block streaming alone: ~4 KB in flight
+                                     # (256 threads x 4 B x ~4 loads) per ~0.7 us of DRAM latency
+LAUNCH_S = 3e-6                      # eager launch overhead per kernel
+BLOCKS_PER_SM = 8                    # resident 256-thread blocks per SM (2048 threads)
+MIN_CHUNK = 2048                     # elements per (channel, chunk) block: >= 8 per thread
+TARGET_BLOCKS_PER_SM = 4             # chunks aim at C * chunks ~ 4 blocks per SM
+
+
+def sm_count(rt) -> int:
+    """SMs of the device the launch shapes are planned for: the real GPU on cupy, an H200 (132)
+    in emulation (so the emulator runs the launch shapes an H200 would)."""
+    return _sm_count(rt.xp) if rt.kind == "cupy" else H200_SMS
+
+
+def stream_time(nbytes: float, blocks: int, sms: int) -> float:
+    """Seconds to stream ``nbytes`` with ``blocks`` concurrent blocks (the cost model above)."""
+    resident = min(int(blocks), sms * BLOCKS_PER_SM)
+    bw = min(HBM_BYTES_PER_S * STREAM_EFFICIENCY, resident * BLOCK_BYTES_PER_S)
+    return nbytes / bw
+
+
+def reduction_chunks(C: int, M: int, nbytes: float, extra_launches: int, sms: int = H200_SMS) -> int:
+    """Row-chunks per channel for a per-channel reduction over C channels of M elements each.
+
+    Returns 1 when one block per channel is estimated faster (or as fast), else the number of
+    chunks of the 2-D (C, chunks) form: ceil(TARGET_BLOCKS_PER_SM * sms / C), at most
+    M // MIN_CHUNK. ``nbytes`` is the DRAM traffic of the whole op (the same for both forms),
+    ``extra_launches`` the kernels the 2-D form adds (a combine, and an apply where the one-block
+    form wrote its output in the same kernel). Estimates (see the constants above):
+    t1 = LAUNCH_S + stream_time(nbytes, C), t2 = (1 + extra) * LAUNCH_S + stream_time(nbytes,
+    C * chunks); the 2-D form is chosen when t2 < t1.
+    """
+    C, M = int(C), int(M)
+    chunks = min(-(-TARGET_BLOCKS_PER_SM * sms // C), M // MIN_CHUNK)
+    if chunks < 2:
+        return 1
+    t1 = LAUNCH_S + stream_time(nbytes, C, sms)
+    t2 = (1 + extra_launches) * LAUNCH_S + stream_time(nbytes, C * chunks, sms)
+    return chunks if t2 < t1 else 1
+
+
+def chunk_plan(M: int, chunks: int) -> tuple[int, int]:
+    """``(chunk, chunks)``: elements per chunk and a chunk count with no empty chunk."""
+    chunk = -(-int(M) // int(chunks))
+    return chunk, -(-int(M) // chunk)
+
+
+_workspaces: dict[tuple, object] = {}
+
+
+def workspace(rt, key: str, nbytes: int):
+    """A device buffer of at least ``nbytes`` bytes (uint8, 1-D), cached per (runtime, key).
+
+    The partial sums of the 2-D reductions live here, so a steady-state step allocates nothing;
+    a larger request replaces the buffer (grow-only). The contents are undefined between uses:
+    kernels on one stream use it in order (write partials, then combine). Static-memory planning
+    can take this over by pre-sizing each key (``workspace(rt, key, max_bytes)`` once).
+    """
+    k = (id(rt), key)
+    buf = _workspaces.get(k)
+    if buf is None or buf.size < nbytes:
+        buf = _workspaces[k] = rt.xp.empty((max(int(nbytes), 1),), dtype=np.uint8)
+    return buf
+
+
+def workspace_f32(rt, key: str, n: int):
+    """The first ``n`` float32 values of ``workspace(rt, key, 4 * n)`` (a contiguous view).
+
+    Inside a step's StaticMemory the workspace is that memory's scratch slot ``key`` instead, so
+    it belongs to the step (a graph captured from it keeps valid pointers even if another model
+    or batch size later needs a larger workspace)."""
+    if getattr(rt, "memory", None) is not None:
+        return rt.scratch(key, (int(n),), np.float32)
+    return workspace(rt, key, 4 * int(n))[:4 * int(n)].view(np.float32)
 
 
 _kernels: dict[tuple, object] = {}

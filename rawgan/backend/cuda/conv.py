@@ -1,5 +1,7 @@
 """2-D convolution and per-channel bias on the CUDA backend: launchers of kernels/conv.cu and
-kernels/bias.cu, with the GEMMs done by ``xp.matmul`` (cuBLAS on the GPU, NumPy in emulation).
+kernels/bias.cu, with the GEMMs done by ``rt.gemm`` (cuBLAS on the GPU, NumPy in emulation) into preallocated
+buffers; the column matrices and GEMM results that die inside one op live in ``rt.scratch``
+slots ("cols", "gemm", "swap").
 
 Signatures and semantics: rawgan.backend.reference.conv (after ``rt`` is bound). Layouts: x
 (N, C, H, W), w (K, C, R, S), y (N, K, P, Q), float32; stride (sh, sw); pad (top, bottom, left,
@@ -11,12 +13,15 @@ right). With cols = im2col(x) of shape (C·R·S, N·P·Q):
 
 The transposed convolution (rawgan.layers.ConvTranspose2d) calls these three exactly as it calls
 the reference. Launch shapes: im2col (C·N·P·Q items) / col2im / swap_axes01 / bias_add are grid-stride (grid =
-min(ceil(total / 256), block cap), block = 256); bias_grad is one block per channel (block =
-common.reduce_block(rt, N·H·W)), bias_grad_rows (2-D dy) one thread per column.
+min(ceil(total / 256), block cap), block = 256); bias_grad of a 4-D dy is one block per channel
+(block = common.reduce_block(rt, N·H·W)) or, where the cost model common.reduction_chunks says it
+pays (few channels of many elements: G's 3-channel output layer), the deterministic 2-D form
+bias_grad_partial (grid = (C, chunks)) + bias_grad_combine; bias_grad_rows (2-D dy) is one thread
+per column.
 """
 from ..reference.conv import conv_output_size
-from .common import (channels_hw, check_int32, contiguous, i32, i64, kernel, launch_1d,
-                     reduce_block)
+from .common import (channels_hw, check_int32, chunk_plan, contiguous, i32, i64, kernel, launch_1d,
+                     reduce_block, reduction_chunks, sm_count, workspace_f32)
 
 MODULE = "conv"
 OPS = ("conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad", "bias_add", "bias_grad")
@@ -37,10 +42,10 @@ def _geometry(x_shape, w_shape, stride, pad):
 
 
 def im2col(rt, x, w_shape, stride, pad):
-    """Window matrix of x: (C·R·S, N·P·Q) float32 (kernel ``im2col``)."""
+    """Window matrix of x: (C·R·S, N·P·Q) float32 (kernel ``im2col``), in scratch slot "cols"."""
     x = contiguous(rt, x)
     args, (N, C, H, W, K, R, S, P, Q) = _geometry(x.shape, w_shape, stride, pad)
-    cols = rt.xp.empty((C * R * S, N * P * Q), dtype=x.dtype)
+    cols = rt.scratch("cols", (C * R * S, N * P * Q), x.dtype)
     launch_1d(rt, MODULE, "im2col", cols.size, (x, cols, *args))
     return cols
 
@@ -48,15 +53,17 @@ def im2col(rt, x, w_shape, stride, pad):
 def col2im(rt, dcols, x_shape, w_shape, stride, pad):
     """Adjoint of im2col: (C·R·S, N·P·Q) -> (N, C, H, W) by a deterministic gather (``col2im``)."""
     args, _ = _geometry(x_shape, w_shape, stride, pad)
-    dx = rt.xp.empty(tuple(int(d) for d in x_shape), dtype=dcols.dtype)
+    dx = rt.empty(tuple(int(d) for d in x_shape), dcols.dtype)
     launch_1d(rt, MODULE, "col2im", dx.size, (contiguous(rt, dcols), dx, *args))
     return dx
 
 
-def swap_axes01(rt, a, shape3, bias=None):
-    """(A, B, L) -> (B, A, L) (+ bias[a] broadcast), from a contiguous array of A·B·L elements."""
+def swap_axes01(rt, a, shape3, bias=None, slot=None):
+    """(A, B, L) -> (B, A, L) (+ bias[a] broadcast), from a contiguous array of A·B·L elements.
+
+    The result is a new buffer (``rt.empty``), or scratch slot ``slot`` when given."""
     A, B, L = shape3
-    out = rt.xp.empty((B, A, L), dtype=a.dtype)
+    out = rt.empty((B, A, L), a.dtype) if slot is None else rt.scratch(slot, (B, A, L), a.dtype)
     launch_1d(rt, MODULE, "swap_axes01", out.size, (contiguous(rt, a), bias, out, i32(A), i32(B), i32(L)))
     return out
 
@@ -65,15 +72,17 @@ def conv2d_fprop(rt, x, w, b, stride, pad):
     """y (N, K, P, Q) = conv(x, w) + b; ``b`` may be None."""
     _, (N, C, H, W, K, R, S, P, Q) = _geometry(x.shape, w.shape, stride, pad)
     cols = im2col(rt, x, w.shape, stride, pad)
-    Y = rt.xp.matmul(w.reshape(K, C * R * S), cols)                       # (K, N·P·Q)
+    Y = rt.scratch("gemm", (K, N * P * Q), x.dtype)
+    rt.gemm(w.reshape(K, C * R * S), cols, Y)                             # (K, N·P·Q)
     return swap_axes01(rt, Y, (K, N, P * Q), bias=b).reshape(N, K, P, Q)
 
 
 def conv2d_dgrad(rt, dy, w, x_shape, stride, pad):
     """dx (x_shape) for y = conv2d_fprop(x, w, ·, stride, pad), given dy (N, K, P, Q)."""
     _, (N, C, H, W, K, R, S, P, Q) = _geometry(x_shape, w.shape, stride, pad)
-    dY = swap_axes01(rt, dy, (N, K, P * Q)).reshape(K, N * P * Q)
-    dcols = rt.xp.matmul(w.reshape(K, C * R * S).T, dY)                   # (C·R·S, N·P·Q)
+    dY = swap_axes01(rt, dy, (N, K, P * Q), slot="swap").reshape(K, N * P * Q)
+    dcols = rt.scratch("cols", (C * R * S, N * P * Q), dy.dtype)
+    rt.gemm(w.reshape(K, C * R * S).T, dY, dcols)                         # (C·R·S, N·P·Q)
     return col2im(rt, dcols, x_shape, w.shape, stride, pad)
 
 
@@ -81,8 +90,10 @@ def conv2d_wgrad(rt, dy, x, w_shape, stride, pad):
     """dw (w_shape) = Σ_{n,p,q} dy · window(x), given dy (N, K, P, Q) and x (N, C, H, W)."""
     _, (N, C, H, W, K, R, S, P, Q) = _geometry(x.shape, w_shape, stride, pad)
     cols = im2col(rt, x, w_shape, stride, pad)
-    dY = swap_axes01(rt, dy, (N, K, P * Q)).reshape(K, N * P * Q)
-    return rt.xp.matmul(dY, cols.T).reshape(tuple(int(d) for d in w_shape))
+    dY = swap_axes01(rt, dy, (N, K, P * Q), slot="swap").reshape(K, N * P * Q)
+    dw = rt.empty(tuple(int(d) for d in w_shape), x.dtype)
+    rt.gemm(dY, cols.T, dw.reshape(K, C * R * S))
+    return dw
 
 
 def bias_add(rt, y, b):
@@ -94,17 +105,44 @@ def bias_add(rt, y, b):
     return y
 
 
+WORKSPACE = "bias_grad"     # common.workspace key of the 2-D partials (C·chunks floats)
+
+
+def bias_grad_chunks(rt, C: int, M: int) -> int:
+    """Chunks per channel of a 4-D bias gradient (1 = one block per channel): dy is read once
+    (4 bytes/element) in both forms; the 2-D form adds one launch (the combine)."""
+    return reduction_chunks(C, M, 4.0 * C * M, extra_launches=1, sms=sm_count(rt))
+
+
 def bias_grad(rt, dy):
     """db (C,) = Σ over N, H, W of dy (N, C, H, W) or over N of dy (N, C).
 
-    4-D: ``bias_grad``, one block per channel; 2-D: ``bias_grad_rows``, one thread per column.
+    4-D: ``bias_grad`` (one block per channel) or the 2-D ``bias_grad_partial`` +
+    ``bias_grad_combine``, as :func:`bias_grad_chunks` decides; 2-D dy: ``bias_grad_rows``, one
+    thread per column (a Linear layer: N is a batch of 64 rows, too short to split).
     """
     dy = contiguous(rt, dy)
     N, C, HW = channels_hw(dy)
     check_int32("bias_grad", dy.size)
-    db = rt.xp.empty((C,), dtype=dy.dtype)
     if dy.ndim == 2:
+        db = rt.empty((C,), dy.dtype)
         launch_1d(rt, "bias", "bias_grad_rows", C, (dy, db, i32(N), i32(C)))
-    else:
+        return db
+    return bias_grad_nchw(rt, dy, bias_grad_chunks(rt, C, N * HW))
+
+
+def bias_grad_nchw(rt, dy, chunks: int):
+    """bias_grad of a C-contiguous 4-D dy with an explicit launch form: ``chunks`` = 1 (one block
+    per channel) or > 1 (2-D; capped so that no chunk is empty)."""
+    N, C, HW = channels_hw(dy)
+    db = rt.empty((C,), dy.dtype)
+    if chunks <= 1:
         kernel(rt, "bias", "bias_grad")((C,), (reduce_block(rt, N * HW),), (dy, db, i32(N), i32(C), i32(HW)))
+        return db
+    chunk, chunks = chunk_plan(N * HW, chunks)
+    check_int32("2-D reduction chunk end", N * HW + chunk)
+    part = workspace_f32(rt, WORKSPACE, C * chunks)
+    kernel(rt, "bias", "bias_grad_partial")(
+        (C, chunks), (reduce_block(rt, chunk),), (dy, part, i32(N), i32(C), i32(HW), i32(chunk)))
+    launch_1d(rt, "bias", "bias_grad_combine", C, (part, db, i32(C), i32(chunks)))
     return db

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import warnings
 
-from . import conv as kernels
+from . import conv as im2col_conv
 from ..reference.conv import conv_output_size
 
 _warned: set = set()
@@ -150,12 +150,14 @@ class CudnnConv:
                                   stream=self.rt.xp.cuda.get_current_stream().ptr)
             if self._pointer_mode == "int":
                 try:
-                    g.execute({ta: a.data.ptr, tb: b.data.ptr, tout: out.data.ptr}, ws.data.ptr,
-                              handle=self.handle)
+                    self.rt._launch(f"cudnn_{kind}", lambda: g.execute(
+                        {ta: a.data.ptr, tb: b.data.ptr, tout: out.data.ptr}, ws.data.ptr,
+                        handle=self.handle))               # counted like a kernel launch
                     return True
                 except TypeError:                  # a frontend that wants __dlpack__ objects
                     self._pointer_mode = "array"
-            g.execute({ta: a, tb: b, tout: out}, ws, handle=self.handle)
+            self.rt._launch(f"cudnn_{kind}", lambda: g.execute({ta: a, tb: b, tout: out}, ws,
+                                                                 handle=self.handle))
             return True
         except Exception as e:  # cudnnGraphNotSupportedError, a build error, ...
             self.failed.add(key)
@@ -175,34 +177,34 @@ class CudnnConv:
     def fprop(self, x, w, b, stride, pad):
         """y = conv(x, w) + b (rawgan.backend.reference.conv.conv2d_fprop)."""
         if not self.available:
-            return kernels.conv2d_fprop(self.rt, x, w, b, stride, pad)
-        x, w = kernels.contiguous(self.rt, x), kernels.contiguous(self.rt, w)
+            return im2col_conv.conv2d_fprop(self.rt, x, w, b, stride, pad)
+        x, w = im2col_conv.contiguous(self.rt, x), im2col_conv.contiguous(self.rt, w)
         y_dims = self._y_dims(x.shape, w.shape, stride, pad)
-        y = self.rt.xp.empty(y_dims, dtype=x.dtype)
+        y = self.rt.empty(y_dims, x.dtype)
         if not self._run("fprop", x, w, y, x.shape, w.shape, y_dims, stride, pad):
-            return kernels.conv2d_fprop(self.rt, x, w, b, stride, pad)
+            return im2col_conv.conv2d_fprop(self.rt, x, w, b, stride, pad)
         if b is not None:
-            kernels.bias_add(self.rt, y, b)
+            im2col_conv.bias_add(self.rt, y, b)
         return y
 
     def dgrad(self, dy, w, x_shape, stride, pad):
         """dx for y = conv(x, w) (rawgan.backend.reference.conv.conv2d_dgrad)."""
         if not self.available:
-            return kernels.conv2d_dgrad(self.rt, dy, w, x_shape, stride, pad)
-        dy, w = kernels.contiguous(self.rt, dy), kernels.contiguous(self.rt, w)
+            return im2col_conv.conv2d_dgrad(self.rt, dy, w, x_shape, stride, pad)
+        dy, w = im2col_conv.contiguous(self.rt, dy), im2col_conv.contiguous(self.rt, w)
         x_dims = tuple(int(d) for d in x_shape)
-        dx = self.rt.xp.empty(x_dims, dtype=dy.dtype)
+        dx = self.rt.empty(x_dims, dy.dtype)
         if not self._run("dgrad", dy, w, dx, x_dims, w.shape, dy.shape, stride, pad):
-            return kernels.conv2d_dgrad(self.rt, dy, w, x_shape, stride, pad)
+            return im2col_conv.conv2d_dgrad(self.rt, dy, w, x_shape, stride, pad)
         return dx
 
     def wgrad(self, dy, x, w_shape, stride, pad):
         """dw for y = conv(x, w) (rawgan.backend.reference.conv.conv2d_wgrad)."""
         if not self.available:
-            return kernels.conv2d_wgrad(self.rt, dy, x, w_shape, stride, pad)
-        dy, x = kernels.contiguous(self.rt, dy), kernels.contiguous(self.rt, x)
+            return im2col_conv.conv2d_wgrad(self.rt, dy, x, w_shape, stride, pad)
+        dy, x = im2col_conv.contiguous(self.rt, dy), im2col_conv.contiguous(self.rt, x)
         w_dims = tuple(int(d) for d in w_shape)
-        dw = self.rt.xp.empty(w_dims, dtype=dy.dtype)
+        dw = self.rt.empty(w_dims, dy.dtype)
         if not self._run("wgrad", x, dy, dw, x.shape, w_dims, dy.shape, stride, pad):
-            return kernels.conv2d_wgrad(self.rt, dy, x, w_shape, stride, pad)
+            return im2col_conv.conv2d_wgrad(self.rt, dy, x, w_shape, stride, pad)
         return dw

@@ -29,7 +29,7 @@ def sigmoid_bce_with_logits_forward(rt, logits, targets):
     """Mean loss as a 0-d float32 device array."""
     x = contiguous(rt, logits)
     t, t_scalar = _targets(rt, targets, x)
-    out = rt.xp.empty((), dtype=x.dtype)
+    out = rt.empty((), x.dtype)
     kernel(rt, MODULE, "sigmoid_bce_with_logits_forward")((1,), (256,), (x, t, t_scalar, out, i64(x.size)))
     return out
 
@@ -42,7 +42,7 @@ def sigmoid_bce_with_logits_backward(rt, logits, targets, dloss=1.0):
         dloss_dev, scale = None, f32(float(dloss) / x.size)
     else:                                       # device scalar: multiplied in on the device
         dloss_dev, scale = contiguous(rt, dloss.astype(f32).reshape(1)), f32(1.0 / x.size)
-    dx = rt.xp.empty_like(x)
+    dx = rt.empty(x.shape, x.dtype)
     launch_1d(rt, MODULE, "sigmoid_bce_with_logits_backward", x.size,
               (x, t, t_scalar, dloss_dev, scale, dx, i64(x.size)))
     return dx

@@ -7,16 +7,16 @@ Launch: grid-stride, grid = min(ceil(n / 256), block cap), block = 256. Outputs 
 """
 import numpy as np
 
-from .common import f32, i64, launch_1d, u64
+from .common import f32, i64, kernel, launch_1d, u64
 
 MODULE = "rng"
-OPS = ("philox_uniform", "philox_normal")
+OPS = ("philox_uniform", "philox_normal", "philox_uniform_next", "philox_normal_next")
 
 
 def _out(rt, n, dtype):
     if np.dtype(dtype) != np.float32:
         raise ValueError(f"philox: the CUDA kernels produce float32, got dtype {np.dtype(dtype)}")
-    return rt.xp.empty((int(n),), dtype=np.float32)
+    return rt.empty((int(n),), np.float32)
 
 
 def philox_uniform(rt, n, seed, offset, low, high, dtype):
@@ -35,3 +35,21 @@ def philox_normal(rt, n, seed, offset, mean, std, dtype):
               (out, i64(n), u64(seed & 0xFFFFFFFFFFFFFFFF), u64(offset & 0xFFFFFFFFFFFFFFFF),
                f32(mean), f32(std)))
     return out
+
+
+def _next(rt, name, n, seed, offset, a, b, dtype):
+    out = _out(rt, n, dtype)
+    launch_1d(rt, MODULE, name, n,
+              (out, i64(n), u64(seed & 0xFFFFFFFFFFFFFFFF), offset, f32(a), f32(b)))
+    kernel(rt, MODULE, "philox_advance")((1,), (32,), (offset, i64(n)))
+    return out
+
+
+def philox_uniform_next(rt, n, seed, offset, low, high, dtype):
+    """philox_uniform at the device-side position ``offset`` ((1,) uint64), advanced by n."""
+    return _next(rt, "philox_uniform_dev", n, seed, offset, low, high, dtype)
+
+
+def philox_normal_next(rt, n, seed, offset, mean, std, dtype):
+    """philox_normal at the device-side position ``offset`` ((1,) uint64), advanced by n."""
+    return _next(rt, "philox_normal_dev", n, seed, offset, mean, std, dtype)

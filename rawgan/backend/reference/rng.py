@@ -64,3 +64,18 @@ def philox_normal(n, seed, offset, mean, std, dtype):
     u2 = _unit(words[1])
     z = np.sqrt(np.float32(-2) * np.log(u1)) * np.cos(np.float32(2 * np.pi) * u2)
     return (np.float32(mean) + np.float32(std) * z).astype(dtype)
+
+
+def philox_uniform_next(n, seed, offset, low, high, dtype):
+    """:func:`philox_uniform` at the position ``offset[0]`` (a (1,) uint64 array, the device-side
+    state of the CUDA backend), which then advances by n."""
+    out = philox_uniform(n, seed, int(offset[0]), low, high, dtype)
+    offset[0] += np.uint64(n)
+    return out
+
+
+def philox_normal_next(n, seed, offset, mean, std, dtype):
+    """:func:`philox_normal` at the position ``offset[0]``, which then advances by n."""
+    out = philox_normal(n, seed, int(offset[0]), mean, std, dtype)
+    offset[0] += np.uint64(n)
+    return out

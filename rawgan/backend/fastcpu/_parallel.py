@@ -1,4 +1,4 @@
-"""A tiny stdlib thread pool for the NumPy reference backend's memory-bound passes.
+"""A tiny stdlib thread pool for the fast CPU backend's memory-bound passes and split GEMMs.
 
 NumPy releases the GIL inside its copy and ufunc loops, so splitting a big strided copy (im2col,
 col2im, a padding copy) or an elementwise pass across threads by a leading axis runs them on
@@ -8,8 +8,8 @@ Thread count: ``RAWGAN_NUM_THREADS`` if set, else the number of CPUs this proces
 (``os.sched_getaffinity``). Recommended CPU setting: ``OPENBLAS_NUM_THREADS=1`` with
 ``RAWGAN_NUM_THREADS=<cores>`` — the GEMMs of the convolutions are then split across the pool
 (see :func:`split_gemms`), so the process computes on exactly <cores> threads.
-``bench/train_step.py`` runs the NumPy side that way with the same count as torch's threads. The pool is re-created after a ``fork`` (a forked child has none of the parent's
-threads).
+``bench/train_step.py`` runs the NumPy side that way with the same count as torch's threads.
+The pool is re-created after a ``fork`` (a forked child has none of the parent's threads).
 """
 from __future__ import annotations
 

@@ -1,0 +1,122 @@
+"""Training-mode batch normalization on the fast CPU backend ("rows form"); eval mode: reference.
+
+Formulas, sources and signatures: ``rawgan.backend.reference.batchnorm``. Difference: when the
+memory of x allows a (M, C) view with the channel axis last — 2-D (N, F) input, or 4-D input in
+the channels-last memory the fast convolutions return — the per-channel sums run down the rows of
+that view in blocks over the thread pool (``_parallel``), with two-level sums for float32
+accuracy, and y/dx are written in place with ``out=`` in the same memory order. Otherwise (NCHW
+memory) the reference runs.
+"""
+import numpy as np
+
+from ..reference import batchnorm as reference
+from . import _parallel
+
+_PAR_MIN = 1 << 17          # elements below which the row passes run on one thread
+
+
+def _rows(x):
+    """A (M, C) *view* of x with the channel axis last, or None if the memory does not allow it.
+
+    2-D x is already (N, F); a 4-D x whose memory is channels-last (what the fast convolutions
+    return) is ``x.transpose(0, 2, 3, 1).reshape(-1, C)`` without a copy. Other ranks: None (the
+    reference then raises its ValueError).
+    """
+    if x.ndim == 2:
+        return x if x.flags.c_contiguous else None
+    if x.ndim != 4:
+        return None
+    xt = x.transpose(0, 2, 3, 1)
+    return xt.reshape(-1, x.shape[1]) if xt.flags.c_contiguous else None
+
+
+def _colsum(a):
+    """Per-channel sums of a (M, C) matrix, in two levels (blocks of rows) for float32 accuracy."""
+    M, C = a.shape
+    nb = 1
+    while nb * nb < M:
+        nb *= 2
+    if M % nb == 0 and nb > 1:
+        return a.reshape(nb, M // nb, C).sum(axis=1).sum(axis=0)
+    return a.sum(axis=0)
+
+
+def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum, eps,
+                            unbiased=False):
+    """Training-mode forward; updates ``running_mean``/``running_var`` in place.
+
+    Returns ``(y, save_mean, save_invstd)``. ``y`` has the memory order of ``x`` (channels-last
+    in, channels-last out).
+    """
+    X = _rows(x)
+    if X is None:                                   # NCHW memory: the plain formulation
+        return reference.batchnorm_forward_train(x, gamma, beta, running_mean, running_var,
+                                                 momentum, eps, unbiased)
+    M, C = X.shape                                  # (M, C) rows, blocks of rows per thread
+    dt = x.dtype.type
+    y2 = np.empty_like(X)
+    s1, s2 = {}, {}
+
+    def sums(lo, hi):
+        s1[lo] = _colsum(X[lo:hi])
+    _parallel.parallel_for(sums, M, _PAR_MIN, C)
+    mean = sum(s1[k] for k in sorted(s1)) / dt(M)
+
+    def center(lo, hi):
+        xc = np.subtract(X[lo:hi], mean, out=y2[lo:hi])
+        s2[lo] = _colsum(np.multiply(xc, xc))
+    _parallel.parallel_for(center, M, _PAR_MIN, C)
+    var = sum(s2[k] for k in sorted(s2)) / dt(M)
+    invstd = 1 / np.sqrt(var + dt(eps))
+    scale = (invstd * gamma).astype(x.dtype, copy=False)
+    beta_ = beta.astype(x.dtype, copy=False)
+
+    def affine(lo, hi):
+        yb = y2[lo:hi]
+        yb *= scale
+        yb += beta_
+    _parallel.parallel_for(affine, M, _PAR_MIN, C)
+    y = y2.reshape(x.shape[0], *x.shape[2:], C).transpose(0, 3, 1, 2) if x.ndim == 4 else y2
+    reference.update_running_stats(running_mean, running_var, mean, var, M, momentum, unbiased)
+    return y, mean, invstd
+
+
+def batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd):
+    """Training-mode backward. Returns ``(dx, dgamma, dbeta)``; dx in the memory order of x.
+
+    Rows form: dx = A·dy + Bc·(x − μ) + Cc per channel, with A = γ·invstd,
+    Bc = −γ·invstd²·dγ/M (dγ = invstd·Σ dy·(x − μ)) and Cc = −γ·invstd·dβ/M — the reference's
+    formula with x̂ expanded, so that one pass over (dy, x) gives both sums.
+    """
+    X = _rows(x)
+    if X is None or x.ndim != dy.ndim:
+        return reference.batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd)
+    M, C = X.shape
+    dt = x.dtype.type
+    dyt = dy.transpose(0, 2, 3, 1) if dy.ndim == 4 else dy
+    if dyt.flags.c_contiguous:
+        DY = dyt.reshape(-1, C)
+    else:
+        DY = np.ascontiguousarray(dyt).reshape(-1, C)
+    t = np.empty_like(X)
+    s1, s2 = {}, {}
+
+    def pass1(lo, hi):
+        xc = np.subtract(X[lo:hi], save_mean, out=t[lo:hi])
+        s1[lo] = _colsum(DY[lo:hi])
+        s2[lo] = _colsum(np.multiply(DY[lo:hi], xc))
+    _parallel.parallel_for(pass1, M, _PAR_MIN, C)
+    dbeta = sum(s1[k] for k in sorted(s1))
+    dgamma = sum(s2[k] for k in sorted(s2)) * save_invstd
+    A = (gamma * save_invstd).astype(x.dtype, copy=False)
+    Bc = (-A * save_invstd * dgamma / dt(M)).astype(x.dtype, copy=False)
+    Cc = (-A * dbeta / dt(M)).astype(x.dtype, copy=False)
+
+    def pass2(lo, hi):
+        tb = t[lo:hi]
+        tb *= Bc
+        tb += np.multiply(DY[lo:hi], A)
+        tb += Cc
+    _parallel.parallel_for(pass2, M, _PAR_MIN, C)
+    dx = t.reshape(x.shape[0], *x.shape[2:], C).transpose(0, 3, 1, 2) if x.ndim == 4 else t
+    return dx, dgamma.astype(x.dtype, copy=False), dbeta

@@ -1,0 +1,163 @@
+"""The reference backend (rawgan.backend.reference) is what it claims to be.
+
+* Its convolution passes (im2col + GEMM fprop, GEMM + col2im dgrad, im2col + GEMM wgrad) equal a
+  naive loop over output pixels and kernel taps — small odd shapes, strides 1–3, asymmetric
+  padding, float32 and float64 — and col2im is the adjoint of im2col.
+* It stays naive: its files import nothing but NumPy and each other (no threads, no
+  ``as_strided``), and every op returns NCHW-contiguous arrays of the input's dtype.
+(The gradchecks, tests/test_gradcheck.py, and the torch parity tests, tests/test_torch_parity.py,
+run against this backend too.)
+"""
+import ast
+import pathlib
+
+import numpy as np
+import pytest
+
+from rawgan.backend import get_backend
+from rawgan.backend import reference as R
+from rawgan.backend.reference import conv
+
+
+def naive_conv(x, w, b, stride, pad):
+    N, C, H, W = x.shape
+    K, _, R_, S = w.shape
+    t, bo, l, r = pad
+    xp = np.zeros((N, C, H + t + bo, W + l + r), dtype=np.float64)
+    xp[:, :, t:t + H, l:l + W] = x
+    P = (H + t + bo - R_) // stride[0] + 1
+    Q = (W + l + r - S) // stride[1] + 1
+    y = np.zeros((N, K, P, Q))
+    for p in range(P):
+        for q in range(Q):
+            win = xp[:, :, p * stride[0]:p * stride[0] + R_, q * stride[1]:q * stride[1] + S]
+            y[:, :, p, q] = np.einsum("ncrs,kcrs->nk", win, w)
+    if b is not None:
+        y += b.reshape(1, -1, 1, 1)
+    return y
+
+
+def naive_dgrad(dy, w, x_shape, stride, pad):
+    N, C, H, W = x_shape
+    K, _, R_, S = w.shape
+    t, bo, l, r = pad
+    dxp = np.zeros((N, C, H + t + bo, W + l + r))
+    P, Q = dy.shape[2:]
+    for p in range(P):
+        for q in range(Q):
+            dxp[:, :, p * stride[0]:p * stride[0] + R_, q * stride[1]:q * stride[1] + S] += \
+                np.einsum("nk,kcrs->ncrs", dy[:, :, p, q], w)
+    return dxp[:, :, t:t + H, l:l + W]
+
+
+def naive_wgrad(dy, x, w_shape, stride, pad):
+    N, C, H, W = x.shape
+    K, _, R_, S = w_shape
+    t, bo, l, r = pad
+    xp = np.zeros((N, C, H + t + bo, W + l + r))
+    xp[:, :, t:t + H, l:l + W] = x
+    dw = np.zeros(w_shape)
+    P, Q = dy.shape[2:]
+    for p in range(P):
+        for q in range(Q):
+            win = xp[:, :, p * stride[0]:p * stride[0] + R_, q * stride[1]:q * stride[1] + S]
+            dw += np.einsum("nk,ncrs->kcrs", dy[:, :, p, q], win)
+    return dw
+
+
+CASES = [
+    # (N, C, H, W, K, R, S, stride, pad)
+    (2, 3, 7, 9, 4, 3, 2, (2, 3), (1, 2, 0, 1)),
+    (3, 5, 11, 6, 2, 5, 5, (1, 1), (2, 2, 2, 2)),
+    (1, 2, 8, 8, 3, 2, 3, (3, 2), (0, 0, 1, 0)),
+    (2, 17, 9, 7, 5, 3, 3, (2, 2), (1, 0, 0, 2)),
+    (2, 20, 10, 10, 6, 5, 5, (2, 2), (1, 2, 1, 2)),   # TF SAME k5 s2
+    (2, 18, 7, 8, 3, 2, 2, (3, 3), (0, 1, 2, 0)),     # taps < stride: rows no window reads
+    (1, 16, 5, 5, 4, 1, 1, (1, 1), (0, 0, 0, 0)),     # 1×1, no padding
+    (2, 19, 6, 7, 3, 3, 4, (1, 2), (2, 1, 3, 0)),
+]
+
+
+def conv_data(case, seed=None):
+    """x, w, b, dy (float64) for a case of CASES."""
+    N, C, H, W, K, R_, S, stride, pad = case
+    rng = np.random.default_rng(hash(case) % 2**32 if seed is None else seed)
+    P = conv.conv_output_size(H, R_, stride[0], pad[0], pad[1])
+    Q = conv.conv_output_size(W, S, stride[1], pad[2], pad[3])
+    return (rng.standard_normal((N, C, H, W)), rng.standard_normal((K, C, R_, S)),
+            rng.standard_normal(K), rng.standard_normal((N, K, P, Q)))
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_passes_equal_naive_loops(case, dtype):
+    stride, pad = case[7], case[8]
+    x, w, b, dy = conv_data(case)
+    tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    xa, wa, ba, dya = (a.astype(dtype) for a in (x, w, b, dy))
+
+    y = conv.conv2d_fprop(xa, wa, ba, stride, pad)
+    assert y.shape == dy.shape and y.dtype == dtype and y.flags.c_contiguous
+    np.testing.assert_allclose(y, naive_conv(x, w, b, stride, pad), **tol)
+    dx = conv.conv2d_dgrad(dya, wa, x.shape, stride, pad)
+    assert dx.shape == x.shape and dx.dtype == dtype and dx.flags.c_contiguous
+    np.testing.assert_allclose(dx, naive_dgrad(dy, w, x.shape, stride, pad), **tol)
+    dw = conv.conv2d_wgrad(dya, xa, w.shape, stride, pad)
+    assert dw.shape == w.shape and dw.dtype == dtype and dw.flags.c_contiguous
+    np.testing.assert_allclose(dw, naive_wgrad(dy, x, w.shape, stride, pad), **tol)
+
+
+@pytest.mark.parametrize("case", CASES[:4])
+def test_col2im_is_the_adjoint_of_im2col(case):
+    """<im2col(x), c> = <x, col2im(c)> for random x and c (float64)."""
+    stride, pad = case[7], case[8]
+    x, w, _, _ = conv_data(case, seed=7)
+    cols = conv.im2col(x, w.shape, stride, pad)
+    N, C, H, W, K, R_, S = case[:7]
+    P, Q = conv.output_hw(x.shape, w.shape, stride, pad)
+    assert cols.shape == (C * R_ * S, N * P * Q)
+    c = np.random.default_rng(8).standard_normal(cols.shape)
+    lhs = float((cols * c).sum())
+    rhs = float((x * conv.col2im(c, x.shape, w.shape, stride, pad)).sum())
+    assert abs(lhs - rhs) <= 1e-12 * max(1.0, abs(lhs))
+
+
+def test_swap_axes01_with_bias():
+    a = np.arange(24.0).reshape(2, 3, 4)
+    out = conv.swap_axes01(a, (2, 3, 4), bias=np.array([10.0, 20.0]))
+    assert out.shape == (3, 2, 4) and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, a.transpose(1, 0, 2) + np.array([10.0, 20.0])[None, :, None])
+
+
+def test_reference_imports_only_numpy():
+    """No threads, pools, strided views or other machinery: only ``numpy`` and sibling modules."""
+    folder = pathlib.Path(R.__file__).parent
+    files = sorted(folder.glob("*.py"))
+    assert {f.name for f in files} >= {"conv.py", "batchnorm.py", "adam.py", "activations.py"}
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [] if node.level else [node.module]
+            else:
+                continue
+            assert all(n == "numpy" for n in names), f"{f.name} imports {names}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_op_returns_nchw_memory_of_the_input_dtype(dtype):
+    B = get_backend("reference", dtype)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 6, 5)).astype(dtype)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(dtype)
+    g, b = np.ones(3, dtype), np.zeros(3, dtype)
+    y = B.ops.conv2d_fprop(x, w, np.ones(4, dtype), (2, 1), (1, 1, 0, 2))
+    outs = [y, B.ops.conv2d_dgrad(y, w, x.shape, (2, 1), (1, 1, 0, 2)),
+            B.ops.conv2d_wgrad(y, x, w.shape, (2, 1), (1, 1, 0, 2)),
+            B.ops.relu_forward(x), B.ops.leaky_relu_backward(x, x, 0.2), B.ops.tanh_backward(x, x)]
+    yb, mean, invstd = B.ops.batchnorm_forward_train(x, g, b, np.zeros(3, dtype),
+                                                     np.ones(3, dtype), 0.1, 1e-5)
+    outs += [yb, mean, invstd, *B.ops.batchnorm_backward_train(x, x, g, mean, invstd)]
+    for out in outs:
+        assert out.dtype == dtype and out.flags.c_contiguous
