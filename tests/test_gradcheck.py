@@ -9,7 +9,7 @@ import pytest
 
 from rawgan.backend import get_backend
 from rawgan.gradcheck import GradcheckError, away_from_zero, check_layer
-from rawgan.layers import (BatchNorm, Conv2d, ConvTranspose2d, LeakyReLU, Linear, ReLU, Sigmoid,
+from rawgan.layers import (BatchNorm, BatchNormAct, Conv2d, ConvTranspose2d, LeakyReLU, Linear, ReLU, Sigmoid,
                            SigmoidBCEWithLogits, Tanh)
 
 B = get_backend("reference", "float64")
@@ -74,6 +74,28 @@ def test_batchnorm_gradcheck(shape, training):
     layer.buffers["running_var"][...] = rng.uniform(0.5, 2.0, shape[1])
     layer.train(training)
     _check(layer, rng.standard_normal(shape) * 2 + 0.5)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 3, 2), (6, 4)])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("act", ["relu", "leaky_relu"])
+def test_batchnorm_act_gradcheck(shape, training, act):
+    """BatchNormAct (BN then ReLU/LeakyReLU, the fused layer) on the reference, with every BN
+    output away from the activation's kink (checked) so finite differences stay on one side."""
+    rng = np.random.default_rng(15)
+    layer = BatchNormAct(B, shape[1], act, 0.2, rng=rng, gamma_std=0.3)
+    layer.params["beta"][...] = rng.standard_normal(shape[1])
+    layer.buffers["running_mean"][...] = rng.standard_normal(shape[1])
+    layer.buffers["running_var"][...] = rng.uniform(0.5, 2.0, shape[1])
+    layer.train(training)
+    x = rng.standard_normal(shape) * 2 + 0.5
+    probe = BatchNorm(B, shape[1])
+    probe.params["gamma"][...], probe.params["beta"][...] = layer.params["gamma"], layer.params["beta"]
+    probe.buffers["running_mean"][...] = layer.buffers["running_mean"]
+    probe.buffers["running_var"][...] = layer.buffers["running_var"]
+    probe.train(training)
+    assert np.abs(probe.forward(B.asarray(x))).min() > 1e-3      # away from the kink
+    _check(layer, x)
 
 
 @pytest.mark.parametrize("make", [lambda: ReLU(B), lambda: LeakyReLU(B, 0.2), lambda: Tanh(B),

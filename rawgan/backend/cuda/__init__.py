@@ -9,10 +9,13 @@ The op files mirror the kernel files one to one (llm.c style) and mirror
 rawgan.backend.reference:
 
     activations.py  <-> kernels/activations.cu   relu/leaky_relu/tanh/sigmoid forward+backward
-    conv.py         <-> kernels/conv.cu, bias.cu im2col/col2im/swap_axes01 + GEMM; bias add/grad
+    conv.py         <-> kernels/conv.cu, bias.cu im2col/col2im + (batched) GEMM, swap_axes01 in
+                                                 wgrad only; bias add/grad
     linear.py       <-> kernels/bias.cu          GEMMs by rt.gemm + the bias kernels
-    batchnorm.py    <-> kernels/batchnorm.cu     train/eval forward, fused backward
-    loss.py         <-> kernels/loss.cu          sigmoid cross-entropy with logits
+    batchnorm.py    <-> kernels/batchnorm.cu     train/eval forward, fused backward; BN + ReLU /
+                                                 LeakyReLU fused (batchnorm_act_*)
+    loss.py         <-> kernels/loss.cu          sigmoid cross-entropy with logits (+ one fused
+                                                 forward/backward/mean-σ kernel)
     adam.py         <-> kernels/adam.cu          fused Adam over a flat buffer
     rng.py          <-> kernels/rng.cu           Philox4x32-10 uniform / normal
     tensor.py       <-> kernels/tensor.cu        fill, accumulate, uint8 -> float, metrics
