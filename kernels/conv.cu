@@ -44,8 +44,11 @@ extern "C" __global__ void im2col(const float* __restrict__ x, float* __restrict
 // col2im (adjoint of im2col): dx[n, c, h, w] = sum of every dcols entry whose window tap reads
 // xpad[n, c, h + pt, w + pl]. A gather — each thread owns one dx element and visits the output
 // positions (p, q) whose window covers it, tap r = hp - p*sh, s = wp - q*sw — so there are no
-// atomics and the result is deterministic. total = N*C*H*W.
-extern "C" __global__ void col2im(const float* __restrict__ dcols, float* __restrict__ dx,
+// atomics and the result is deterministic. total = N*C*H*W. If bias is not null, bias[c] is added
+// to every element of channel c (the transposed convolution's bias, ConvTranspose2d's forward:
+// one launch instead of col2im + bias_add; the same single addition, so the same bits).
+extern "C" __global__ void col2im(const float* __restrict__ dcols, const float* __restrict__ bias,
+                                  float* __restrict__ dx,
                                   int N, int C, int H, int W, int R, int S, int P, int Q,
                                   int sh, int sw, int pt, int pl)
 {
@@ -65,7 +68,7 @@ extern "C" __global__ void col2im(const float* __restrict__ dcols, float* __rest
                 acc += dcols[((c * R + r) * S + s) * NPQ + (n * P + p) * Q + q];
             }
         }
-        dx[idx] = acc;
+        dx[idx] = bias ? acc + bias[c] : acc;
     }
 }
 

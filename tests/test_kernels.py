@@ -302,6 +302,10 @@ def test_im2col_col2im(dev, xs, ws, stride, pad):
     np.testing.assert_array_equal(get(cols), naive_im2col(x, ws, stride, pad))   # pure data movement
     dcols = rnd(rng, *cols.shape)
     close(C.col2im(rt, put(dcols), xs, ws, stride, pad), naive_col2im(dcols, xs, ws, stride, pad))
+    bias = rnd(rng, xs[1])                       # ConvTranspose2d's bias, added inside col2im
+    with_bias = C.col2im(rt, put(dcols), xs, ws, stride, pad, put(bias))
+    np.testing.assert_array_equal(
+        get(with_bias), get(C.col2im(rt, put(dcols), xs, ws, stride, pad)) + bias.reshape(1, -1, 1, 1))
     a = rnd(rng, 3, 5, 7)
     np.testing.assert_array_equal(get(C.swap_axes01(rt, put(a), (3, 5, 7))), a.transpose(1, 0, 2))
     bias = rnd(rng, 3)

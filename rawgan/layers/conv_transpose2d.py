@@ -63,9 +63,8 @@ class ConvTranspose2d(Layer):
             raise ValueError(f"{self}: input {tuple(x.shape)} gives an empty output {y_shape}")
         self.x = x
         ops = self.B.ops
-        y = ops.conv2d_dgrad(x, self.params["w"], y_shape, self.stride, self.pad)
-        if "b" in self.params:
-            ops.bias_add(y, self.params["b"])
+        y = ops.conv2d_dgrad(x, self.params["w"], y_shape, self.stride, self.pad,
+                             bias=self.params.get("b"))   # + b per channel (in col2im on CUDA)
         return self._out(y)
 
     def backward(self, dy, need_dx=True):

@@ -54,11 +54,13 @@ def im2col(rt, x, w_shape, stride, pad):
     return cols
 
 
-def col2im(rt, dcols, x_shape, w_shape, stride, pad):
-    """Adjoint of im2col: (C·R·S, N·P·Q) -> (N, C, H, W) by a deterministic gather (``col2im``)."""
+def col2im(rt, dcols, x_shape, w_shape, stride, pad, bias=None):
+    """Adjoint of im2col: (C·R·S, N·P·Q) -> (N, C, H, W) by a deterministic gather (``col2im``),
+    plus ``bias[c]`` per channel when given (in the same kernel)."""
     args, _ = _geometry(x_shape, w_shape, stride, pad)
     dx = rt.empty(tuple(int(d) for d in x_shape), dcols.dtype)
-    launch_1d(rt, MODULE, "col2im", dx.size, (contiguous(rt, dcols), dx, *args))
+    bias = None if bias is None else contiguous(rt, bias)
+    launch_1d(rt, MODULE, "col2im", dx.size, (contiguous(rt, dcols), bias, dx, *args))
     return dx
 
 
@@ -89,8 +91,9 @@ def conv2d_fprop(rt, x, w, b, stride, pad):
     return y
 
 
-def conv2d_dgrad(rt, dy, w, x_shape, stride, pad):
-    """dx (x_shape) for y = conv2d_fprop(x, w, ·, stride, pad), given dy (N, K, P, Q).
+def conv2d_dgrad(rt, dy, w, x_shape, stride, pad, bias=None):
+    """dx (x_shape) for y = conv2d_fprop(x, w, ·, stride, pad), given dy (N, K, P, Q); plus
+    ``bias`` (C,) per channel when given (ConvTranspose2d's bias, added inside col2im).
 
     dcols = W₂ᵀ @ swap01(dy) as ONE batched GEMM, dcols[:, n·P·Q:(n+1)·P·Q] = W₂ᵀ @ dy[n]:
     dy is read as NCHW (no swap kernel) and written into the column matrix by strides."""
@@ -99,7 +102,7 @@ def conv2d_dgrad(rt, dy, w, x_shape, stride, pad):
     dcols = rt.scratch("cols", (CRS, N * PQ), dy.dtype)
     rt.gemm(contiguous(rt, w).reshape(K, CRS).T, contiguous(rt, dy).reshape(N, K, PQ),
             dcols.reshape(CRS, N, PQ).transpose(1, 0, 2))
-    return col2im(rt, dcols, x_shape, w.shape, stride, pad)
+    return col2im(rt, dcols, x_shape, w.shape, stride, pad, bias)
 
 
 def conv2d_wgrad(rt, dy, x, w_shape, stride, pad, out=None, accumulate=False):

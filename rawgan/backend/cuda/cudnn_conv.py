@@ -187,16 +187,16 @@ class CudnnConv:
             im2col_conv.bias_add(self.rt, y, b)
         return y
 
-    def dgrad(self, dy, w, x_shape, stride, pad):
-        """dx for y = conv(x, w) (rawgan.backend.reference.conv.conv2d_dgrad)."""
+    def dgrad(self, dy, w, x_shape, stride, pad, bias=None):
+        """dx for y = conv(x, w), + bias per channel if given (reference conv2d_dgrad)."""
         if not self.available:
-            return im2col_conv.conv2d_dgrad(self.rt, dy, w, x_shape, stride, pad)
+            return im2col_conv.conv2d_dgrad(self.rt, dy, w, x_shape, stride, pad, bias)
         dy, w = im2col_conv.contiguous(self.rt, dy), im2col_conv.contiguous(self.rt, w)
         x_dims = tuple(int(d) for d in x_shape)
         dx = self.rt.empty(x_dims, dy.dtype)
         if not self._run("dgrad", dy, w, dx, x_dims, w.shape, dy.shape, stride, pad):
-            return im2col_conv.conv2d_dgrad(self.rt, dy, w, x_shape, stride, pad)
-        return dx
+            return im2col_conv.conv2d_dgrad(self.rt, dy, w, x_shape, stride, pad, bias)
+        return dx if bias is None else im2col_conv.bias_add(self.rt, dx, bias)
 
     def wgrad(self, dy, x, w_shape, stride, pad):
         """dw for y = conv(x, w) (rawgan.backend.reference.conv.conv2d_wgrad)."""

@@ -172,15 +172,20 @@ def _phase(rho, s, R, t, H):
     return J, i_lo, i_hi - i_lo + 1, s * i_lo + rho - t
 
 
-def conv2d_dgrad(dy, w, x_shape, stride, pad):
-    """dx (x_shape) = ∂(Σ dy·y)/∂x for y = conv2d_fprop(x, w, ·, stride, pad); dy (N, K, P, Q).
+def conv2d_dgrad(dy, w, x_shape, stride, pad, bias=None):
+    """dx (x_shape) = ∂(Σ dy·y)/∂x for y = conv2d_fprop(x, w, ·, stride, pad); dy (N, K, P, Q);
+    plus ``bias`` (C,) per channel when given (the reference's bias_add).
 
     The result has NCHW shape; its memory is channels-last, except for C < 16 channels where it is
     channel-major ((C, N, H, W), see :func:`_dgrad_col2im_cmajor`).
     """
     if x_shape[1] < _SMALL_C:
-        return _dgrad_col2im_cmajor(dy, w, x_shape, stride, pad)
-    return _dgrad_phases(dy, w, x_shape, stride, pad)
+        dx = _dgrad_col2im_cmajor(dy, w, x_shape, stride, pad)
+    else:
+        dx = _dgrad_phases(dy, w, x_shape, stride, pad)
+    if bias is not None:
+        dx += bias.reshape(1, -1, 1, 1)
+    return dx
 
 
 def _dgrad_phases(dy, w, x_shape, stride, pad):

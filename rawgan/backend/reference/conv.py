@@ -105,14 +105,18 @@ def conv2d_fprop(x, w, b, stride, pad):
     return swap_axes01(Y, (K, N, P * Q), bias=b).reshape(N, K, P, Q)
 
 
-def conv2d_dgrad(dy, w, x_shape, stride, pad):
-    """dx (x_shape) = ∂(Σ dy·y)/∂x for y = conv2d_fprop(x, w, ·, stride, pad); dy (N, K, P, Q)."""
+def conv2d_dgrad(dy, w, x_shape, stride, pad, bias=None):
+    """dx (x_shape) = ∂(Σ dy·y)/∂x for y = conv2d_fprop(x, w, ·, stride, pad); dy (N, K, P, Q).
+
+    ``bias`` (C,), when given, is added per channel (:func:`bias_add`): the transposed
+    convolution's forward, whose output this is (the CUDA backend adds it inside col2im)."""
     N, C, H, W = x_shape
     K, _, R, S = w.shape
     P, Q = output_hw(x_shape, w.shape, stride, pad)
     dY = swap_axes01(dy, (N, K, P * Q)).reshape(K, N * P * Q)
     dcols = w.reshape(K, C * R * S).T @ dY                       # (C·R·S, N·P·Q)
-    return col2im(dcols, x_shape, w.shape, stride, pad)
+    dx = col2im(dcols, x_shape, w.shape, stride, pad)
+    return dx if bias is None else bias_add(dx, bias)
 
 
 def conv2d_wgrad(dy, x, w_shape, stride, pad, out=None, accumulate=False):
