@@ -19,7 +19,7 @@ from rawgan.backend import PhiloxState, get_backend
 from rawgan.backend import reference as R
 from rawgan.backend.cuda import cudnn_conv, make_backend
 from rawgan.runtime import devarray
-from rawgan.layers import (BatchNorm, BatchNormAct, Conv2d, ConvTranspose2d, LeakyReLU, Linear, ReLU, Sigmoid,
+from rawgan.layers import (BatchNorm, BatchNormAct, fold_bias_into_bn, Conv2d, ConvTranspose2d, LeakyReLU, Linear, ReLU, Sigmoid,
                            SigmoidBCEWithLogits, Tanh)
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -143,6 +143,42 @@ def test_batchnorm_act_layer(schedule, dut, shape, act, train):
     close(le.y, y2)
     for k in bn.grads:
         close(le.grads[k], bn.grads[k], atol=1e-4 * max(1.0, float(np.abs(bn.grads[k]).max())))
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 6, 6), (2, 3, 64, 64)])   # one block / 2-D reductions
+def test_conv_bias_folded_into_batchnorm_act(schedule, dut, shape):
+    """fold_bias_into_bn: Conv2d skips + b in training forwards, BatchNormAct adds it only to
+    its running mean. Same outputs, gradients (b's included) and running statistics as the
+    unfolded pair on the reference; the emulated backend matches; eval mode adds b as usual."""
+    rng = np.random.default_rng(25)
+    C = shape[1]
+    x, dy = rng.standard_normal(shape) + 0.2, rng.standard_normal(shape)
+    res = {}
+    for name, B, fold in (("plain", NP, False), ("ref", NP, True), ("dut", dut, True)):
+        conv = Conv2d(B, C, C, 3, 1, "same", rng=np.random.default_rng(3))
+        conv.params["b"][...] = B.asarray(np.linspace(-2, 2, C))
+        bn = BatchNormAct(B, C, "leaky_relu", 0.2)
+        if fold:
+            fold_bias_into_bn(conv, bn)
+        y = bn.forward(conv.forward(B.asarray(x)))
+        conv.backward(bn.backward(B.asarray(dy)))
+        bn.train(False)
+        conv.train(False)
+        y_eval = bn.forward(conv.forward(B.asarray(x)))
+        res[name] = [host(a).copy() for a in (y, conv.grads["w"], conv.grads["b"], bn.grads["gamma"],
+                                              bn.grads["beta"], bn.buffers["running_mean"],
+                                              bn.buffers["running_var"], y_eval)]
+    for name in ("ref", "dut"):
+        for i, (got, want) in enumerate(zip(res[name], res["plain"])):
+            # i == 2: b's gradient, Σ of BN's dx — 0 up to rounding, compared at that level
+            close(got, want, atol=5e-3 if i == 2 else 1e-4 * max(1.0, float(np.abs(want).max())))
+
+
+def test_fold_bias_into_bn_checks_channels():
+    with pytest.raises(ValueError, match="no per-channel bias"):
+        fold_bias_into_bn(Conv2d(EM, 3, 4, 3, 1, "same", bias=False), BatchNormAct(EM, 4))
+    with pytest.raises(ValueError, match="no per-channel bias"):
+        fold_bias_into_bn(Conv2d(EM, 3, 5, 3, 1, "same"), BatchNormAct(EM, 4))
 
 
 def test_batchnorm_act_rejects_bad_activation():

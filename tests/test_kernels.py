@@ -193,7 +193,7 @@ def test_batchnorm_block_sizes(dev, block):
     mod = dev.rt.module("batchnorm")
     mod.get_function("batchnorm_forward_train")(
         (C,), (block,), (put(x), put(g), put(b), rm, rv, y, sm, si, i32(N), i32(C), i32(H * W),
-                         f32(0.1), f32(1e-5), i32(0), i32(0), f32(0)))
+                         f32(0.1), f32(1e-5), i32(0), i32(0), f32(0), None))
     y_r, sm_r, si_r = R.batchnorm_forward_train(x, g, b, np.zeros(C, np.float32), np.ones(C, np.float32),
                                                 0.1, 1e-5)
     close(y, y_r, rtol=1e-4, atol=1e-5)
@@ -400,7 +400,7 @@ def test_broken_reduction_is_caught(dev, broken):
     mod.get_function("batchnorm_forward_train")(
         (C,), (64,), (put(x), put(g), put(b), put(np.zeros(C, np.float32)), put(np.ones(C, np.float32)),
                       y, sm, si, i32(N), i32(C), i32(H * W), f32(0.1), f32(1e-5), i32(0), i32(0),
-                      f32(0)))
+                      f32(0), None))
     y_ref, mean_ref, _ = R.batchnorm_forward_train(x, g, b, np.zeros(C, np.float32),
                                                    np.ones(C, np.float32), 0.1, 1e-5)
     ok = (np.allclose(dev.get(sm), mean_ref, rtol=1e-5, atol=1e-6)
@@ -501,6 +501,33 @@ def test_batchnorm_act_kernels_fuse_activation_and_write_grads(dev, shape, chunk
         close(dg, 2 * want[1], rtol=1e-4, atol=1e-4)     # written once, then added once
         close(db, 2 * want[2], rtol=1e-4, atol=1e-4)
         assert not np.allclose(before[0], Device.get(dg))
+
+
+@pytest.mark.parametrize("chunks", [1, 3])
+@pytest.mark.parametrize("shape", [(3, 5, 13, 7), (7, 4)])
+def test_batchnorm_forward_folds_the_input_bias(dev, shape, chunks):
+    """in_bias (the previous layer's bias, never added): y and save_invstd as for x + b, the
+    saved mean that of x, the running mean that of x + b — both launch forms."""
+    from rawgan.backend.cuda import batchnorm as bn
+
+    rng = np.random.default_rng(24)
+    put, C = dev.put, shape[1]
+    x = rnd(rng, *shape, scale=2) + 0.3
+    g, b, bias = rnd(rng, C), rnd(rng, C), rnd(rng, C, scale=3)
+    rm, rv = np.linspace(-1, 1, C).astype(np.float32), np.linspace(0.5, 2, C).astype(np.float32)
+    rm_k, rv_k = put(rm), put(rv)
+    y, sm, si = bn.forward_train(dev.rt, put(x), put(g), put(b), rm_k, rv_k, 0.1, 1e-5, False,
+                                 chunks, bn.ACT_CODES["leaky_relu"], 0.2, put(bias))
+    y_r, m_r, i_r = R.batchnorm_act_forward_train(x, g, b, rm, rv, 0.1, 1e-5, False, "leaky_relu",
+                                                  0.2, bias)
+    close(y, y_r, rtol=1e-4, atol=1e-4)
+    close(sm, m_r, atol=1e-5)
+    close(si, i_r, rtol=1e-4)
+    close(rm_k, rm, atol=1e-5)
+    close(rv_k, rv, rtol=1e-5)
+    xb = x + bias.reshape((1, -1) + (1,) * (x.ndim - 2))
+    axes = (0,) + tuple(range(2, x.ndim))
+    close(rm, 0.9 * np.linspace(-1, 1, C) + 0.1 * xb.mean(axis=axes), atol=1e-5)
 
 
 def test_reductions_2d_are_bit_identical_across_runs_and_schedules(dev, monkeypatch):

@@ -100,6 +100,7 @@ class BatchNormAct(BatchNorm):
         if act == "leaky_relu" and not float(slope) > 0:
             raise ValueError(f"BatchNormAct: the LeakyReLU slope must be > 0, got {slope!r}")
         self.act, self.slope = act, float(slope) if act == "leaky_relu" else 0.0
+        self.bias_from = None          # the Conv2d whose bias is folded in (fold_bias_into_bn)
 
     def forward(self, x):
         self._check_bn_input(x)
@@ -107,9 +108,10 @@ class BatchNormAct(BatchNorm):
         self.x = x
         self.mode_train = self.training
         if self.training:
+            in_bias = self.bias_from.params["b"] if self.bias_from is not None else None
             self.y, self.save_mean, self.save_invstd = ops.batchnorm_act_forward_train(
                 x, p["gamma"], p["beta"], buf["running_mean"], buf["running_var"],
-                self.momentum, self.eps, self.unbiased, self.act, self.slope)
+                self.momentum, self.eps, self.unbiased, self.act, self.slope, in_bias)
         else:
             self.y = ops.batchnorm_act_forward_eval(x, p["gamma"], p["beta"], buf["running_mean"],
                                                     buf["running_var"], self.eps, self.act,
@@ -134,3 +136,19 @@ class BatchNormAct(BatchNorm):
     def __repr__(self):
         return (f"BatchNormAct({self.num_features}, {self.act}"
                 + (f"({self.slope:g}))" if self.act == "leaky_relu" else ")"))
+
+
+def fold_bias_into_bn(conv, bn: BatchNormAct) -> None:
+    """Fold ``conv``'s per-channel bias into the training-mode forward of the BatchNormAct
+    ``bn`` that directly follows it: conv then skips ``+ b`` and bn normalises conv's output as
+    if b were added. Exact — train-mode BN subtracts the batch mean, so x + b and x give the same
+    output and statistics; only the running mean, which tracks mean(x + b), gets + b (inside the
+    BN kernel on CUDA; rawgan.backend.reference.batchnorm.batchnorm_act_forward_train, in_bias,
+    is the plain formula). b's gradient is unchanged: conv's backward still sums its dy (BN's
+    dx). In eval mode (running statistics) conv adds its bias as usual. Saves one bias_add
+    launch per training forward. Raises ValueError unless conv has a bias of bn's channels.
+    """
+    if "b" not in conv.params or tuple(conv.params["b"].shape) != (bn.num_features,):
+        raise ValueError(f"fold_bias_into_bn: {conv} has no per-channel bias of "
+                         f"{bn.num_features} channels for {bn}")
+    conv.bias_into, bn.bias_from = bn, conv

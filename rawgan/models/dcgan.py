@@ -29,7 +29,8 @@ import contextlib
 import numpy as np
 
 from ..layers import (BatchNormAct, Conv2d, ConvTranspose2d, Flatten, LeakyReLU, Linear,
-                      Reshape, Sequential, SigmoidBCEWithLogits, Tanh, flatten_parameters)
+                      Reshape, Sequential, SigmoidBCEWithLogits, Tanh, flatten_parameters,
+                      fold_bias_into_bn)
 from ..optim import Adam
 
 
@@ -66,8 +67,9 @@ def build_discriminator(B, ndf=64, channels=3, image_size=64, rng=None):
     c = [ndf, ndf * 2, ndf * 4, ndf * 8]
     layers = [Conv2d(B, channels, c[0], 5, 2, "same", rng=rng), LeakyReLU(B, 0.2)]
     for cin, cout in zip(c[:-1], c[1:]):
-        layers += [Conv2d(B, cin, cout, 5, 2, "same", rng=rng),
-                   BatchNormAct(B, cout, "leaky_relu", 0.2)]
+        conv, bn = Conv2d(B, cin, cout, 5, 2, "same", rng=rng), BatchNormAct(B, cout, "leaky_relu", 0.2)
+        fold_bias_into_bn(conv, bn)          # conv's + b happens only in bn's running mean
+        layers += [conv, bn]
     layers += [Flatten(B), Linear(B, c[-1] * s * s, 1, rng=rng)]
     net = Sequential(B, layers)
     flatten_parameters(net)

@@ -75,18 +75,20 @@ def batchnorm_forward_train(rt, x, gamma, beta, running_mean, running_var, momen
 
 
 def batchnorm_act_forward_train(rt, x, gamma, beta, running_mean, running_var, momentum, eps,
-                                unbiased, act, slope=0.0):
+                                unbiased, act, slope=0.0, in_bias=None):
     """Training forward of BN followed by ``act`` ("relu" or "leaky_relu" with ``slope``), in
-    the BN kernels. Returns ``(y, save_mean, save_invstd)``; updates the running statistics."""
+    the BN kernels. Returns ``(y, save_mean, save_invstd)``; updates the running statistics.
+    ``in_bias`` (C,): the input is x + in_bias (the previous layer's bias, never added: only the
+    running mean gets + in_bias; see kernels/batchnorm.cu); save_mean is then mean(x)."""
     code = act_code(act, slope)
     x = contiguous(rt, x)
     N, C, HW = channels_hw(x)
     return forward_train(rt, x, gamma, beta, running_mean, running_var, momentum, eps, unbiased,
-                         forward_chunks(rt, C, N * HW), code, slope)
+                         forward_chunks(rt, C, N * HW), code, slope, in_bias)
 
 
 def forward_train(rt, x, gamma, beta, running_mean, running_var, momentum, eps, unbiased, chunks,
-                  act=0, slope=0.0):
+                  act=0, slope=0.0, in_bias=None):
     """batchnorm_forward_train with an explicit launch form: ``chunks`` = 1 (one block per
     channel) or > 1 (2-D; capped so no chunk is empty) and activation code ``act`` (0 = none).
     x must be C-contiguous."""
@@ -101,7 +103,7 @@ def forward_train(rt, x, gamma, beta, running_mean, running_var, momentum, eps, 
         kernel(rt, MODULE, "batchnorm_forward_train")(
             (C,), (reduce_block(rt, M),),
             (x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd,
-             i32(N), i32(C), i32(HW), f32(momentum), f32(eps), flag, i32(act), f32(slope)))
+             i32(N), i32(C), i32(HW), f32(momentum), f32(eps), flag, i32(act), f32(slope), in_bias))
         return y, save_mean, save_invstd
     chunk, chunks = chunk_plan(M, chunks)
     check_int32("2-D reduction chunk end", M + chunk)
@@ -110,7 +112,7 @@ def forward_train(rt, x, gamma, beta, running_mean, running_var, momentum, eps, 
         (C, chunks), (reduce_block(rt, chunk),), (x, part, i32(N), i32(C), i32(HW), i32(chunk)))
     launch_1d(rt, MODULE, "batchnorm_stats_combine", C,
               (part, running_mean, running_var, save_mean, save_invstd, i32(C), i32(M),
-               i32(chunk), i32(chunks), f32(momentum), f32(eps), flag))
+               i32(chunk), i32(chunks), f32(momentum), f32(eps), flag, in_bias))
     launch_1d(rt, MODULE, "batchnorm_apply", x.size,
               (x, gamma, beta, save_mean, save_invstd, y, i32(C), i32(HW), i64(x.size), i32(act),
                f32(slope)))

@@ -147,11 +147,16 @@ def _act_backward(dy, y, act, slope):
 
 
 def batchnorm_act_forward_train(x, gamma, beta, running_mean, running_var, momentum, eps,
-                                unbiased, act, slope=0.0):
+                                unbiased, act, slope=0.0, in_bias=None):
     """reference.batchnorm_act_forward_train with this package's BN and activations."""
-    z, mean, invstd = batchnorm_forward_train(x, gamma, beta, running_mean, running_var,
+    if in_bias is None:
+        z, mean, invstd = batchnorm_forward_train(x, gamma, beta, running_mean, running_var,
+                                                  momentum, eps, unbiased)
+        return _act_forward(z, act, slope), mean, invstd
+    xb = x + in_bias.reshape((1, -1) + (1,) * (x.ndim - 2))
+    z, mean, invstd = batchnorm_forward_train(xb, gamma, beta, running_mean, running_var,
                                               momentum, eps, unbiased)
-    return _act_forward(z, act, slope), mean, invstd
+    return _act_forward(z, act, slope), mean - in_bias, invstd
 
 
 def batchnorm_act_backward_train(dy, y, x, gamma, save_mean, save_invstd, act, slope=0.0,

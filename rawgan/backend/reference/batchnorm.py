@@ -128,12 +128,22 @@ def _act_backward(dy, y, act, slope):
 
 
 def batchnorm_act_forward_train(x, gamma, beta, running_mean, running_var, momentum, eps,
-                                unbiased, act, slope=0.0):
+                                unbiased, act, slope=0.0, in_bias=None):
     """y = act(BN(x)) in training mode. Returns ``(y, save_mean, save_invstd)``; updates the
-    running statistics like :func:`batchnorm_forward_train`."""
-    z, mean, invstd = batchnorm_forward_train(x, gamma, beta, running_mean, running_var,
-                                              momentum, eps, unbiased)
-    return _act_forward(z, act, slope), mean, invstd
+    running statistics like :func:`batchnorm_forward_train`.
+
+    ``in_bias`` (C,): the previous layer's bias, not yet added: y = act(BN(x + in_bias)), and
+    save_mean is returned for x itself (the batch mean minus in_bias), so the backward runs on x
+    unchanged. (The CUDA kernels never add it: BN is shift-invariant, only the running mean
+    needs + in_bias.)"""
+    if in_bias is None:
+        z, mean, invstd = batchnorm_forward_train(x, gamma, beta, running_mean, running_var,
+                                                  momentum, eps, unbiased)
+        return _act_forward(z, act, slope), mean, invstd
+    _, bshape = _axes_and_shape(x)
+    z, mean, invstd = batchnorm_forward_train(x + in_bias.reshape(bshape), gamma, beta,
+                                              running_mean, running_var, momentum, eps, unbiased)
+    return _act_forward(z, act, slope), mean - in_bias, invstd
 
 
 def batchnorm_act_forward_eval(x, gamma, beta, running_mean, running_var, eps, act, slope=0.0):
