@@ -10,7 +10,9 @@ Sizes follow the TensorFlow reference the paper matches (carpedm20/DCGAN-tensorf
        → flatten (8192) → Linear → 1 logit
 
 BN + ReLU/LeakyReLU pairs are ``BatchNormAct`` layers (one fused op on the CUDA backend; the
-same values as the two layers). Parameter gradients are written straight into the flat
+same values as the two layers); D's conv biases before them are folded into their training
+forward (``fold_bias_into_bn``: exact, BN subtracts the batch mean; the bias still trains and
+still shifts the running mean). Parameter gradients are written straight into the flat
 gradient buffers (``zero_grad(lazy=True)``: no fill or accumulate kernels; see layers/base.py).
 Biases on every conv/linear; weights N(0, 0.02) (the TF code uses a truncated normal for D's
 convs — a 2σ truncation that changes nothing measurable; we use the plain normal everywhere, as
