@@ -118,6 +118,26 @@ def step_flops(batch=64, g_steps=1):
     return 2 * (d_update + g_steps * g_update), 2 * fwd_G, 2 * fwd_D
 
 
+# --------------------------------------------------------------------------- precision
+DEVICE_BACKENDS = ("cupy", "emulated")
+
+
+def resolve_precision(args) -> str:
+    """``--precision`` or its default: tf32 on cupy/emulated (training's default, PyTorch's cuDNN
+    default), fp32 on the CPU backends (which compute FP32 only; tf32 there is an error)."""
+    if args.precision is None:
+        return "tf32" if args.backend in DEVICE_BACKENDS else "fp32"
+    if args.precision == "tf32" and args.backend not in DEVICE_BACKENDS:
+        raise SystemExit(f"error: --precision tf32 needs --backend cupy or emulated (the "
+                         f"{args.backend} backend computes FP32)")
+    return args.precision
+
+
+def precision_option(args) -> dict:
+    """get_backend's precision option for this run ({} on the CPU backends)."""
+    return {"precision": args.precision} if args.backend in DEVICE_BACKENDS else {}
+
+
 # --------------------------------------------------------------------------- children
 def _peak_rss_mb():
     import resource
@@ -136,7 +156,10 @@ def child_main(args):
         import torch
         sys.path.insert(0, HERE)
         from torch_dcgan import TorchDCGAN
+        from torch_dcgan import set_precision
         torch.set_num_threads(args.threads)
+        flags = set_precision(args.precision)
+        print("torch precision: " + ", ".join(f"{k}={v}" for k, v in flags.items()), file=sys.stderr)
         dev = "cuda" if args.backend == "cupy" else "cpu"
         if dev == "cuda" and not torch.cuda.is_available():
             raise SystemExit("torch: CUDA requested (--backend cupy) but torch.cuda is unavailable")
@@ -151,9 +174,10 @@ def child_main(args):
         from rawgan.backend import get_backend
         from rawgan.models.dcgan import DCGAN
         try:
-            Bk = get_backend(args.backend, "float32")
+            Bk = get_backend(args.backend, "float32", **precision_option(args))
         except (RuntimeError, ImportError) as e:
             raise SystemExit(f"rawgan backend {args.backend!r} unavailable: {e}")
+        print(f"rawgan precision: {args.precision}", file=sys.stderr)
         model = DCGAN(Bk)
         x, z = Bk.asarray(x_np), Bk.asarray(z_np)
         sync = Bk.synchronize
@@ -195,7 +219,7 @@ def profile_main(args):
     sys.path.insert(0, ROOT)
     from rawgan.backend import get_backend
     from rawgan.models.dcgan import DCGAN
-    Bk = get_backend(args.backend, "float32")
+    Bk = get_backend(args.backend, "float32", **precision_option(args))
     acc = collections.defaultdict(lambda: [0.0, 0])
     stack = []
 
@@ -257,7 +281,7 @@ def count_main(args):
         raise SystemExit("error: --count needs --backend cupy or emulated (the numpy backend has "
                          "no device runtime to count)")
     try:
-        Bk = get_backend(args.backend, "float32")
+        Bk = get_backend(args.backend, "float32", **precision_option(args))
     except (RuntimeError, ImportError) as e:
         raise SystemExit(f"error: rawgan backend {args.backend!r} unavailable: {e}")
     rt = Bk.ops.rt
@@ -301,7 +325,8 @@ def spawn(side, args):
         env.update(OPENBLAS_NUM_THREADS=str(args.blas_threads), OMP_NUM_THREADS=str(args.blas_threads))
     cmd = [sys.executable, os.path.abspath(__file__), "--child", side, "--backend", args.backend,
            "--warmup", str(args.warmup), "--batch-size", str(args.batch_size), "--g-steps",
-           str(args.g_steps), "--threads", t] + (["--no-graph"] if args.no_graph else [])
+           str(args.g_steps), "--threads", t, "--precision", args.precision] + \
+        (["--no-graph"] if args.no_graph else [])
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
                          cwd=ROOT)
     return p
@@ -343,8 +368,13 @@ def main(argv=None):
     ap.add_argument("--count-steps", type=positive_int, default=2, help="counted steps per mode")
     ap.add_argument("--ngf", type=positive_int, default=64, help="generator width (--count)")
     ap.add_argument("--ndf", type=positive_int, default=64, help="discriminator width (--count)")
+    ap.add_argument("--precision", choices=("fp32", "tf32"), default=None,
+                    help="compute precision of GEMMs/convolutions on both sides: rawgan's "
+                         "--precision and torch's allow_tf32 flags set to match (default: tf32 on "
+                         "cupy/emulated, fp32 on the CPU backends)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    args.precision = resolve_precision(args)
     if args.child:
         return child_main(args)
     if args.count:
@@ -356,7 +386,8 @@ def main(argv=None):
     import numpy as np
     print(f"DCGAN train step: batch {args.batch_size}, g_steps {args.g_steps}, "
           f"{flops / 1e9:.2f} GFLOP/step (G fwd {g_fwd / 1e9:.2f}, D fwd {d_fwd / 1e9:.2f}); "
-          f"threads {args.threads}; numpy {np.__version__}")
+          f"threads {args.threads}; numpy {np.__version__}; precision {args.precision} (torch "
+          f"allow_tf32 = {args.precision == 'tf32'} for matmul and cuDNN)")
     sides = [("rawgan-" + args.backend, "rawgan")]
     if args.compare == "torch":
         sides.append(("torch-" + ("cuda" if args.backend == "cupy" else "cpu"), "torch"))

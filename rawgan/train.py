@@ -50,6 +50,7 @@ from .rundir import Interrupted, RunFolder, Signals, check_run_space, trim_metri
 from .runconfig import UsageError, build_parser, resolve_config, resume_command  # noqa: E402
 
 SAMPLE_GRID = 64          # images in a sample grid (8x8)
+DEFAULT_PRECISION = "tf32"   # training on cupy/emulated, like PyTorch's cuDNN default (allow_tf32)
 
 
 class Diverged(Exception):
@@ -64,9 +65,10 @@ def train(args, folder: RunFolder, signals: Signals) -> int:
 
     # -- settings: the checkpoint's (on --resume), then the flags given --------------------------
     backend, _ = resolve_backend(args.backend)          # "auto" -> cupy or numpy
-    if args.conv_impl is not None and backend == "numpy":
-        raise UsageError("--conv-impl applies to --backend cupy/emulated only"
-                         + (" (--backend auto chose numpy: no GPU)" if args.backend == "auto" else ""))
+    for flag, value in (("--conv-impl", args.conv_impl), ("--precision", args.precision)):
+        if value is not None and backend == "numpy":
+            raise UsageError(f"{flag} applies to --backend cupy/emulated only"
+                             + (" (--backend auto chose numpy: no GPU)" if args.backend == "auto" else ""))
     out = folder.out
     ckpt = resume.find_resume_checkpoint(args, out, folder.used_before)
     saved = ckpt["extra"] if ckpt else None
@@ -90,12 +92,15 @@ def train(args, folder: RunFolder, signals: Signals) -> int:
             raise UsageError(f"the checkpoint is at batch {saved['batch']} of an epoch, but the "
                              f"data has {bpe} batches per epoch ({len(dataset)} images); resume "
                              f"with the data it was trained on")
+    device = backend in ("cupy", "emulated")
     conv_impl = None if backend == "numpy" else (args.conv_impl or "kernels")
-    config.update(dataset=identity, backend=backend, conv_impl=conv_impl)
+    precision = args.precision or (DEFAULT_PRECISION if device else None)     # per invocation
+    config.update(dataset=identity, backend=backend, conv_impl=conv_impl, precision=precision)
+    options = {k: v for k, v in (("conv_impl", conv_impl), ("precision", precision)) if v}
 
     # -- model: G, D and an Adam optimizer for each, on the chosen backend ----------------------
     try:
-        B = get_backend(backend, **({"conv_impl": conv_impl} if conv_impl else {}))
+        B = get_backend(backend, **options)
     except (ValueError, RuntimeError, ImportError) as e:
         raise UsageError(str(e)) from None
     model = DCGAN(B, z_dim=config["z_dim"], ngf=config["ngf"], ndf=config["ndf"], lr=config["lr"],

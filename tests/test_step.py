@@ -10,7 +10,8 @@ memory, device-side state, and one captured graph per step replayed by the emula
   their NumPy references under both emulator schedules; rt.gemm handles transposed operands.
 * The CuPy entry points runtime.py uses exist in the installed CuPy 14 (it imports without a GPU),
   and the cuBLAS call maps row-major operands onto column-major sgemm correctly (a stand-in
-  cublasSgemm_v2 that implements cuBLAS's contract on the raw pointers).
+  cublasGemmEx that implements cuBLAS's contract on the raw pointers), with the compute type
+  of the chosen precision.
 * python -m rawgan.train --backend emulated: graph == --no-graph, and resume restores the device
   state (Adam t, z offset) exactly.
 
@@ -367,11 +368,17 @@ def test_cupy_entry_points_of_the_runtime_exist():
     ext = next(pathlib.Path(inspect.getfile(cupy)).parent.parent.glob(
         "cupy_backends/cuda/libs/cublas.*.so"))
     data = ext.read_bytes()
-    for sym in (b"cublasCreate_v2", b"cublasSetStream_v2", b"cublasSgemm_v2"):
+    for sym in (b"cublasCreate_v2", b"cublasSetStream_v2", b"cublasGemmEx",
+                b"CUBLAS_COMPUTE_32F", b"CUBLAS_COMPUTE_32F_FAST_TF32", b"CUBLAS_GEMM_DEFAULT"):
         assert sym in data, sym
     src = pathlib.Path(__file__).parents[1].joinpath("rawgan/runtime/runtime.py").read_text()
-    used = set(re.findall(r"\bcublas\w+_v2\b", src))
-    assert used == {"cublasCreate_v2", "cublasSetStream_v2", "cublasSgemm_v2", "cublasSetWorkspace_v2"}
+    used = set(re.findall(r"\bcublas(?:\w+_v2|GemmEx)\b", src))
+    assert used == {"cublasCreate_v2", "cublasSetStream_v2", "cublasGemmEx", "cublasSetWorkspace_v2"}
+    # cublasGemmEx's parameter order, as CuPy's wrapper declares it, is what runtime._declare uses.
+    doc = re.search(rb"gemmEx\(intptr_t handle, [^)]*\)", data).group(0).decode()
+    params = [p.split()[-1] for p in doc[len("gemmEx("):-1].split(", ")]
+    assert params == ["handle", "transa", "transb", "m", "n", "k", "alpha", "A", "Atype", "lda",
+                      "B", "Btype", "ldb", "beta", "C", "Ctype", "ldc", "computeType", "algo"]
 
 
 # ------------------------------------------------------------------------------- train CLI
@@ -408,15 +415,24 @@ def test_train_graph_equals_no_graph_and_resumes_device_state(tiny_images, tmp_p
         assert train_main(args) == 0, capsys.readouterr().err
         return train_rows(out)
 
-    straight = train(tmp_path / "graph", "--max-steps", "4")
-    eager = train(tmp_path / "eager", "--max-steps", "2", "--no-graph")
-    assert eager == straight[:2]
+    from rawgan import checkpoint as ckpt_io
+
+    straight = train(tmp_path / "graph", "--max-steps", "4")          # default: --precision tf32
+    assert "precision: tf32 (GEMMs and convolutions; the emulator computes FP32" in capsys.readouterr().out
+    eager = train(tmp_path / "eager", "--max-steps", "2", "--no-graph", "--precision", "fp32")
+    assert EM.ops.rt.precision == "fp32"
+    assert eager == straight[:2]           # the emulator computes FP32 whatever the precision
     resumed = tmp_path / "resumed"
     resumed.mkdir()
     rows = train(resumed, "--resume", str(tmp_path / "graph" / "checkpoints" / "ckpt_000002.npz"),
-                 "--max-steps", "4")
+                 "--max-steps", "4", "--precision", "fp32")        # per invocation: may change
     assert [r["step"] for r in rows] == [3, 4]
     assert rows == straight[2:]
+    config = {run: ckpt_io.load_checkpoint(tmp_path / run / "checkpoints" / ckpt)["extra"]["config"]
+              for run, ckpt in (("graph", "ckpt_000004.npz"), ("eager", "ckpt_000002.npz"),
+                                ("resumed", "ckpt_000004.npz"))}
+    assert {run: c["precision"] for run, c in config.items()} == \
+        {"graph": "tf32", "eager": "fp32", "resumed": "fp32"}
 
 
 def train_rows(run):
@@ -426,10 +442,12 @@ def train_rows(run):
     return [{k: r[k] for k in ("step", "d_loss", "g_loss", "d_real", "d_fake_g")} for r in rows]
 
 
-def test_cublas_call_maps_row_major_operands_to_column_major_sgemm():
-    """The GPU's GEMM call, checked on the CPU: runtime._Cublas.sgemm_rowmajor drives a
-    stand-in cublasSgemm_v2 that implements cuBLAS's column-major contract on the raw pointers
-    (op, m, n, k, lda, ldb, ldc), for every combination of plain and transposed operands."""
+def test_cublas_call_maps_row_major_operands_to_column_major_gemm_ex():
+    """The GPU's GEMM call, checked on the CPU: runtime._Cublas.gemm_rowmajor drives a
+    stand-in cublasGemmEx that implements cuBLAS's column-major contract on the raw pointers
+    (op, m, n, k, lda, ldb, ldc), for every combination of plain and transposed operands, with
+    FP32 operand types and the compute type of the precision (68 = CUBLAS_COMPUTE_32F for fp32,
+    77 = CUBLAS_COMPUTE_32F_FAST_TF32 for tf32; cublas_api.h) and CUBLAS_GEMM_DEFAULT (-1)."""
     import ctypes
 
     from numpy.lib.stride_tricks import as_strided
@@ -446,8 +464,9 @@ def test_cublas_call_maps_row_major_operands_to_column_major_sgemm():
 
     class FakeCublas:
         @staticmethod
-        def cublasSgemm_v2(handle, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc):
-            calls.append((ta, tb, m, n, k, lda, ldb, ldc))
+        def cublasGemmEx(handle, ta, tb, m, n, k, alpha, A, a_type, lda, B, b_type, ldb, beta,
+                         C, c_type, ldc, compute, algo):
+            calls.append((ta, tb, m, n, k, lda, ldb, ldc, a_type, b_type, c_type, compute, algo))
             a = colmajor(A.value, *((m, k) if ta == 0 else (k, m)), lda)
             b = colmajor(B.value, *((k, n) if tb == 0 else (n, k)), ldb)
             c = colmajor(C.value, m, n, ldc)
@@ -462,16 +481,57 @@ def test_cublas_call_maps_row_major_operands_to_column_major_sgemm():
     rng = np.random.default_rng(8)
     xp = EM.xp
     M, K, N = 5, 3, 4
-    for a_t in (False, True):
-        for b_t in (False, True):
-            a_h = rng.standard_normal((M, K)).astype(np.float32)
-            b_h = rng.standard_normal((K, N)).astype(np.float32)
-            a = xp.asarray(np.ascontiguousarray(a_h.T)).T if a_t else xp.asarray(a_h)
-            b = xp.asarray(np.ascontiguousarray(b_h.T)).T if b_t else xp.asarray(b_h)
-            out = xp.full((M, N), np.nan, dtype=np.float32)
-            blas.sgemm_rowmajor(a, b, out)
-            np.testing.assert_allclose(out.get(), a_h @ b_h, rtol=1e-5, atol=1e-6)
-    assert {c[:2] for c in calls} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    for precision, compute in (("fp32", 68), ("tf32", 77)):
+        calls.clear()
+        for a_t in (False, True):
+            for b_t in (False, True):
+                a_h = rng.standard_normal((M, K)).astype(np.float32)
+                b_h = rng.standard_normal((K, N)).astype(np.float32)
+                a = xp.asarray(np.ascontiguousarray(a_h.T)).T if a_t else xp.asarray(a_h)
+                b = xp.asarray(np.ascontiguousarray(b_h.T)).T if b_t else xp.asarray(b_h)
+                out = xp.full((M, N), np.nan, dtype=np.float32)
+                blas.gemm_rowmajor(a, b, out, precision)
+                np.testing.assert_allclose(out.get(), a_h @ b_h, rtol=1e-5, atol=1e-6)
+        assert {c[:2] for c in calls} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+        assert {c[8:] for c in calls} == {(0, 0, 0, compute, -1)}     # CUDA_R_32F = 0
+
+
+def test_rt_gemm_passes_the_runtime_precision_to_cublas():
+    """rt.gemm on the cupy runtime hands its precision to the cuBLAS call (a stand-in _Cublas on a
+    Runtime built without a GPU), records it in the launch records, and set_precision refuses a
+    bad value and a change inside capture."""
+    import contextlib
+
+    from rawgan.runtime import CaptureError, Runtime
+
+    seen = []
+
+    class StandInBlas:
+        def gemm_rowmajor(self, a, b, out, precision="fp32"):
+            seen.append(precision)
+            out[...] = np.asarray(a) @ np.asarray(b)
+
+    rt = Runtime.__new__(Runtime)
+    rt.__dict__.update(EM.ops.rt.__dict__)
+    rt.kind, rt.stream, rt._cublas = "cupy", contextlib.nullcontext(), StandInBlas()
+    rt.launches_by_name = rt.launches_by_name.copy()
+    a, b = np.ones((2, 3), np.float32), np.ones((3, 4), np.float32)
+    out = np.zeros((2, 4), np.float32)
+    assert rt.precision == "fp32"
+    with rt.record_launches() as records:
+        rt.gemm(a, b, out)
+        rt.set_precision("tf32")
+        rt.gemm(a, b, out)
+    assert seen == ["fp32", "tf32"]
+    assert [(r.name, r.kind, r.precision, r.flops) for r in records] == \
+        [("gemm", "gemm", "fp32", 48.0), ("gemm", "gemm", "tf32", 48.0)]
+    assert records[0].nbytes == 4 * (6 + 12 + 8)
+    np.testing.assert_array_equal(out, np.full((2, 4), 3.0, np.float32))
+    with pytest.raises(ValueError, match="precision must be one of"):
+        rt.set_precision("fp16")
+    rt.capturing = True
+    with pytest.raises(CaptureError, match="precision"):
+        rt.set_precision("fp32")
 
 
 def test_reduction_workspaces_belong_to_the_step_memory():

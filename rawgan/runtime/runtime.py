@@ -44,6 +44,16 @@ import numpy as np
 from .sources import headers_digest, kernel_dir, pack_args, read_kernel_source, signature
 
 KINDS = ("cupy", "emulated")
+PRECISIONS = ("fp32", "tf32")
+
+# cuBLAS constants (cublas_api.h / library_types.h of CUDA 12 and 13; CuPy 14 exposes the same
+# names in cupy_backends.cuda.libs.cublas, which needs libcublas to import: tests/test_gpu.py
+# compares them on a GPU machine). cudaDataType CUDA_R_32F = 0 (also cupy.cuda.runtime.CUDA_R_32F).
+CUDA_R_32F = 0
+CUBLAS_COMPUTE_32F = 68             # FP32 compute, no down-conversion (the IEEE FP32 path)
+CUBLAS_COMPUTE_32F_FAST_TF32 = 77   # FP32 in/out, inputs rounded to TF32 for the tensor cores
+CUBLAS_GEMM_DEFAULT = -1
+COMPUTE_TYPES = {"fp32": CUBLAS_COMPUTE_32F, "tf32": CUBLAS_COMPUTE_32F_FAST_TF32}
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -108,8 +118,8 @@ class CountedKernel:
     """A kernel of a :class:`CountedModule`: every call is counted by the runtime and, while the
     runtime captures on the emulator, recorded instead of run."""
 
-    def __init__(self, rt: "Runtime", kernel):
-        self.rt, self.kernel, self.name = rt, kernel, kernel.name
+    def __init__(self, rt: "Runtime", kernel, family: str = ""):
+        self.rt, self.kernel, self.name, self.family = rt, kernel, kernel.name, family
         self.signature = kernel.signature
 
     @property
@@ -122,7 +132,10 @@ class CountedKernel:
 
     def __call__(self, grid, block, args, *, shared_mem: int = 0, **kw):
         k = self.kernel
-        self.rt._launch(self.name, lambda: k(grid, block, args, shared_mem=shared_mem, **kw))
+        record = None
+        if self.rt.launch_records is not None:
+            record = kernel_record(self.name, self.family, self.signature, grid, block, args)
+        self.rt._launch(self.name, lambda: k(grid, block, args, shared_mem=shared_mem, **kw), record)
 
     def __repr__(self) -> str:
         return f"<counted {self.kernel!r}>"
@@ -138,11 +151,38 @@ class CountedModule:
 
     def get_function(self, name: str) -> CountedKernel:
         if name not in self._kernels:
-            self._kernels[name] = CountedKernel(self.rt, self.raw_module.get_function(name))
+            self._kernels[name] = CountedKernel(self.rt, self.raw_module.get_function(name), self.name)
         return self._kernels[name]
 
     def __repr__(self) -> str:
         return f"<counted {self.raw_module!r}>"
+
+
+class LaunchRecord(collections.namedtuple(
+        "LaunchRecord", "name family kind arrays flops blocks threads precision")):
+    """What one launch moves and computes, recorded by the runtime (``Runtime.record_launches``).
+
+    name: kernel name, "gemm" or "cudnn_<pass>"; family: the kernel file ("conv", "batchnorm",
+    ...), "gemm (cuBLAS)" or "cuDNN"; kind: "kernel", "gemm" or "cudnn"; arrays: tuple of
+    (nbytes, written) per device array argument (``written`` = a non-const pointer: the kernel
+    may write it); flops: floating-point operations (2 per multiply-add; 0 for elementwise and
+    reduction kernels, which are bandwidth-bound); blocks, threads: the launch's grid size and
+    block size (kernels; 0 otherwise); precision: "fp32"/"tf32" for GEMMs and cuDNN, "" else.
+    """
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arguments, each read or written once (a lower bound on DRAM traffic)."""
+        return sum(n for n, _ in self.arrays)
+
+
+def kernel_record(name, family, sig, grid, block, args) -> LaunchRecord:
+    """The :class:`LaunchRecord` of one kernel launch from its C signature and arguments."""
+    arrays = tuple((int(v.nbytes), not p.const) for p, v in zip(sig.params, args)
+                   if p.pointer and v is not None and hasattr(v, "nbytes"))
+    g = (grid,) if isinstance(grid, (int, np.integer)) else tuple(grid)
+    b = (block,) if isinstance(block, (int, np.integer)) else tuple(block)
+    return LaunchRecord(name, family, "kernel", arrays, 0.0, int(np.prod(g)), int(np.prod(b)), "")
 
 
 class StaticMemory:
@@ -223,6 +263,7 @@ class EmulatedGraph:
     def __init__(self, rt: "Runtime"):
         self.rt = rt
         self.launches: list = []      # (name, thunk)
+        self.records: list = []       # LaunchRecords of the captured launches (when recording)
 
     @property
     def num_launches(self) -> int:
@@ -232,10 +273,13 @@ class EmulatedGraph:
         self.rt._check_not_capturing("a graph launch")
         rt = self.rt
         rt.graph_launches += 1
+        if rt.launch_records is not None:
+            rt.launch_records.extend(self.records)
         for name, thunk in self.launches:
             rt.launches += 1
             rt.launches_by_name[name] += 1
-            thunk()
+            if not rt.dry_run:
+                thunk()
 
     def __repr__(self) -> str:
         return f"<EmulatedGraph {self.num_launches} launches>"
@@ -248,10 +292,13 @@ class CupyGraph:
         self.rt = rt
         self.graph = None
         self.num_launches = 0
+        self.records: list = []
 
     def launch(self) -> None:
         self.rt._check_not_capturing("a graph launch")
         self.rt.graph_launches += 1
+        if self.rt.launch_records is not None:
+            self.rt.launch_records.extend(self.records)
         self.rt.launches += self.num_launches
         self.rt.launches_by_name.update(self.names)
         self.graph.launch(self.rt.stream)
@@ -267,8 +314,11 @@ class _Cublas:
     ``setStream`` before every call, and ``setStream`` raises during stream capture. Here the
     handle is created once, bound to the runtime's stream (``cublasSetStream_v2``) outside capture,
     then given a preallocated workspace (``cublasSetWorkspace_v2``, after every SetStream, which
-    resets it: no allocation inside capture), and
-    ``cublasSgemm_v2`` is called directly (FP32 compute, default math mode).
+    resets it: no allocation inside capture), and ``cublasGemmEx`` is called directly with FP32
+    operands (``CUDA_R_32F``) and the compute type of the runtime's precision:
+    ``CUBLAS_COMPUTE_32F`` (fp32: no down-conversion; the handle keeps the default math mode) or
+    ``CUBLAS_COMPUTE_32F_FAST_TF32`` (tf32: inputs rounded to TF32, tensor cores, FP32
+    accumulate — what PyTorch's ``allow_tf32`` does), algorithm ``CUBLAS_GEMM_DEFAULT``.
     """
 
     WORKSPACE_BYTES = 32 << 20
@@ -295,17 +345,19 @@ class _Cublas:
         if status != 0:
             raise RuntimeError(f"{what} failed with cuBLAS status {status}")
 
-    def sgemm_rowmajor(self, a, b, out) -> None:
-        """out (M, N) = a (M, K) @ b (K, N); each operand C- or F-contiguous (a transpose view)."""
+    def gemm_rowmajor(self, a, b, out, precision: str = "fp32") -> None:
+        """out (M, N) = a (M, K) @ b (K, N); each operand C- or F-contiguous (a transpose view);
+        ``precision`` "fp32" or "tf32" picks the compute type (:data:`COMPUTE_TYPES`)."""
         M, K = a.shape
         N = b.shape[1]
         # Row-major out = a @ b is column-major out^T = b^T a^T: cuBLAS gets (b, a) swapped.
         opb, ldb = _op_ld(b)
         opa, lda = _op_ld(a)
-        self._check(self._lib.cublasSgemm_v2(
+        self._check(self._lib.cublasGemmEx(
             self.handle, opb, opa, N, M, K, ctypes.byref(self._one),
-            ctypes.c_void_p(b.data.ptr), ldb, ctypes.c_void_p(a.data.ptr), lda,
-            ctypes.byref(self._zero), ctypes.c_void_p(out.data.ptr), N), "cublasSgemm_v2")
+            ctypes.c_void_p(b.data.ptr), CUDA_R_32F, ldb, ctypes.c_void_p(a.data.ptr), CUDA_R_32F, lda,
+            ctypes.byref(self._zero), ctypes.c_void_p(out.data.ptr), CUDA_R_32F, N,
+            COMPUTE_TYPES[precision], CUBLAS_GEMM_DEFAULT), "cublasGemmEx")
 
 
 def _op_ld(a) -> tuple[int, int]:
@@ -341,8 +393,10 @@ def _declare(lib):
     lib.cublasCreate_v2.argtypes = [ctypes.POINTER(vp)]
     lib.cublasSetStream_v2.argtypes = [vp, vp]
     lib.cublasSetWorkspace_v2.argtypes = [vp, vp, ctypes.c_size_t]
-    lib.cublasSgemm_v2.argtypes = [vp, i, i, i, i, i, vp, vp, i, vp, i, vp, vp, i]
-    for f in (lib.cublasCreate_v2, lib.cublasSetStream_v2, lib.cublasSetWorkspace_v2, lib.cublasSgemm_v2):
+    # cublasGemmEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta,
+    #              C, Ctype, ldc, computeType, algo)
+    lib.cublasGemmEx.argtypes = [vp, i, i, i, i, i, vp, vp, i, i, vp, i, i, vp, vp, i, i, i, i]
+    for f in (lib.cublasCreate_v2, lib.cublasSetStream_v2, lib.cublasSetWorkspace_v2, lib.cublasGemmEx):
         f.restype = i
     return lib
 
@@ -371,6 +425,10 @@ class Runtime:
         self.memory: StaticMemory | None = None
         self._graph = None
         self._cublas = None
+        self.precision = "fp32"                 # set_precision; the compute type of GEMMs/cuDNN
+        self.launch_records: list | None = None  # LaunchRecords while record_launches() is active
+        self.dry_run = False                    # emulator: count and record launches, run none
+        self.before_capture: list = []          # callables run just before a capture begins
         if kind == "cupy":
             import cupy
 
@@ -415,12 +473,20 @@ class Runtime:
 
         return CountedModule(self, EmulatedModule(name, source=source, array_type=DeviceArray))
 
-    def _launch(self, name: str, thunk) -> None:
-        """Run (or, capturing on the emulator, record) one launch; count it."""
+    def _launch(self, name: str, thunk, record: LaunchRecord | None = None) -> None:
+        """Run (or, capturing on the emulator, record) one launch; count it, and keep ``record``
+        (what it moves and computes) while :meth:`record_launches` is active."""
         self.launches += 1
         self.launches_by_name[name] += 1
+        if record is not None and self.launch_records is not None:
+            if self.capturing:
+                self._graph.records.append(record)      # replayed by every graph.launch()
+            else:
+                self.launch_records.append(record)
         if self.capturing and self.kind == "emulated":
             self._graph.launches.append((name, thunk))
+            return
+        if self.dry_run:
             return
         if self.kind == "cupy":
             with self.stream:
@@ -432,20 +498,64 @@ class Runtime:
         """out (M, N) = a (M, K) @ b (K, N), float32, into a preallocated C-contiguous ``out``.
 
         ``a``/``b`` may be C-contiguous or transposes of C-contiguous arrays (``w.T``). On CuPy:
-        ``cublasSgemm_v2`` on rawgan's handle bound to the runtime's stream (capturable, FP32
-        compute); on the emulator: ``numpy.matmul(a, b, out=out)``, counted and recorded like a
-        kernel launch. Raises ValueError for mismatched shapes or a non-contiguous ``out``.
+        ``cublasGemmEx`` on rawgan's handle bound to the runtime's stream (capturable), compute
+        type from :attr:`precision` (fp32: ``CUBLAS_COMPUTE_32F``; tf32:
+        ``CUBLAS_COMPUTE_32F_FAST_TF32``); on the emulator: ``numpy.matmul(a, b, out=out)`` in
+        FP32 whatever the precision (the emulator has no TF32 rounding), counted and recorded
+        like a kernel launch. Raises ValueError for mismatched shapes or a non-contiguous ``out``.
         """
         if a.ndim != 2 or b.ndim != 2 or out.ndim != 2 or a.shape[1] != b.shape[0] \
                 or tuple(out.shape) != (a.shape[0], b.shape[1]):
             raise ValueError(f"gemm: shapes {tuple(a.shape)} @ {tuple(b.shape)} -> {tuple(out.shape)} do not match")
         if not out.flags.c_contiguous:
             raise ValueError("gemm: out must be C-contiguous")
+        precision = self.precision
+        record = None
+        if self.launch_records is not None:
+            M, K = (int(d) for d in a.shape)
+            N = int(b.shape[1])
+            record = LaunchRecord("gemm", "gemm (cuBLAS)", "gemm",
+                                  ((4 * M * K, False), (4 * K * N, False), (4 * M * N, True)),
+                                  2.0 * M * N * K, 0, 0, precision)
         if self.kind == "cupy":
             blas = self._blas()
-            self._launch("gemm", lambda: blas.sgemm_rowmajor(a, b, out))
+            self._launch("gemm", lambda: blas.gemm_rowmajor(a, b, out, precision), record)
         else:
-            self._launch("gemm", lambda: np.matmul(_host_view(a), _host_view(b), out=_host_view(out)))
+            self._launch("gemm", lambda: np.matmul(_host_view(a), _host_view(b), out=_host_view(out)),
+                         record)
+
+    def set_precision(self, precision: str) -> None:
+        """The compute precision of GEMMs (and cuDNN convolutions) from now on: "fp32" or "tf32".
+
+        A setting of the runtime (one per process and kind), set by ``make_backend``. Raises
+        ValueError for another value and CaptureError while capturing (a graph freezes it)."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self._check_not_capturing("changing the precision")
+        self.precision = precision
+
+    @contextlib.contextmanager
+    def record_launches(self):
+        """Collect a :class:`LaunchRecord` of every launch inside (yielded list), eager or
+        replayed by a graph launch."""
+        previous, self.launch_records = self.launch_records, []
+        try:
+            yield self.launch_records
+        finally:
+            self.launch_records = previous
+
+    @contextlib.contextmanager
+    def skip_execution(self):
+        """Emulator only: count and record every launch inside but run none (the results are
+        garbage; shapes, launch configurations and counts are real). bench/gpu_model.py prices
+        a full-size step this way in seconds."""
+        if self.kind != "emulated":
+            raise ValueError("skip_execution: only on the emulated runtime")
+        previous, self.dry_run = self.dry_run, True
+        try:
+            yield
+        finally:
+            self.dry_run = previous
 
     def _blas(self) -> _Cublas:
         if self._cublas is None:
@@ -531,6 +641,8 @@ class Runtime:
         """
         if self.capturing:
             raise CaptureError("capture: already capturing")
+        for hook in list(self.before_capture):    # e.g. the cuDNN handle's stream binding
+            hook()
         if self.kind == "cupy":
             graph = CupyGraph(self)
             self._blas().bind(self.stream)
