@@ -133,11 +133,7 @@ def train(args, folder: RunFolder, signals: Signals) -> int:
     # -- the step: the uint8 batch is uploaded into a fixed buffer; z, the updates and the metrics
     #    stay on the device. On cupy/emulated it runs from static memory as one CUDA graph per
     #    step after a warm-up step (--no-graph: eagerly, with identical results) ------------------
-    graph = not args.no_graph
-    if graph and conv_impl == "cudnn":
-        print("note: --conv-impl cudnn runs eagerly (capturing cuDNN Frontend graphs is not "
-              "verified yet); the kernels path runs as one CUDA graph per step")
-        graph = False
+    graph = not args.no_graph      # also with --conv-impl cudnn: its graphs are capturable
     train_step = TrainStep(model, config["batch_size"], z_stream, config["z_dist"],
                            config["g_steps"], graph=graph)
 
