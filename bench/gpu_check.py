@@ -81,7 +81,7 @@ def cudnn_stage(args) -> int:
 
     import numpy as np
 
-    from rawgan.backend import Generator, get_backend
+    from rawgan.backend import PhiloxState, get_backend
     from rawgan.backend.cuda.cudnn_conv import CudnnConv
     from rawgan.models.dcgan import DCGAN
     from rawgan.models.step import TrainStep
@@ -99,7 +99,7 @@ def cudnn_stage(args) -> int:
                     return 0
                 B.ops.conv2d_fprop, B.ops.conv2d_dgrad, B.ops.conv2d_wgrad = cd.fprop, cd.dgrad, cd.wgrad
             model = DCGAN(B, ngf=args.nf, ndf=args.nf, seed=0)
-            step = TrainStep(model, args.batch_size, Generator(0), g_steps=1, graph=True)
+            step = TrainStep(model, args.batch_size, PhiloxState(0), g_steps=1, graph=True)
             step(images)                       # eager warm-up (graphs built, choices made)
             eager = step.read_metrics()
             step(images)                       # captured + launched

@@ -185,10 +185,10 @@ def child_main(args):
         def step():
             model.train_step(x, z, args.g_steps)
         if args.backend != "numpy":        # the device-resident step, one graph unless --no-graph
-            from rawgan.backend import Generator
+            from rawgan.backend import PhiloxState
             from rawgan.models.step import TrainStep
             images = rng.integers(0, 256, (B, 64, 64, 3), dtype=np.uint8)
-            train_step = TrainStep(model, B, Generator(0), g_steps=args.g_steps,
+            train_step = TrainStep(model, B, PhiloxState(0), g_steps=args.g_steps,
                                    graph=not args.no_graph)
 
             def step():
@@ -274,7 +274,7 @@ def count_main(args):
     """``--count``: launches, allocations and graph launches per step, eager and graph."""
     import numpy as np
     sys.path.insert(0, ROOT)
-    from rawgan.backend import Generator, get_backend
+    from rawgan.backend import PhiloxState, get_backend
     from rawgan.models.dcgan import DCGAN
     from rawgan.models.step import TrainStep
     if args.backend == "numpy":
@@ -292,7 +292,7 @@ def count_main(args):
           f"per mode")
     for mode in ("eager", "graph"):
         model = DCGAN(Bk, ngf=args.ngf, ndf=args.ndf)
-        step = TrainStep(model, args.batch_size, Generator(0), g_steps=args.g_steps,
+        step = TrainStep(model, args.batch_size, PhiloxState(0), g_steps=args.g_steps,
                          graph=mode == "graph")
         rt.reset_counters()
         step(images)

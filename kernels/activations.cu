@@ -6,21 +6,24 @@
 // (flattened to n elements). Backward kernels take what their forward saved: y for ReLU, tanh
 // and sigmoid; x for LeakyReLU.
 
-#define GRID_STRIDE_LOOP(i, n) \
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (long long)blockDim.x * gridDim.x)
-
 // ---- ReLU -----------------------------------------------------------------------------------
 // y = max(x, 0)
 extern "C" __global__ void relu_forward(const float* __restrict__ x, float* __restrict__ y, long long n)
 {
-    GRID_STRIDE_LOOP(i, n) { y[i] = fmaxf(x[i], 0.0f); }
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x) {
+        y[i] = fmaxf(x[i], 0.0f);
+    }
 }
 
 // dx = dy * [y > 0]   (subgradient 0 at 0)
 extern "C" __global__ void relu_backward(const float* __restrict__ dy, const float* __restrict__ y,
                                          float* __restrict__ dx, long long n)
 {
-    GRID_STRIDE_LOOP(i, n) { dx[i] = y[i] > 0.0f ? dy[i] : 0.0f; }
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x) {
+        dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    }
 }
 
 // ---- LeakyReLU ------------------------------------------------------------------------------
@@ -28,7 +31,8 @@ extern "C" __global__ void relu_backward(const float* __restrict__ dy, const flo
 extern "C" __global__ void leaky_relu_forward(const float* __restrict__ x, float* __restrict__ y,
                                               float slope, long long n)
 {
-    GRID_STRIDE_LOOP(i, n) {
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x) {
         const float v = x[i];
         y[i] = v > 0.0f ? v : v * slope;
     }
@@ -38,21 +42,28 @@ extern "C" __global__ void leaky_relu_forward(const float* __restrict__ x, float
 extern "C" __global__ void leaky_relu_backward(const float* __restrict__ dy, const float* __restrict__ x,
                                                float* __restrict__ dx, float slope, long long n)
 {
-    GRID_STRIDE_LOOP(i, n) { dx[i] = x[i] > 0.0f ? dy[i] : dy[i] * slope; }
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x) {
+        dx[i] = x[i] > 0.0f ? dy[i] : dy[i] * slope;
+    }
 }
 
 // ---- Tanh -----------------------------------------------------------------------------------
 // y = tanh(x)
 extern "C" __global__ void tanh_forward(const float* __restrict__ x, float* __restrict__ y, long long n)
 {
-    GRID_STRIDE_LOOP(i, n) { y[i] = tanhf(x[i]); }
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x) {
+        y[i] = tanhf(x[i]);
+    }
 }
 
 // dx = dy * (1 - y^2)
 extern "C" __global__ void tanh_backward(const float* __restrict__ dy, const float* __restrict__ y,
                                          float* __restrict__ dx, long long n)
 {
-    GRID_STRIDE_LOOP(i, n) {
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x) {
         const float v = y[i];
         dx[i] = dy[i] * (1.0f - v * v);
     }
@@ -62,7 +73,8 @@ extern "C" __global__ void tanh_backward(const float* __restrict__ dy, const flo
 // y = 1 / (1 + e^-x) without overflow: e = e^-|x| <= 1, y = 1/(1+e) (x >= 0) or e/(1+e) (x < 0)
 extern "C" __global__ void sigmoid_forward(const float* __restrict__ x, float* __restrict__ y, long long n)
 {
-    GRID_STRIDE_LOOP(i, n) {
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x) {
         const float v = x[i];
         const float e = expf(-fabsf(v));
         y[i] = v >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
@@ -73,7 +85,8 @@ extern "C" __global__ void sigmoid_forward(const float* __restrict__ x, float* _
 extern "C" __global__ void sigmoid_backward(const float* __restrict__ dy, const float* __restrict__ y,
                                             float* __restrict__ dx, long long n)
 {
-    GRID_STRIDE_LOOP(i, n) {
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x) {
         const float v = y[i];
         dx[i] = dy[i] * v * (1.0f - v);
     }

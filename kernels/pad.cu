@@ -8,15 +8,13 @@
 // Napkin math: pad_nchw reads N·C·H·W and writes N·C·Hp·Wp floats; crop_nchw reads and writes
 // N·C·H·W floats (the kept window). Memory-bound: 8 bytes per output element.
 
-#define GRID_STRIDE_LOOP(i, n) \
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (long long)blockDim.x * gridDim.x)
-
 // xp (NC, Hp, Wp) = x (NC, H, W) placed at row `top`, column `left`; zeros elsewhere.
 extern "C" __global__ void pad_nchw(const float* __restrict__ x, float* __restrict__ xp,
                                     int NC, int H, int W, int Hp, int Wp, int top, int left)
 {
     const long long n = (long long)NC * Hp * Wp;
-    GRID_STRIDE_LOOP(i, n) {
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x) {
         const int wp = (int)(i % Wp);
         const long long rest = i / Wp;
         const int hp = (int)(rest % Hp);
@@ -31,7 +29,8 @@ extern "C" __global__ void crop_nchw(const float* __restrict__ xp, float* __rest
                                      int NC, int H, int W, int Hp, int Wp, int top, int left)
 {
     const long long n = (long long)NC * H * W;
-    GRID_STRIDE_LOOP(i, n) {
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x) {
         const int w = (int)(i % W);
         const long long rest = i / W;
         const int h = (int)(rest % H);

@@ -8,19 +8,22 @@
 // (32 floats of static shared memory). add_scalars: grid = 1, block = 32.
 #include "reduce.cuh"
 
-#define GRID_STRIDE_LOOP(i, n) \
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (long long)blockDim.x * gridDim.x)
-
 // a[i] = value (zero_grad: the flat gradient buffer in one launch).
 extern "C" __global__ void fill_f32(float* __restrict__ a, float value, long long n)
 {
-    GRID_STRIDE_LOOP(i, n) { a[i] = value; }
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x) {
+        a[i] = value;
+    }
 }
 
 // dst[i] += src[i] (a layer's parameter gradient accumulated over D's real and fake passes).
 extern "C" __global__ void accumulate_f32(float* __restrict__ dst, const float* __restrict__ src, long long n)
 {
-    GRID_STRIDE_LOOP(i, n) { dst[i] += src[i]; }
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x) {
+        dst[i] += src[i];
+    }
 }
 
 // uint8 images (N, H, W, C) NHWC in 0..255 -> float32 x (N, C, H, W) NCHW in [-1, 1]:
@@ -31,7 +34,8 @@ extern "C" __global__ void images_u8_to_float(const unsigned char* __restrict__ 
                                               int N, int H, int W, int C)
 {
     const long long n = (long long)N * C * H * W;
-    GRID_STRIDE_LOOP(k, n) {
+    for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < n;
+         k += (long long)blockDim.x * gridDim.x) {
         const int w = (int)(k % W);
         const int h = (int)((k / W) % H);
         const int c = (int)((k / ((long long)W * H)) % C);

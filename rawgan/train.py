@@ -58,7 +58,7 @@ class Diverged(Exception):
 
 
 def train(args, folder: RunFolder, signals: Signals) -> int:
-    from .backend import Generator, get_backend, resolve_backend
+    from .backend import PhiloxState, get_backend, resolve_backend
     from .models.dcgan import DCGAN, draw_z
     from .models.step import TrainStep
     from .runlog import RunLog, ScheduleEstimate, print_start
@@ -110,14 +110,14 @@ def train(args, folder: RunFolder, signals: Signals) -> int:
     #    stream's first draw; training z's follow it ------------------------------------------------
     if ckpt is None:
         step, epoch, batch = 0, 0, 0
-        z_stream = Generator(config["seed"])
+        z_stream = PhiloxState(config["seed"])
         sample_z = draw_z(B, z_stream, SAMPLE_GRID, config["z_dim"], config["z_dist"])
     else:
         ckpt_io.restore(model, ckpt)
         for opt in (model.opt_G, model.opt_D):        # a changed --lr/--beta1 wins
             opt.lr, opt.beta1 = config["lr"], config["beta1"]
         step, epoch, batch = int(saved["step"]), int(saved["epoch"]), int(saved["batch"])
-        z_stream = Generator(0)
+        z_stream = PhiloxState(0)
         z_stream.load_state_dict(saved["z_rng"])
         sample_z = B.asarray(saved["sample_z"])
         trim_metrics(out / "metrics.jsonl", step)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rawgan import checkpoint as ckpt_io
-from rawgan.backend import Generator, get_backend
+from rawgan.backend import PhiloxState, get_backend
 from rawgan.checkpoint import CheckpointError
 from rawgan.models.dcgan import DCGAN
 
@@ -17,7 +17,7 @@ def small_model(ngf=4, seed=0):
 def trained_model(steps=2):
     """A small DCGAN after a few steps, so params, BN buffers and Adam state are all non-trivial."""
     model = small_model()
-    B, gen = model.B, Generator(3)
+    B, gen = model.B, PhiloxState(3)
     for _ in range(steps):
         model.train_step(B.uniform(gen, (4, 3, 64, 64)), B.uniform(gen, (4, 100)), g_steps=2)
     return model

@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 import pytest
 
-from rawgan.backend import Generator, get_backend
+from rawgan.backend import PhiloxState, get_backend
 from rawgan.backend import reference as R
 from rawgan.backend.cuda import cudnn_conv
 from rawgan.backend.cuda.cudnn_conv import CudnnConv, plan_engines, split_padding
@@ -228,7 +228,7 @@ def test_cudnn_step_is_captured_and_replays_like_eager():
         B = cudnn_backend(fake)
         rt = B.ops.rt
         model = DCGAN(B, ngf=4, ndf=4, seed=0)
-        step = TrainStep(model, 4, Generator(0), g_steps=1, graph=mode == "graph")
+        step = TrainStep(model, 4, PhiloxState(0), g_steps=1, graph=mode == "graph")
         images = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
         step(images)                                   # warm-up: graphs built, buffers allocated
         binds_before = len(fake.streams)

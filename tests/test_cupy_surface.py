@@ -22,7 +22,7 @@ import pytest
 
 cupy = pytest.importorskip("cupy")  # imports without a GPU; CI installs it with the test extra
 
-from rawgan.backend import Generator, get_backend  # noqa: E402
+from rawgan.backend import PhiloxState, get_backend  # noqa: E402
 from rawgan.runtime import devarray, get_runtime  # noqa: E402
 from rawgan.runtime.sources import pack_args, parse_signatures  # noqa: E402
 
@@ -144,9 +144,9 @@ def test_z_draw_the_path_that_died_on_cupy():
     """Training on CuPy died in draw_z, the first launch; the same path runs on CuPy's surface."""
     E = get_backend("emulated")
     N = get_backend("numpy")
-    z = E.uniform(Generator(7), (5, 100))
+    z = E.uniform(PhiloxState(7), (5, 100))
     assert isinstance(z, devarray.DeviceArray)
-    np.testing.assert_array_equal(E.to_numpy(z), N.uniform(Generator(7), (5, 100)))
+    np.testing.assert_array_equal(E.to_numpy(z), N.uniform(PhiloxState(7), (5, 100)))
 
 
 # ------------------------------------------------------------------------------------------------

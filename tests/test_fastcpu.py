@@ -15,7 +15,7 @@ import inspect
 import numpy as np
 import pytest
 
-from rawgan.backend import Generator, fastcpu, get_backend, reference
+from rawgan.backend import PhiloxState, fastcpu, get_backend, reference
 from rawgan.backend.fastcpu import _parallel
 from rawgan.backend.fastcpu import conv
 
@@ -222,7 +222,7 @@ def test_dcgan_training_steps_equal_reference():
     for name in ("reference", "numpy"):
         B = get_backend(name, "float64")
         model = DCGAN(B, ngf=8, ndf=8, seed=3)
-        gen, data_rng = Generator(7), np.random.default_rng(11)
+        gen, data_rng = PhiloxState(7), np.random.default_rng(11)
         losses = []
         for _ in range(3):
             x = B.asarray(data_rng.uniform(-1, 1, (4, 3, 64, 64)))

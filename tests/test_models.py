@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from rawgan.backend import get_backend, Generator
+from rawgan.backend import get_backend, PhiloxState
 from rawgan.layers import BatchNorm, Conv2d, ConvTranspose2d, LeakyReLU, Linear
 from rawgan.models import DCGAN, build_discriminator, build_generator
 
@@ -64,7 +64,7 @@ def test_small_dcgan_training_reduces_d_loss_on_fixed_batch():
     """A small DCGAN: a few D updates on one real batch must lower d_loss (real learning)."""
     B32 = get_backend("numpy", "float32")
     model = DCGAN(B32, ngf=8, ndf=8, seed=3)
-    g = Generator(1)
+    g = PhiloxState(1)
     x = B32.uniform(g, (4, 3, 64, 64), -1, 1)
     z = B32.uniform(g, (4, 100))
     first = model.d_step(x, z)
@@ -81,7 +81,7 @@ def test_small_dcgan_training_reduces_d_loss_on_fixed_batch():
 
 def test_g_step_leaves_d_weights_and_grads_alone():
     model = DCGAN(B, ngf=8, ndf=8, seed=0)
-    z = B.uniform(Generator(2), (4, 100))
+    z = B.uniform(PhiloxState(2), (4, 100))
     before = model.D.flat_params.copy()
     model.D.flat_grads.fill(0)
     model.g_step(z)

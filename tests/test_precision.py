@@ -51,11 +51,11 @@ def test_torch_flags_follow_the_precision():
 def test_backend_precision_option_reaches_the_runtime():
     B = get_backend("emulated", precision="tf32")
     try:
-        assert B.options["precision"] == "tf32" and B.ops.precision == "tf32"
+        assert B.ops.precision == "tf32"
         assert B.ops.rt.precision == "tf32"
     finally:
         B = get_backend("emulated")                    # the default: fp32 (tests, parity)
-    assert B.ops.rt.precision == "fp32" and B.options["precision"] == "fp32"
+    assert B.ops.rt.precision == "fp32" and B.ops.precision == "fp32"
     with pytest.raises(ValueError, match="precision: expected one of"):
         get_backend("emulated", precision="fp16")
     with pytest.raises(ValueError, match="precision applies to the cupy and emulated backends only"):

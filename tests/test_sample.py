@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from rawgan import checkpoint as ckpt_io
-from rawgan.backend import Generator, get_backend
+from rawgan.backend import PhiloxState, get_backend
 from rawgan.models.dcgan import DCGAN
 from rawgan.sample import draw_z, generate, interpolation_z, load_generator
 from rawgan.sample import main as sample_main
@@ -22,7 +22,7 @@ CELL = 64 + 2                                  # image + padding in a grid
 def ckpt(tmp_path_factory):
     """A checkpoint of a small DCGAN after 2 steps (BN running stats differ from their init)."""
     model = DCGAN(get_backend("numpy"), ngf=4, ndf=4)
-    B, gen = model.B, Generator(1)
+    B, gen = model.B, PhiloxState(1)
     for _ in range(2):
         model.train_step(B.uniform(gen, (4, 3, 64, 64)), B.uniform(gen, (4, 100)), g_steps=1)
     path = tmp_path_factory.mktemp("ck") / "ckpt_000002.npz"

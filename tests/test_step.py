@@ -20,7 +20,7 @@ The model is the DCGAN at image_size 16 with ngf = ndf = 4 so a step takes well 
 import numpy as np
 import pytest
 
-from rawgan.backend import Generator, get_backend
+from rawgan.backend import PhiloxState, get_backend
 from rawgan.backend import reference as R
 from rawgan.models.dcgan import DCGAN
 from rawgan.models.step import TrainStep
@@ -50,7 +50,7 @@ def batches(k, seed=0):
 
 def make_step(B, graph, z_dist="uniform", g_steps=2):
     model = DCGAN(B, ngf=4, ndf=4, image_size=SIZE, seed=1)
-    return TrainStep(model, N, Generator(5), z_dist=z_dist, g_steps=g_steps, graph=graph,
+    return TrainStep(model, N, PhiloxState(5), z_dist=z_dist, g_steps=g_steps, graph=graph,
                      image_shape=(SIZE, SIZE, 3))
 
 
@@ -311,8 +311,8 @@ def test_philox_next_draws_continue_the_stream_on_the_device(schedule, dut):
             else:
                 np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
             assert int(dut.to_numpy(off)[0]) == int(off_ref[0])
-    # A Generator bound to the device gives the same numbers as the host stream.
-    g_host, g_dev = Generator(9), Generator(9)
+    # A PhiloxState bound to the device gives the same numbers as the host stream.
+    g_host, g_dev = PhiloxState(9), PhiloxState(9)
     g_dev.bind(dut)
     for _ in range(2):
         np.testing.assert_array_equal(dut.to_numpy(dut.uniform(g_dev, (3, 5))),

@@ -17,6 +17,6 @@ namespace. Every backend's ``ops`` exposes the *same functions with the same sig
 
 Layers (``rawgan.layers``) only ever call ``backend.ops.<name>(...)``.
 """
-from .base import BACKEND_CHOICES, BACKENDS, Backend, Generator, get_backend, resolve_backend
+from .base import BACKEND_CHOICES, BACKENDS, Backend, PhiloxState, get_backend, resolve_backend
 
-__all__ = ["Backend", "Generator", "get_backend", "resolve_backend", "BACKENDS", "BACKEND_CHOICES"]
+__all__ = ["Backend", "PhiloxState", "get_backend", "resolve_backend", "BACKENDS", "BACKEND_CHOICES"]

@@ -13,7 +13,7 @@ BACKEND_CHOICES = (AUTO,) + BACKENDS   # what --backend accepts (train, sample)
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
-class Generator:
+class PhiloxState:
     """Counter-based random numbers (Philox4x32-10) that every backend reproduces bit-exactly.
 
     The state is a 64-bit ``seed`` (Philox key) and a 64-bit ``offset`` counting the values drawn
@@ -78,12 +78,11 @@ class Backend:
             signatures; every backend's ``ops`` has the same).
     """
 
-    def __init__(self, name: str, xp, ops, dtype, **options):
+    def __init__(self, name: str, xp, ops, dtype):
         self.name = name
         self.xp = xp
         self.ops = ops
         self.dtype = np.dtype(dtype)
-        self.options = options
         self.device = ""
 
     # -- arrays -------------------------------------------------------------------------------
@@ -110,23 +109,24 @@ class Backend:
             sync()
 
     # -- random numbers -----------------------------------------------------------------------
-    def uniform(self, gen: Generator, shape, low=-1.0, high=1.0):
+    def uniform(self, gen: PhiloxState, shape, low=-1.0, high=1.0):
         """U[low, high) of ``shape`` from the counter-based stream ``gen`` (advances it)."""
-        n = int(np.prod(shape))
-        dev = gen.device_offset(self)
-        if dev is not None:
-            return self.ops.philox_uniform_next(n, gen.seed, dev, low, high, self.dtype).reshape(shape)
-        out = self.ops.philox_uniform(n, gen.seed, gen.offset, low, high, self.dtype)
-        gen.offset += n
-        return out.reshape(shape)
+        return self._draw("uniform", gen, shape, low, high)
 
-    def normal(self, gen: Generator, shape, mean=0.0, std=1.0):
+    def normal(self, gen: PhiloxState, shape, mean=0.0, std=1.0):
         """N(mean, std²) of ``shape`` (Box–Muller on the Philox stream; advances it)."""
+        return self._draw("normal", gen, shape, mean, std)
+
+    def _draw(self, dist: str, gen: PhiloxState, shape, a, b):
+        """ops.philox_<dist>(n, seed, offset, a, b, dtype) on the host offset, or, once ``gen``
+        is bound to this backend, ops.philox_<dist>_next on its device offset (which the kernel
+        advances, so a captured graph draws fresh numbers at each replay)."""
         n = int(np.prod(shape))
         dev = gen.device_offset(self)
         if dev is not None:
-            return self.ops.philox_normal_next(n, gen.seed, dev, mean, std, self.dtype).reshape(shape)
-        out = self.ops.philox_normal(n, gen.seed, gen.offset, mean, std, self.dtype)
+            draw = getattr(self.ops, f"philox_{dist}_next")
+            return draw(n, gen.seed, dev, a, b, self.dtype).reshape(shape)
+        out = getattr(self.ops, f"philox_{dist}")(n, gen.seed, gen.offset, a, b, self.dtype)
         gen.offset += n
         return out.reshape(shape)
 

@@ -4,9 +4,10 @@ from .linear import Linear
 from .conv2d import Conv2d
 from .conv_transpose2d import ConvTranspose2d
 from .batchnorm import BatchNorm
-from .activations import ReLU, LeakyReLU, Tanh, Sigmoid, Flatten, Reshape
+from .activations import ReLU, LeakyReLU, Tanh, Sigmoid
+from .shape import Flatten, Reshape
 from .loss import SigmoidBCEWithLogits
-from .padding import same_padding, explicit_padding
+from .geometry import same_padding, explicit_padding
 
 __all__ = ["Layer", "Sequential", "flatten_parameters", "Linear", "Conv2d", "ConvTranspose2d",
            "BatchNorm", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Flatten", "Reshape",

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .base import Layer
-from .padding import check_sizes, conv_geometry, same_padding
+from .geometry import check_sizes, conv_geometry, same_padding
 
 
 class Conv2d(Layer):

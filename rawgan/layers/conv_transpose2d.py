@@ -2,7 +2,7 @@
 import numpy as np
 
 from .base import Layer
-from .padding import _pair, check_sizes, conv_geometry, same_padding
+from .geometry import _pair, check_sizes, conv_geometry, same_padding
 
 
 class ConvTranspose2d(Layer):
@@ -36,22 +36,29 @@ class ConvTranspose2d(Layer):
         if bias:
             self._add_param("b", np.zeros(out_channels))
 
+    def pad_for(self, Hi, Wi):
+        """Padding per side (top, bottom, left, right) of the adjoint convolution for an
+        Hi x Wi input: "same" pads like the stride-s convolution from the Hi*s x Wi*s output."""
+        if self.padding == "same":
+            (kh, kw), (sh, sw) = self.kernel_size, self.stride
+            return (*same_padding(Hi * sh, kh, sh), *same_padding(Wi * sw, kw, sw))
+        return self.padding
+
     def output_shape(self, x_shape):
-        """(N, out_channels, Ho, Wo) and the padding, for an input of ``x_shape``."""
+        """(N, out_channels, Ho, Wo) for an input of ``x_shape``: Ho = Hi*s for "same", else
+        (Hi − 1)·s − pad_top − pad_bottom + k + output_padding (PyTorch's formula)."""
         N, _, Hi, Wi = x_shape
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         if self.padding == "same":
-            Ho, Wo = Hi * sh, Wi * sw
-            pad = (*same_padding(Ho, kh, sh), *same_padding(Wo, kw, sw))
-        else:
-            pad = self.padding
-            Ho = (Hi - 1) * sh - pad[0] - pad[1] + kh + self.output_padding[0]
-            Wo = (Wi - 1) * sw - pad[2] - pad[3] + kw + self.output_padding[1]
-        return (N, self.out_channels, Ho, Wo), pad
+            return (N, self.out_channels, Hi * sh, Wi * sw)
+        pad = self.padding
+        Ho = (Hi - 1) * sh - pad[0] - pad[1] + kh + self.output_padding[0]
+        Wo = (Wi - 1) * sw - pad[2] - pad[3] + kw + self.output_padding[1]
+        return (N, self.out_channels, Ho, Wo)
 
     def forward(self, x):
         self._check_input(x, 4, {1: ("in_channels", self.in_channels)})
-        y_shape, self.pad = self.output_shape(x.shape)
+        y_shape, self.pad = self.output_shape(x.shape), self.pad_for(x.shape[2], x.shape[3])
         if min(y_shape[2:]) < 1:
             raise ValueError(f"{self}: input {tuple(x.shape)} gives an empty output {y_shape}")
         self.x = x

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .base import Layer
-from .padding import check_sizes
+from .geometry import check_sizes
 
 
 class Linear(Layer):

@@ -147,13 +147,13 @@ class DCGAN:
 
 def draw_z(B, stream, n: int, z_dim: int, z_dist: str = "uniform"):
     """(n, z_dim) latent vectors of the backend's dtype from the Philox stream ``stream`` (a
-    ``rawgan.backend.Generator``, advanced by n * z_dim draws; an int stands for a new stream of
+    ``rawgan.backend.PhiloxState``, advanced by n * z_dim draws; an int stands for a new stream of
     that seed): uniform(-1, 1) (``z_dist="uniform"``, the TF reference) or N(0, 1) (``"normal"``).
     Raises ValueError for another ``z_dist``."""
-    from ..backend import Generator
+    from ..backend import PhiloxState
 
     if isinstance(stream, (int, np.integer)):
-        stream = Generator(int(stream))
+        stream = PhiloxState(int(stream))
     if z_dist == "normal":
         return B.normal(stream, (n, z_dim))
     if z_dist == "uniform":

@@ -1,7 +1,7 @@
 """One DCGAN training iteration with its whole state on the device — and, on the CUDA backends,
 from static memory and as one CUDA graph.
 
-    step = TrainStep(model, batch_size=64, z_gen=Generator(seed), g_steps=2)   # graph=True
+    step = TrainStep(model, batch_size=64, z_gen=PhiloxState(seed), g_steps=2)   # graph=True
     for images in loader:                 # uint8 (N, H, W, C) host batches
         metrics = step(images)            # 0-d device arrays (the same buffers every step)
         if log_step:
@@ -9,7 +9,7 @@ from static memory and as one CUDA graph.
 
 What one call does: upload the uint8 batch into a fixed device buffer (outside the graph), then
 the *step body* — convert it to float NCHW in [−1, 1] on the device (``ops.images_to_float``),
-draw z from the Philox stream whose offset lives on the device (``Generator.bind``), and
+draw z from the Philox stream whose offset lives on the device (``PhiloxState.bind``), and
 ``DCGAN.train_step`` (one D update, ``g_steps`` G updates; Adam's step count also on the
 device). No host value changes from step to step, so the body can be frozen into a graph.
 
@@ -40,7 +40,7 @@ class TrainStep:
     Args:
         model: a :class:`~rawgan.models.dcgan.DCGAN`.
         batch_size: N of every batch (a different N is an error: the buffers are per batch size).
-        z_gen: the :class:`~rawgan.backend.Generator` of z; bound to the model's backend here.
+        z_gen: the :class:`~rawgan.backend.PhiloxState` of z; bound to the model's backend here.
         z_dist: "uniform" (U[−1, 1), the default) or "normal" (N(0, 1)).
         g_steps: G updates per D update.
         graph: capture the step as a graph after one warm-up step (CUDA backends only).

@@ -70,19 +70,20 @@ def compile_options() -> tuple[str, ...]:
     return ("-std=c++17", f"-I{kernel_dir()}", f"-DRAWGAN_KERNEL_HEADERS={headers_digest()[:16]}")
 
 
+def _forwarded(name: str, inner: str) -> property:
+    """A property reading and writing attribute ``name`` of ``self.<inner>``."""
+    return property(lambda self: getattr(getattr(self, inner), name),
+                    lambda self, value: setattr(getattr(self, inner), name, value))
+
+
 class CupyKernel:
     """A ``cupy.RawKernel`` whose arguments are checked and converted like the emulator's."""
 
     def __init__(self, raw, sig, cupy):
         self.raw, self.signature, self.name, self._cupy = raw, sig, sig.name, cupy
 
-    @property
-    def max_dynamic_shared_size_bytes(self) -> int:
-        return self.raw.max_dynamic_shared_size_bytes
-
-    @max_dynamic_shared_size_bytes.setter
-    def max_dynamic_shared_size_bytes(self, value: int) -> None:
-        self.raw.max_dynamic_shared_size_bytes = value
+    # cudaFuncAttributeMaxDynamicSharedMemorySize, read and set on the RawKernel
+    max_dynamic_shared_size_bytes = _forwarded("max_dynamic_shared_size_bytes", "raw")
 
     def __call__(self, grid, block, args, *, shared_mem: int = 0, stream=None):
         values = pack_args(self.signature, tuple(args), self._cupy.ndarray)
@@ -122,13 +123,7 @@ class CountedKernel:
         self.rt, self.kernel, self.name, self.family = rt, kernel, kernel.name, family
         self.signature = kernel.signature
 
-    @property
-    def max_dynamic_shared_size_bytes(self) -> int:
-        return self.kernel.max_dynamic_shared_size_bytes
-
-    @max_dynamic_shared_size_bytes.setter
-    def max_dynamic_shared_size_bytes(self, value: int) -> None:
-        self.kernel.max_dynamic_shared_size_bytes = value
+    max_dynamic_shared_size_bytes = _forwarded("max_dynamic_shared_size_bytes", "kernel")
 
     def __call__(self, grid, block, args, *, shared_mem: int = 0, **kw):
         k = self.kernel

@@ -112,7 +112,7 @@ def _runtime(name: str):
     return get_runtime("cupy")
 
 
-def make_backend(name: str, conv_impl: str = "kernels", precision: str = "fp32", **options):
+def make_backend(name: str, conv_impl: str = "kernels", precision: str = "fp32"):
     """The ``cupy`` or ``emulated`` Backend (float32): xp of the runtime + :func:`make_ops`.
 
     ``precision``: "fp32" (default: tests, parity) or "tf32" (training's default on a GPU).
@@ -129,7 +129,7 @@ def make_backend(name: str, conv_impl: str = "kernels", precision: str = "fp32",
         raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
     rt = _runtime(name)
     ops = make_ops(rt, conv_impl, precision)
-    return Backend(name, rt.xp, ops, np.float32, conv_impl=conv_impl, precision=precision, **options)
+    return Backend(name, rt.xp, ops, np.float32)
 
 
 __all__ = ["make_backend", "make_ops", "Ops", "OP_MODULES", "CONV_IMPLS", "PRECISIONS"]

@@ -78,7 +78,7 @@ import weakref
 
 import numpy as np
 
-from . import conv as kernels
+from . import conv as im2col_conv
 from .common import BLOCK, H200_SMS, check_int32, i32, kernel, launch_1d, stream_time
 from ..reference.conv import conv_output_size
 
@@ -139,7 +139,7 @@ def pad2d(rt, x, extra, slot: str = PAD_SLOT):
     check_int32("pad2d", N * C * Hp * Wp)
     xp = rt.scratch(slot, (N, C, Hp, Wp), x.dtype)
     launch_1d(rt, PAD_MODULE, "pad_nchw", xp.size,
-              (kernels.contiguous(rt, x), xp, i32(N * C), i32(H), i32(W), i32(Hp), i32(Wp), i32(t), i32(l)))
+              (im2col_conv.contiguous(rt, x), xp, i32(N * C), i32(H), i32(W), i32(Hp), i32(Wp), i32(t), i32(l)))
     return xp
 
 
@@ -334,7 +334,7 @@ class CudnnConv:
         y = self.rt.empty(y_dims, x.dtype)
         self._execute("fprop", xin, w, y, xin.shape, w.shape, y_dims, stride, pre, post)
         if b is not None:
-            kernels.bias_add(self.rt, y, b)
+            im2col_conv.bias_add(self.rt, y, b)
         return y
 
     def _cudnn_dgrad(self, dy, w, x_shape, stride, pad):
@@ -444,33 +444,33 @@ class CudnnConv:
         """y = conv(x, w) + b (rawgan.backend.reference.conv.conv2d_fprop)."""
         rt = self.rt
         if not self.available:
-            return kernels.conv2d_fprop(rt, x, w, b, stride, pad)
-        x, w = kernels.contiguous(rt, x), kernels.contiguous(rt, w)
+            return im2col_conv.conv2d_fprop(rt, x, w, b, stride, pad)
+        x, w = im2col_conv.contiguous(rt, x), im2col_conv.contiguous(rt, w)
         key = ("fprop", tuple(x.shape), tuple(w.shape), tuple(stride), tuple(pad), rt.precision)
         return self._dispatch("fprop", key, lambda: self._cudnn_fprop(x, w, b, stride, pad),
-                              lambda: kernels.conv2d_fprop(rt, x, w, b, stride, pad))
+                              lambda: im2col_conv.conv2d_fprop(rt, x, w, b, stride, pad))
 
     def dgrad(self, dy, w, x_shape, stride, pad):
         """dx for y = conv(x, w) (rawgan.backend.reference.conv.conv2d_dgrad)."""
         rt = self.rt
         if not self.available:
-            return kernels.conv2d_dgrad(rt, dy, w, x_shape, stride, pad)
-        dy, w = kernels.contiguous(rt, dy), kernels.contiguous(rt, w)
+            return im2col_conv.conv2d_dgrad(rt, dy, w, x_shape, stride, pad)
+        dy, w = im2col_conv.contiguous(rt, dy), im2col_conv.contiguous(rt, w)
         key = ("dgrad", tuple(int(d) for d in x_shape), tuple(w.shape), tuple(stride), tuple(pad),
                rt.precision)
         return self._dispatch("dgrad", key, lambda: self._cudnn_dgrad(dy, w, x_shape, stride, pad),
-                              lambda: kernels.conv2d_dgrad(rt, dy, w, x_shape, stride, pad))
+                              lambda: im2col_conv.conv2d_dgrad(rt, dy, w, x_shape, stride, pad))
 
     def wgrad(self, dy, x, w_shape, stride, pad):
         """dw for y = conv(x, w) (rawgan.backend.reference.conv.conv2d_wgrad)."""
         rt = self.rt
         if not self.available:
-            return kernels.conv2d_wgrad(rt, dy, x, w_shape, stride, pad)
-        dy, x = kernels.contiguous(rt, dy), kernels.contiguous(rt, x)
+            return im2col_conv.conv2d_wgrad(rt, dy, x, w_shape, stride, pad)
+        dy, x = im2col_conv.contiguous(rt, dy), im2col_conv.contiguous(rt, x)
         key = ("wgrad", tuple(x.shape), tuple(int(d) for d in w_shape), tuple(stride), tuple(pad),
                rt.precision)
         return self._dispatch("wgrad", key, lambda: self._cudnn_wgrad(dy, x, w_shape, stride, pad),
-                              lambda: kernels.conv2d_wgrad(rt, dy, x, w_shape, stride, pad))
+                              lambda: im2col_conv.conv2d_wgrad(rt, dy, x, w_shape, stride, pad))
 
     def describe_choices(self) -> str:
         """One line per decided (pass, shapes): the side chosen and the seconds behind it."""
