@@ -79,7 +79,7 @@ import weakref
 import numpy as np
 
 from . import conv as im2col_conv
-from .common import BLOCK, H200_SMS, check_int32, i32, kernel, launch_1d, stream_time
+from .common import H200_SMS, check_int32, i32, launch_1d, stream_time
 from ..reference.conv import conv_output_size
 
 PAD_MODULE = "pad"
@@ -137,20 +137,20 @@ def pad2d(rt, x, extra, slot: str = PAD_SLOT):
     t, b, l, r = extra
     Hp, Wp = H + t + b, W + l + r
     check_int32("pad2d", N * C * Hp * Wp)
-    xp = rt.scratch(slot, (N, C, Hp, Wp), x.dtype)
-    launch_1d(rt, PAD_MODULE, "pad_nchw", xp.size,
-              (im2col_conv.contiguous(rt, x), xp, i32(N * C), i32(H), i32(W), i32(Hp), i32(Wp), i32(t), i32(l)))
-    return xp
+    x_pad = rt.scratch(slot, (N, C, Hp, Wp), x.dtype)
+    launch_1d(rt, PAD_MODULE, "pad_nchw", x_pad.size,
+              (im2col_conv.contiguous(rt, x), x_pad, i32(N * C), i32(H), i32(W), i32(Hp), i32(Wp), i32(t), i32(l)))
+    return x_pad
 
 
-def crop2d(rt, xp, x_shape, extra):
-    """The adjoint of :func:`pad2d`: xp[:, :, top:top + H, left:left + W] into a new ``rt.empty``
+def crop2d(rt, x_pad, x_shape, extra):
+    """The adjoint of :func:`pad2d`: x_pad[:, :, top:top + H, left:left + W] into a new ``rt.empty``
     buffer of ``x_shape`` (kernel ``crop_nchw``)."""
     N, C, H, W = (int(d) for d in x_shape)
-    Hp, Wp = int(xp.shape[2]), int(xp.shape[3])
-    x = rt.empty((N, C, H, W), xp.dtype)
+    Hp, Wp = int(x_pad.shape[2]), int(x_pad.shape[3])
+    x = rt.empty((N, C, H, W), x_pad.dtype)
     launch_1d(rt, PAD_MODULE, "crop_nchw", x.size,
-              (xp, x, i32(N * C), i32(H), i32(W), i32(Hp), i32(Wp), i32(extra[0]), i32(extra[2])))
+              (x_pad, x, i32(N * C), i32(H), i32(W), i32(Hp), i32(Wp), i32(extra[0]), i32(extra[2])))
     return x
 
 
