@@ -159,8 +159,8 @@ class LaunchRecord(collections.namedtuple(
 
     name: kernel name, "gemm" or "cudnn_<pass>"; family: the kernel file ("conv", "batchnorm",
     ...), "gemm (cuBLAS)" or "cuDNN"; kind: "kernel", "gemm" or "cudnn"; arrays: tuple of
-    (nbytes, written) per device array argument (``written`` = a non-const pointer: the kernel
-    may write it); flops: floating-point operations (2 per multiply-add; 0 for elementwise and
+    (nbytes, written) per pointer parameter in signature order (0 bytes for a null pointer;
+    ``written`` = a non-const pointer: the kernel may write it); flops: floating-point operations (2 per multiply-add; 0 for elementwise and
     reduction kernels, which are bandwidth-bound); blocks, threads: the launch's grid size and
     block size (kernels; 0 otherwise); precision: "fp32"/"tf32" for GEMMs and cuDNN, "" else.
     """
@@ -173,8 +173,8 @@ class LaunchRecord(collections.namedtuple(
 
 def kernel_record(name, family, sig, grid, block, args) -> LaunchRecord:
     """The :class:`LaunchRecord` of one kernel launch from its C signature and arguments."""
-    arrays = tuple((int(v.nbytes), not p.const) for p, v in zip(sig.params, args)
-                   if p.pointer and v is not None and hasattr(v, "nbytes"))
+    arrays = tuple((int(getattr(v, "nbytes", 0) or 0), not p.const)       # None: a null pointer
+                   for p, v in zip(sig.params, args) if p.pointer)
     g = (grid,) if isinstance(grid, (int, np.integer)) else tuple(grid)
     b = (block,) if isinstance(block, (int, np.integer)) else tuple(block)
     return LaunchRecord(name, family, "kernel", arrays, 0.0, int(np.prod(g)), int(np.prod(b)), "")
