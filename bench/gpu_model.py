@@ -175,6 +175,33 @@ def report(est: dict, title: str, graph: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def conv_choices(batch: int, nf: int) -> str:
+    """Per DCGAN convolution and pass: the modelled seconds of cuDNN (implicit GEMM + explicit
+    pad) and of the im2col kernels at fp32 and tf32 (rawgan.backend.cuda.cudnn_conv.
+    modelled_seconds — what ``--conv-impl cudnn`` decides by without a GPU), an ESTIMATE."""
+    from rawgan.backend.cuda.cudnn_conv import modelled_seconds
+
+    layers = []
+    c = [3, nf, 2 * nf, 4 * nf, 8 * nf]
+    for i in range(4):                      # D conv i: x (B, c[i], hw, hw) -> (B, c[i+1], hw/2, hw/2)
+        hw = 64 >> i
+        layers.append((f"D conv{i + 1}", (batch, c[i], hw, hw), (c[i + 1], c[i], 5, 5)))
+    for i in range(4):                      # G convT i = the conv of its output, passes swapped
+        hw = 8 << i
+        layers.append((f"G convT{i + 1}", (batch, c[3 - i], hw, hw), (c[4 - i], c[3 - i], 5, 5)))
+    lines = ["ESTIMATE — conv passes, cuDNN vs im2col kernels (us per call; the choice without a GPU)",
+             f"{'layer':12s} {'pass':6s} {'fp32 cudnn':>11s} {'fp32 kern':>10s} {'tf32 cudnn':>11s} "
+             f"{'tf32 kern':>10s}  choice fp32/tf32"]
+    for name, xs, ws in layers:
+        for kind in ("fprop", "dgrad", "wgrad"):
+            t = {p: modelled_seconds(kind, xs, ws, (2, 2), (1, 2, 1, 2), p) for p in PRECISIONS}
+            pick = "/".join("cudnn" if t[p]["cudnn"] <= t[p]["kernels"] else "kernels" for p in PRECISIONS)
+            lines.append(f"{name:12s} {kind:6s} {t['fp32']['cudnn'] * 1e6:11.1f} "
+                         f"{t['fp32']['kernels'] * 1e6:10.1f} {t['tf32']['cudnn'] * 1e6:11.1f} "
+                         f"{t['tf32']['kernels'] * 1e6:10.1f}  {pick}")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch-size", type=positive_int, default=64)
@@ -186,6 +213,9 @@ def main(argv=None) -> int:
     p.add_argument("--reductions", choices=("auto", "one-block"), default="auto",
                    help="auto: the backend's launch forms; one-block: every per-channel reduction "
                         "one block per channel (before the 2-D reductions)")
+    p.add_argument("--conv-choices", action="store_true",
+                   help="also print, per DCGAN convolution and pass, the modelled cuDNN vs im2col "
+                        "kernel times (the per-layer choice of --conv-impl cudnn without a GPU)")
     args = p.parse_args(argv)
     one_block = args.reductions == "one-block"
     try:
@@ -200,6 +230,8 @@ def main(argv=None) -> int:
                  graph))
     print(f"launch records per step: eager {est[args.precision]['launches']}, graph "
           f"{graph[args.precision]['launches']}")
+    if args.conv_choices:
+        print(conv_choices(args.batch_size, args.nf))
     print(f"estimated_eager_ms={est[args.precision]['eager_s'] * 1e3:.2f}")
     print(f"estimated_graph_ms={graph[args.precision]['graph_s'] * 1e3:.2f}")
     return 0

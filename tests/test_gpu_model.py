@@ -101,3 +101,16 @@ def test_one_block_reductions_cost_more_and_state_is_restored(capsys):
     assert "matmul" not in B.xp._cache or B.xp.matmul.__name__ == "matmul"
     assert "gemm" not in vars(B.ops.rt)                          # rt.gemm is the class's again
     assert not B.ops.rt.dry_run and B.ops.rt.precision == "fp32"  # launches run again, fp32
+
+
+def test_conv_choices_table_prices_every_dcgan_conv_pass(capsys):
+    """--conv-choices: 8 convolutions x 3 passes, cuDNN modelled below the im2col kernels at the
+    paper's width (no columns in memory), and TF32 below FP32 for both."""
+    out, _, _, _ = run(capsys, "--conv-choices", nf=64)
+    rows = re.findall(r"^([DG] conv\w*)\s+(fprop|dgrad|wgrad)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+"
+                      r"(cudnn|kernels)/(cudnn|kernels)$", out, re.M)
+    assert len(rows) == 24 and "ESTIMATE — conv passes" in out
+    for _, _, c32, k32, c_tf, k_tf, pick32, pick_tf in rows:
+        assert float(c_tf) < float(c32) and float(k_tf) < float(k32)
+        assert pick32 == ("cudnn" if float(c32) <= float(k32) else "kernels")
+        assert pick_tf == ("cudnn" if float(c_tf) <= float(k_tf) else "kernels")

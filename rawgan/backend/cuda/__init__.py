@@ -16,7 +16,7 @@ rawgan.backend.reference:
     adam.py         <-> kernels/adam.cu          fused Adam over a flat buffer
     rng.py          <-> kernels/rng.cu           Philox4x32-10 uniform / normal
     tensor.py       <-> kernels/tensor.cu        fill, accumulate, uint8 -> float, metrics
-    cudnn_conv.py   (cuDNN Frontend graphs)      conv fprop/dgrad/wgrad with conv_impl="cudnn"
+    cudnn_conv.py   <-> kernels/pad.cu (+ cuDNN)  conv fprop/dgrad/wgrad with conv_impl="cudnn"
 
 Each op is written as ``op(rt, *reference_args)``; :func:`make_ops` binds ``rt`` so the namespace
 has exactly the reference signatures. Only ``rt`` differs between the GPU and the emulator.
