@@ -75,3 +75,27 @@ def test_env_script_uses_only_installed_cupy_names():
     cupy = pytest.importorskip("cupy")
     for name in ("getDeviceProperties", "getDevice", "runtimeGetVersion", "driverGetVersion"):
         assert f"rt.{name}(" in gpu_check.ENV_SCRIPT and callable(getattr(cupy.cuda.runtime, name))
+
+
+def test_cudnn_stage_says_not_available_without_the_frontend(capsys):
+    """Stage "cudnn" (its child, --cudnn-stage) runs the kernels step, then reports cuDNN as not
+    available on the emulator (exit 0) instead of failing the check."""
+    assert gpu_check.main(["--cudnn-stage", "--backend", "emulated", "--batch-size", "2", "--nf", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "kernels: " in out and "ms per graph step" in out
+    assert "cudnn: not available: conv_impl='cudnn': cuDNN needs the GPU runtime" in out
+
+
+def test_bench_stages_run_both_precisions(tmp_path, monkeypatch):
+    """The bench stage runs at tf32 and again at fp32 (bench_fp32), like with like against torch."""
+    calls = []
+    monkeypatch.setattr(gpu_check.Check, "stage", lambda self, name, cmd, *a, **k: calls.append((name, cmd)) or 0)
+    monkeypatch.setattr(gpu_check, "install_wheels", lambda check: None)
+    monkeypatch.setattr(gpu_check, "cli_has_flag", lambda *a: True)
+    gpu_check.main(["--backend", "emulated", "--out", str(tmp_path), "--data", str(tmp_path / "none")])
+    by_name = dict(calls)
+    for name, precision in (("bench", "tf32"), ("bench_fp32", "fp32")):
+        cmd = by_name[name]
+        assert cmd[cmd.index("--precision") + 1] == precision and "--compare" in cmd
+    assert "--cudnn-stage" in by_name["cudnn"]
+    assert [n for n, _ in calls].index("cudnn") > [n for n, _ in calls].index("bench_fp32")
