@@ -95,7 +95,7 @@ def cudnn_stage(args) -> int:
             if name != "kernels":
                 cd = CudnnConv(B.ops.rt, choose="cudnn" if name == "cudnn" else "auto")
                 if not cd.available:
-                    print("cudnn: not available: " + "; ".join(str(c.message) for c in caught))
+                    print(f"cudnn: not available: {cd.reason}")
                     return 0
                 B.ops.conv2d_fprop, B.ops.conv2d_dgrad, B.ops.conv2d_wgrad = cd.fprop, cd.dgrad, cd.wgrad
             model = DCGAN(B, ngf=args.nf, ndf=args.nf, seed=0)

@@ -155,8 +155,7 @@ def child_main(args):
     if side == "torch":
         import torch
         sys.path.insert(0, HERE)
-        from torch_dcgan import TorchDCGAN
-        from torch_dcgan import set_precision
+        from torch_dcgan import TorchDCGAN, set_precision
         torch.set_num_threads(args.threads)
         flags = set_precision(args.precision)
         print("torch precision: " + ", ".join(f"{k}={v}" for k, v in flags.items()), file=sys.stderr)

@@ -83,7 +83,7 @@ def test_cudnn_stage_says_not_available_without_the_frontend(capsys):
     assert gpu_check.main(["--cudnn-stage", "--backend", "emulated", "--batch-size", "2", "--nf", "2"]) == 0
     out = capsys.readouterr().out
     assert "kernels: " in out and "ms per graph step" in out
-    assert "cudnn: not available: conv_impl='cudnn': cuDNN needs the GPU runtime" in out
+    assert "cudnn: not available: cuDNN needs the GPU runtime, not 'emulated'" in out
 
 
 def test_bench_stages_run_both_precisions(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@
     k = rt.module("activations").get_function("relu_forward")
     k(grid, block, (x, y, n), shared_mem=0)
     rt.gemm(a, b, out)                # out = a @ b (cuBLAS on the GPU, numpy.matmul emulated)
+    rt.set_precision("tf32")          # GEMM compute type: "fp32" (default) or "tf32" (cuBLAS)
     rt.synchronize()
 
 The CUDA backend is written once against this interface. Both kinds check every launch's
@@ -22,6 +23,10 @@ Static memory, counters and graphs (issue 8):
             step()
     graph.launch()                    # one step: a cupy.cuda.Graph launch / the recorded replay
     rt.counters()                     # {"launches", "allocations", "graph_launches", ...}
+    with rt.record_launches() as recs:  # a LaunchRecord (bytes, FLOPs, shape) per launch
+        step()
+    with rt.skip_execution():         # emulator: count and record, run nothing (cost model)
+        step()
 
 Inside ``capture`` every capture-forbidden action raises :class:`CaptureError` at once: a host
 synchronisation (``synchronize``, ``to_host``), an allocation (``empty``/``zeros`` that the static

@@ -201,8 +201,8 @@ class CudnnConv:
     Args: ``rt`` (the runtime), ``cudnn_module`` (the ``cudnn`` package; None: import it — only
     on the cupy runtime), ``native_asymmetric`` (see the module docstring), ``choose``
     ("auto": measure on a GPU, else the cost model; "cudnn"/"kernels": force one side).
-    ``available`` is False (and every call uses the kernels) when the ``cudnn`` package or a GPU
-    runtime is missing; ``failed`` holds the graph keys that did not build and stay on the
+    ``available`` is False (and every call uses the kernels, ``reason`` says why) when the
+    ``cudnn`` package or a GPU runtime is missing; ``failed`` holds the graph keys that did not build and stay on the
     kernels; ``choices`` maps (pass, x shape, w shape, stride, pad, precision) to "cudnn" or
     "kernels" and ``timings`` to the seconds (measured or modelled) that decided it.
     """
@@ -219,21 +219,22 @@ class CudnnConv:
         self.timings: dict = {}
         self.native_asymmetric = bool(native_asymmetric)
         self.choose = choose
+        self.reason = ""                    # why cuDNN is not available ("" when it is)
         if cudnn_module is None:
             if rt.kind != "cupy":
-                _warn_once(f"cuDNN needs the GPU runtime, not {rt.kind!r}")
+                self._unavailable(f"cuDNN needs the GPU runtime, not {rt.kind!r}")
                 return
             try:
                 import cudnn as cudnn_module  # noqa: F811  (nvidia-cudnn-frontend)
             except Exception as e:  # ImportError, or a missing libcudnn behind it
-                _warn_once(f"cannot import cudnn ({type(e).__name__}: {e}); "
-                           "pip install nvidia-cudnn-frontend==1.32.0")
+                self._unavailable(f"cannot import cudnn ({type(e).__name__}: {e}); "
+                                  "pip install nvidia-cudnn-frontend==1.32.0")
                 return
         try:
             self.handle = cudnn_module.create_handle()
             self.cudnn = cudnn_module
         except Exception as e:
-            _warn_once(f"cudnn.create_handle() failed ({type(e).__name__}: {e})")
+            self._unavailable(f"cudnn.create_handle() failed ({type(e).__name__}: {e})")
             return
         self.bind()
         ref = weakref.ref(self)
@@ -247,6 +248,10 @@ class CudnnConv:
     @property
     def available(self) -> bool:
         return self.cudnn is not None
+
+    def _unavailable(self, reason: str) -> None:
+        self.reason = reason
+        _warn_once(reason)
 
     def bind(self) -> None:
         """Bind the handle to the runtime's stream (outside capture: before it begins)."""
