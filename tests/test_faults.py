@@ -337,11 +337,13 @@ def test_out_of_memory_exits_3_naming_the_setting_to_lower(tiny_data, tmp_path):
 
     run_dir = tmp_path / "small"
     assert train_main(small_args(tiny_data, run_dir, "--max-steps", "1")) == 0
+    # sample generates in batches of 64 and caps a grid at 1024 faces (issue 11), so a huge --n
+    # is refused as a flag, before any memory is used, pointing to --out-dir (constant memory).
     res = run("rawgan.sample", ["--checkpoint", str(run_dir), "--out", str(tmp_path / "g.png"),
                                 "--n", "1000000"], preexec_fn=_limit_memory(1536 << 20))
-    assert res.returncode == 3, res.stderr[-2000:]
-    assert "error: out of memory generating 1000000 images" in res.stderr
-    assert "lower --n" in res.stderr and "Traceback" not in res.stderr
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "--n 1000000 is too many for one grid" in res.stderr
+    assert "--out-dir" in res.stderr and "Traceback" not in res.stderr
 
 
 # -- 8. TensorBoard on resume and on a kill -------------------------------------------------------

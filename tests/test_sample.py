@@ -118,3 +118,59 @@ def test_checkpoint_may_be_a_run_folder(ckpt, tmp_path):
     out = tmp_path / "grid.png"
     assert sample_main(["--checkpoint", str(ckpt.parent), "--out", str(out), "--n", "2"]) == 0
     assert out.exists()
+
+
+def test_out_dir_writes_one_png_per_face_in_batches_and_a_manifest(ckpt, tmp_path, capsys,
+                                                                      monkeypatch):
+    import json
+
+    import rawgan.sample as sample_mod
+    sizes = []
+    real_generate = sample_mod.generate
+    monkeypatch.setattr(sample_mod, "generate",
+                        lambda model, z, bs=False: sizes.append(len(z)) or real_generate(model, z, bs))
+    out = tmp_path / "faces"
+    assert sample_main(["--checkpoint", str(ckpt), "--out-dir", str(out), "--n", "130",
+                        "--seed", "4"]) == 0
+    assert sizes == [64, 64, 2]                        # generated in batches: flat memory
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [f"face_{i:06d}.png" for i in range(130)] + ["manifest.json"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["checkpoint"] == str(ckpt) and manifest["step"] == 2
+    assert manifest["count"] == 130 and manifest["seed"] == 4 and manifest["z_dist"] == "uniform"
+    assert manifest["bn"].startswith("running statistics") and len(manifest["files"]) == 130
+    printed = capsys.readouterr().out
+    assert f"checkpoint: {ckpt} (step 2)" in printed and "wrote 130 faces" in printed
+
+    # Face i is the same picture in the folder and in a grid of the same seed.
+    grid = tmp_path / "grid.png"
+    assert sample_main(["--checkpoint", str(ckpt), "--out", str(grid), "--n", "64",
+                        "--seed", "4"]) == 0
+    with Image.open(grid) as im:
+        pixels = np.asarray(im)
+    for i in (0, 9, 63):
+        r, c = divmod(i, 8)
+        tile = pixels[2 + CELL * r:66 + CELL * r, 2 + CELL * c:66 + CELL * c]
+        with Image.open(out / f"face_{i:06d}.png") as face:
+            assert face.size == (64, 64) and face.mode == "RGB"
+            np.testing.assert_array_equal(np.asarray(face), tile)
+
+
+def test_out_dir_and_out_errors_create_nothing(ckpt, tmp_path, capsys):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x.txt").write_text("x")
+    cases = [
+        (["--out-dir", str(tmp_path / "full")], "not empty"),
+        (["--out-dir", str(tmp_path / "no" / "faces")], "does not exist"),
+        (["--out-dir", str(tmp_path / "w"), "--interpolate"], "use --out"),
+        (["--out", str(tmp_path / "nonexistent_dir" / "x.png")], "does not exist"),
+        (["--out", str(tmp_path / "g.png"), "--n", "5000"], "use --out-dir"),
+    ]
+    for flags, message in cases:
+        assert sample_main(["--checkpoint", str(ckpt), *flags]) == 2, flags
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and message in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]        # nothing created
+    with pytest.raises(SystemExit):                                      # exactly one of them
+        sample_main(["--checkpoint", str(ckpt), "--out", "a.png", "--out-dir", "d"])
+    assert "not allowed with" in capsys.readouterr().err
