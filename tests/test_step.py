@@ -9,9 +9,9 @@ memory, device-side state, and one captured graph per step replayed by the emula
 * The new kernels (kernels/tensor.cu, the device-state kernels of adam.cu and rng.cu) match
   their NumPy references under both emulator schedules; rt.gemm handles transposed operands.
 * The CuPy entry points runtime.py uses exist in the installed CuPy 14 (it imports without a GPU),
-  and the cuBLAS call maps row-major operands onto column-major sgemm correctly (a stand-in
-  cublasGemmEx that implements cuBLAS's contract on the raw pointers), with the compute type
-  of the chosen precision.
+  and the cuBLAS call maps row-major operands onto column-major cuBLAS correctly (a stand-in
+  cublasGemmEx that implements cuBLAS's contract on the raw pointers — in Python, and compiled C
+  behind the real ctypes declarations), with the compute type of the chosen precision.
 * python -m rawgan.train --backend emulated: graph == --no-graph, and resume restores the device
   state (Adam t, z offset) exactly.
 
@@ -547,3 +547,67 @@ def test_reduction_workspaces_belong_to_the_step_memory():
     assert np.shares_memory(part, mem._scratch["batchnorm"])
     outside = common.workspace_f32(rt, "batchnorm", 100)
     assert not np.shares_memory(outside, mem._scratch["batchnorm"])
+
+
+STANDIN_CUBLAS_C = r"""
+#include <stddef.h>
+static int last_compute = -1, last_algo = 0, last_types = -1;
+int cublasCreate_v2(void **h) { *h = (void *)1; return 0; }
+int cublasSetStream_v2(void *h, void *s) { return 0; }
+int cublasSetWorkspace_v2(void *h, void *w, size_t n) { return 0; }
+/* cuBLAS's column-major contract: C = alpha op(A) op(B) + beta C (FP32 operands). */
+int cublasGemmEx(void *h, int ta, int tb, int m, int n, int k, const void *alpha, const void *A,
+                 int at, int lda, const void *B, int bt, int ldb, const void *beta, void *C,
+                 int ct, int ldc, int compute, int algo)
+{
+    const float *a = (const float *)A, *b = (const float *)B;
+    float *c = (float *)C, al = *(const float *)alpha, be = *(const float *)beta;
+    last_compute = compute; last_algo = algo; last_types = at * 10000 + bt * 100 + ct;
+    for (int j = 0; j < n; ++j)
+        for (int i = 0; i < m; ++i) {
+            float s = 0.0f;
+            for (int p = 0; p < k; ++p)
+                s += (ta ? a[p + i * lda] : a[i + p * lda]) * (tb ? b[j + p * ldb] : b[p + j * ldb]);
+            c[i + j * ldc] = al * s + (be != 0.0f ? be * c[i + j * ldc] : 0.0f);
+        }
+    return 0;
+}
+int standin_last_compute(void) { return last_compute; }
+int standin_last_algo(void) { return last_algo; }
+int standin_last_types(void) { return last_types; }
+"""
+
+
+def test_cublas_gemm_ex_through_ctypes_with_a_compiled_stand_in(tmp_path):
+    """The real ctypes path of the GPU's GEMM: runtime._declare's argtypes and _Cublas's call
+    convert every argument (19 of them, pointers by address, alpha/beta by reference) into a
+    compiled C stand-in of libcublas with cuBLAS's signature, which computes the column-major
+    product and remembers the compute type: a wrong arity, order or type shows up here."""
+    import ctypes
+    import shutil
+    import subprocess
+
+    from rawgan.runtime.runtime import _Cublas, _declare
+
+    cxx = shutil.which("cc") or shutil.which("gcc")
+    if cxx is None:
+        pytest.skip("no C compiler")
+    src, lib_path = tmp_path / "cublas_standin.c", tmp_path / "libcublas_standin.so"
+    src.write_text(STANDIN_CUBLAS_C)
+    subprocess.run([cxx, "-O1", "-shared", "-fPIC", str(src), "-o", str(lib_path)], check=True)
+    lib = _declare(ctypes.CDLL(str(lib_path)))
+    blas = _Cublas.__new__(_Cublas)
+    blas._lib, blas.handle = lib, ctypes.c_void_p()
+    assert lib.cublasCreate_v2(ctypes.byref(blas.handle)) == 0
+    blas._one, blas._zero = ctypes.c_float(1.0), ctypes.c_float(0.0)
+    xp = EM.xp
+    rng = np.random.default_rng(9)
+    a_h = rng.standard_normal((6, 4)).astype(np.float32)
+    b_h = rng.standard_normal((4, 5)).astype(np.float32)
+    for precision, compute in (("fp32", 68), ("tf32", 77)):
+        for a in (xp.asarray(a_h), xp.asarray(np.ascontiguousarray(a_h.T)).T):
+            out = xp.full((6, 5), np.nan, dtype=np.float32)
+            blas.gemm_rowmajor(a, xp.asarray(b_h), out, precision)
+            np.testing.assert_allclose(out.get(), a_h @ b_h, rtol=1e-5, atol=1e-6)
+            assert lib.standin_last_compute() == compute and lib.standin_last_algo() == -1
+            assert lib.standin_last_types() == 0                    # CUDA_R_32F for A, B and C
