@@ -99,3 +99,26 @@ def test_bench_stages_run_both_precisions(tmp_path, monkeypatch):
         assert cmd[cmd.index("--precision") + 1] == precision and "--compare" in cmd
     assert "--cudnn-stage" in by_name["cudnn"]
     assert [n for n, _ in calls].index("cudnn") > [n for n, _ in calls].index("bench_fp32")
+
+
+def test_cudnn_stage_runs_end_to_end_with_a_stand_in_cudnn(monkeypatch, capsys):
+    """The whole cudnn stage on the emulator with the stand-in cudnn of tests/test_cudnn_conv.py
+    (reference convolutions behind the frontend's API, refusing pre != post padding): the forced
+    and the per-layer ("auto") cuDNN steps match the kernels' eager and graph steps, and the
+    native-asymmetric probe reports the refusal."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_cudnn_conv import FakeCudnn
+
+    from rawgan.backend.cuda import cudnn_conv
+
+    real = cudnn_conv.CudnnConv
+    monkeypatch.setattr(cudnn_conv, "CudnnConv",
+                        lambda rt, **kw: real(rt, cudnn_module=FakeCudnn(), **kw))
+    assert gpu_check.main(["--cudnn-stage", "--backend", "emulated", "--batch-size", "2", "--nf", "2"]) == 0
+    out = capsys.readouterr().out
+    for name in ("cudnn", "cudnn_auto"):
+        for mode in ("eager", "graph"):
+            assert f"{name} vs kernels, {mode} step losses: match" in out
+    assert "modelled (ESTIMATE)" in out and "fprop x(2, 3, 64, 64)" in out
+    for kind in ("fprop", "dgrad", "wgrad"):
+        assert f"native asymmetric padding (1, 2), {kind}: refused by cuDNN" in out
