@@ -50,6 +50,7 @@ class Signals:
         self.requested = None          # the name of the signal that asked to stop, or None
         self.deferring = False
         self._old = {}
+        self._pid = os.getpid()
 
     def __enter__(self):
         try:
@@ -65,6 +66,8 @@ class Signals:
         self.deferring = True
 
     def _handle(self, signum, frame):
+        if os.getpid() != self._pid:   # a forked child (a decoding worker) not yet past its
+            os._exit(128 + signum)     # own signal setup: die quietly, as the default would
         if not self.deferring or self.requested:
             raise Interrupted(signum)
         self.requested = signal.Signals(signum).name

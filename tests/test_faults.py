@@ -121,6 +121,26 @@ def test_a_second_signal_quits_at_once():
     assert proc.returncode == 143 and "interrupted 15" in out
 
 
+def test_a_forked_worker_signalled_before_its_own_setup_dies_quietly():
+    """A decoding worker is forked with the parent's stop handlers; a signal that reaches it
+    before its initializer resets them must end it quietly (CI once saw a worker print the
+    parent's Interrupted traceback), in both the train handlers and data preparation's."""
+    code = ("import os, signal, sys, time\n"
+            "from rawgan.rundir import Signals\n"
+            "from rawgan.data.preparation import _signals_raise\n"
+            "for ctx in (Signals, _signals_raise):\n"
+            "    with ctx():\n"
+            "        pid = os.fork()\n"
+            "        if pid == 0:\n"
+            "            os.kill(os.getpid(), signal.SIGTERM); time.sleep(5); os._exit(0)\n"
+            "        _, status = os.waitpid(pid, 0)\n"
+            "        print(ctx.__name__, os.waitstatus_to_exitcode(status), flush=True)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       env=ENV, timeout=60)
+    assert r.stdout.split() == ["Signals", "143", "_signals_raise", "143"], r.stdout + r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+
+
 def _children(pid):
     try:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]

@@ -248,8 +248,11 @@ def _signals_raise():
     end this process at once and leave the workers running as orphans) raise KeyboardInterrupt
     instead, so that the pool is stopped on the way out. Handlers a caller installed (such as
     rawgan.train's) are left alone; outside the main thread nothing changes."""
-    old = {}
+    old, pid = {}, os.getpid()
+
     def stop(signum, frame):
+        if os.getpid() != pid:          # a worker forked before its initializer reset this
+            os._exit(128 + signum)
         raise KeyboardInterrupt(signal.Signals(signum).name)
     try:
         for s in (signal.SIGTERM, signal.SIGHUP):
