@@ -447,35 +447,33 @@ class CudnnConv:
 
     def fprop(self, x, w, b, stride, pad):
         """y = conv(x, w) + b (rawgan.backend.reference.conv.conv2d_fprop)."""
-        rt = self.rt
-        if not self.available:
-            return im2col_conv.conv2d_fprop(rt, x, w, b, stride, pad)
-        x, w = im2col_conv.contiguous(rt, x), im2col_conv.contiguous(rt, w)
-        key = ("fprop", tuple(x.shape), tuple(w.shape), tuple(stride), tuple(pad), rt.precision)
-        return self._dispatch("fprop", key, lambda: self._cudnn_fprop(x, w, b, stride, pad),
-                              lambda: im2col_conv.conv2d_fprop(rt, x, w, b, stride, pad))
+        return self._pass("fprop", im2col_conv.conv2d_fprop, self._cudnn_fprop, (x, w),
+                          (b, stride, pad), lambda x, w, *_: (x.shape, w.shape))
 
     def dgrad(self, dy, w, x_shape, stride, pad):
         """dx for y = conv(x, w) (rawgan.backend.reference.conv.conv2d_dgrad)."""
-        rt = self.rt
-        if not self.available:
-            return im2col_conv.conv2d_dgrad(rt, dy, w, x_shape, stride, pad)
-        dy, w = im2col_conv.contiguous(rt, dy), im2col_conv.contiguous(rt, w)
-        key = ("dgrad", tuple(int(d) for d in x_shape), tuple(w.shape), tuple(stride), tuple(pad),
-               rt.precision)
-        return self._dispatch("dgrad", key, lambda: self._cudnn_dgrad(dy, w, x_shape, stride, pad),
-                              lambda: im2col_conv.conv2d_dgrad(rt, dy, w, x_shape, stride, pad))
+        return self._pass("dgrad", im2col_conv.conv2d_dgrad, self._cudnn_dgrad, (dy, w),
+                          (x_shape, stride, pad), lambda dy, w, x_shape, *_: (x_shape, w.shape))
 
     def wgrad(self, dy, x, w_shape, stride, pad):
         """dw for y = conv(x, w) (rawgan.backend.reference.conv.conv2d_wgrad)."""
+        return self._pass("wgrad", im2col_conv.conv2d_wgrad, self._cudnn_wgrad, (dy, x),
+                          (w_shape, stride, pad), lambda dy, x, w_shape, *_: (x.shape, w_shape))
+
+    def _pass(self, kind, run_kernels, run_cudnn, arrays, rest, shapes):
+        """One convolution pass by cuDNN or by our kernels, whichever was chosen for its key
+        (kind, image shape, filter shape, stride, pad, precision); always the kernels when cuDNN
+        is unavailable. ``arrays`` are the pass's two device operands, ``rest`` its other
+        reference arguments ending with stride and pad."""
         rt = self.rt
         if not self.available:
-            return im2col_conv.conv2d_wgrad(rt, dy, x, w_shape, stride, pad)
-        dy, x = im2col_conv.contiguous(rt, dy), im2col_conv.contiguous(rt, x)
-        key = ("wgrad", tuple(x.shape), tuple(int(d) for d in w_shape), tuple(stride), tuple(pad),
-               rt.precision)
-        return self._dispatch("wgrad", key, lambda: self._cudnn_wgrad(dy, x, w_shape, stride, pad),
-                              lambda: im2col_conv.conv2d_wgrad(rt, dy, x, w_shape, stride, pad))
+            return run_kernels(rt, *arrays, *rest)
+        arrays = tuple(im2col_conv.contiguous(rt, a) for a in arrays)
+        image, filt = shapes(*arrays, *rest)
+        key = (kind, tuple(int(d) for d in image), tuple(int(d) for d in filt), tuple(rest[-2]),
+               tuple(rest[-1]), rt.precision)
+        return self._dispatch(kind, key, lambda: run_cudnn(*arrays, *rest),
+                              lambda: run_kernels(rt, *arrays, *rest))
 
     def describe_choices(self) -> str:
         """One line per decided (pass, shapes): the side chosen and the seconds behind it."""
