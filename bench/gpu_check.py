@@ -24,13 +24,20 @@ the later stages; every stage writes ``<OUT>/<stage>.log`` and one line in ``<OU
   3. train    (2x60) ``--steps`` (200) training steps on the carried shards with the graph and
                      with ``--no-graph`` (one eager run when the flag does not exist); metrics.jsonl,
                      the log and the last sample grid come back, checkpoints do not.
-  4. bench    (75)   bench/train_step.py --backend cupy --compare torch (torch CUDA eager).
-  5. kernels  (60)   every bench/kernels/*.py (check + time each version) — usually skipped
+  4. bench    (75)   bench/train_step.py --backend cupy --compare torch (torch CUDA eager), at
+                     --precision tf32 (both sides TF32: rawgan's cuBLAS compute type and cuDNN
+                     engines, torch's allow_tf32 flags);
+     bench_fp32 (75) the same at --precision fp32 (like with like, issue 9 item 8).
+  5. cudnn    (60)   ``--cudnn-stage`` child: a DCGAN step with --conv-impl cudnn (forced, fp32)
+                     vs the kernels from the same state, eager and as one captured graph (losses
+                     and weights to 1e-3), the per-layer choice (measured) and ms per graph step
+                     of each; "cudnn: not available" (exit 0) without the frontend.
+  6. kernels  (60)   every bench/kernels/*.py (check + time each version) — usually skipped
                      for budget unless the earlier stages finished early.
 
-Worst case 20 + 60 + 45 + 150 + 120 + 75 = 470 s > the 450 s budget, so the last stage is
+Worst case 20 + 60 + 45 + 150 + 120 + 75 = 470 s > the 450 s budget, so the later stages are
 skipped rather than the call overrunning its 480 s device timeout (bench/RESULTS.md); a healthy
-run should take 2–4 minutes. Exit code 0 when every stage
+run should take 2–4 minutes, which leaves room for bench_fp32 and cudnn. Exit code 0 when every stage
 that ran passed, 1 otherwise, 2 for bad flags.
 """
 from __future__ import annotations
@@ -63,6 +70,91 @@ def cli_has_flag(module_or_script: list[str], flag: str, env) -> bool:
     except subprocess.TimeoutExpired:
         return False
     return flag in out
+
+
+# ------------------------------------------------------------------ the cuDNN stage (in a child)
+def cudnn_stage(args) -> int:
+    """Stage 5, run in a child: --conv-impl cudnn (forced, fp32) vs the kernels on one DCGAN
+    step from the same state, eager and captured; then the per-layer choice ("auto", measured)
+    and the ms per graph step of kernels / cudnn-forced / cudnn-auto. Exit 1 on a mismatch."""
+    import warnings
+
+    import numpy as np
+
+    from rawgan.backend import PhiloxState, get_backend
+    from rawgan.backend.cuda.cudnn_conv import CudnnConv
+    from rawgan.models.dcgan import DCGAN
+    from rawgan.models.step import TrainStep
+
+    images = np.random.default_rng(0).integers(0, 256, (args.batch_size, 64, 64, 3), dtype=np.uint8)
+    results = {}
+    for name in ("kernels", "cudnn", "cudnn_auto"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            B = get_backend(args.backend, precision="fp32")
+            if name != "kernels":
+                cd = CudnnConv(B.ops.rt, choose="cudnn" if name == "cudnn" else "auto")
+                if not cd.available:
+                    print(f"cudnn: not available: {cd.reason}")
+                    return 0
+                B.ops.conv2d_fprop, B.ops.conv2d_dgrad, B.ops.conv2d_wgrad = cd.fprop, cd.dgrad, cd.wgrad
+            model = DCGAN(B, ngf=args.nf, ndf=args.nf, seed=0)
+            step = TrainStep(model, args.batch_size, PhiloxState(0), g_steps=1, graph=True)
+            step(images)                       # eager warm-up (graphs built, choices made)
+            eager = step.read_metrics()
+            step(images)                       # captured + launched
+            graph = step.read_metrics()
+            B.synchronize()
+            B.ops.rt.reset_counters()
+            t0 = time.perf_counter()
+            for _ in range(10):
+                step(images)
+            B.synchronize()
+            ms = (time.perf_counter() - t0) * 100.0
+            per_step = {k: v / 10 for k, v in B.ops.rt.launches_by_name.items()}
+        for c in caught:
+            print(f"warning: {c.message}")
+        weights = [B.to_numpy(p) for net in (model.G, model.D) for _, p, _ in net.named_params()]
+        results[name] = (eager, graph, weights)
+        print(f"{name}: eager {eager}\n{name}: graph {graph}\n{name}: {ms:.2f} ms per graph step, "
+              f"{sum(per_step.values()):g} launches per step (" + ", ".join(
+                  f"{k} {per_step.get(k, 0):g}" for k in ("im2col", "col2im", "gemm", "cudnn_fprop",
+                                                           "cudnn_dgrad", "cudnn_wgrad", "pad_nchw",
+                                                           "crop_nchw")) + ")")
+        if name != "kernels":
+            print(cd.describe_choices())
+            print(f"{name}: failed graphs {len(cd.failed)}")
+    ok = True
+    for name in ("cudnn", "cudnn_auto"):
+        for i, key in ((0, "eager"), (1, "graph")):
+            a, b = results["kernels"][i], results[name][i]
+            bad = [k for k in a if not np.isclose(a[k], b[k], rtol=1e-3, atol=1e-4)]
+            print(f"{name} vs kernels, {key} step losses: {'match' if not bad else 'DIFFER ' + str(bad)}")
+            ok &= not bad
+        worst = max(float(np.max(np.abs(x - y)) / (np.max(np.abs(x)) + 1e-12))
+                    for x, y in zip(results["kernels"][2], results[name][2]))
+        print(f"{name} vs kernels, weights after 12 steps: max relative difference {worst:.2e}")
+    # Do the engines take TF SAME's pre != post padding natively (no explicit pad)? Informational.
+    B = get_backend(args.backend, precision="fp32")
+    native = CudnnConv(B.ops.rt, native_asymmetric=True, choose="cudnn")
+    rng = np.random.default_rng(1)
+    nf = args.nf
+    x = B.asarray(rng.standard_normal((args.batch_size, nf, 32, 32)).astype(np.float32))
+    w = B.asarray(rng.standard_normal((2 * nf, nf, 5, 5)).astype(np.float32))
+    dy = B.asarray(rng.standard_normal((args.batch_size, 2 * nf, 16, 16)).astype(np.float32))
+    st, pad = (2, 2), (1, 2, 1, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pairs = (("fprop", native.fprop(x, w, None, st, pad), B.ops.conv2d_fprop(x, w, None, st, pad)),
+                 ("dgrad", native.dgrad(dy, w, x.shape, st, pad), B.ops.conv2d_dgrad(dy, w, x.shape, st, pad)),
+                 ("wgrad", native.wgrad(dy, x, w.shape, st, pad), B.ops.conv2d_wgrad(dy, x, w.shape, st, pad)))
+    for kind, got, ref in pairs:
+        g, r = B.to_numpy(got), B.to_numpy(ref)
+        refused = any(key[0] == kind for key in native.failed)
+        print(f"native asymmetric padding (1, 2), {kind}: "
+              + ("refused by cuDNN (explicit pad needed)" if refused else
+                 f"accepted, max rel diff vs kernels {np.abs(g - r).max() / (np.abs(r).max() + 1e-12):.2e}"))
+    return 0 if ok else 1
 
 
 # ------------------------------------------------------------------ the smoke stage (in a child)
@@ -269,9 +361,12 @@ def main(argv=None) -> int:
     p.add_argument("--bench-steps", type=positive_int, default=20, help="timed steps per side")
     p.add_argument("--bench-warmup", type=positive_int, default=3)
     p.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)   # the child of stage 1
+    p.add_argument("--cudnn-stage", action="store_true", help=argparse.SUPPRESS)   # stage 5's child
     args = p.parse_args(argv)
     if args.smoke:
         return smoke(args)
+    if args.cudnn_stage:
+        return cudnn_stage(args)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -339,10 +434,15 @@ def main(argv=None) -> int:
             check.failed |= not same
 
     # 4. benchmark against torch
-    check.stage("bench", [py, "bench/train_step.py", "--backend", args.backend, "--compare", "torch",
-                          "--steps", str(args.bench_steps), "--warmup", str(args.bench_warmup),
-                          "--batch-size", str(args.batch_size)], 75 if not emu else 900)
-    # 5. kernel benchmarks (issue 9 item 8), only when the budget still holds them
+    for name, precision in (("bench", "tf32"), ("bench_fp32", "fp32")):
+        check.stage(name, [py, "bench/train_step.py", "--backend", args.backend, "--compare", "torch",
+                           "--steps", str(args.bench_steps), "--warmup", str(args.bench_warmup),
+                           "--batch-size", str(args.batch_size), "--precision", precision],
+                    75 if not emu else 900)
+    # 5. cuDNN convolutions vs the kernels, eager and captured (issue 9 item 4)
+    check.stage("cudnn", [py, str(Path(__file__).resolve()), "--cudnn-stage", *smoke_args],
+                60 if not emu else 600)
+    # 6. kernel benchmarks (issue 9 item 8), only when the budget still holds them
     kflag = " --emulated" if emu else ""
     check.stage("kernels", ["bash", "-c", "rc=0; for f in bench/kernels/[a-z]*.py; do "
                             "[ \"$f\" = bench/kernels/harness.py ] && continue; "

@@ -28,6 +28,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 SAME_PAD = (1, 2, 1, 2)          # (left, right, top, bottom) for k=5, s=2 on an even input
+PRECISIONS = ("fp32", "tf32")
+
+
+def set_precision(precision: str) -> dict:
+    """Make torch compute like rawgan's ``--precision``: "tf32" allows TF32 tensor cores in
+    matmuls and cuDNN convolutions (``torch.backends.cuda.matmul.allow_tf32``,
+    ``torch.backends.cudnn.allow_tf32`` = True: PyTorch's cuDNN default), "fp32" forbids both
+    (exact FP32, like rawgan's CUBLAS_COMPUTE_32F and its cuDNN engines without TENSOR_CORE /
+    DOWN_CONVERT_INPUTS notes). Returns the two flags as set (to print). On a CPU both flags
+    are accepted and have no effect. Raises ValueError for another precision."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    allow = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = allow
+    torch.backends.cudnn.allow_tf32 = allow
+    return {"torch.backends.cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "torch.backends.cudnn.allow_tf32": torch.backends.cudnn.allow_tf32}
 
 
 class SameConv(nn.Module):

@@ -118,6 +118,26 @@ def step_flops(batch=64, g_steps=1):
     return 2 * (d_update + g_steps * g_update), 2 * fwd_G, 2 * fwd_D
 
 
+# --------------------------------------------------------------------------- precision
+DEVICE_BACKENDS = ("cupy", "emulated")
+
+
+def resolve_precision(args) -> str:
+    """``--precision`` or its default: tf32 on cupy/emulated (training's default, PyTorch's cuDNN
+    default), fp32 on the CPU backends (which compute FP32 only; tf32 there is an error)."""
+    if args.precision is None:
+        return "tf32" if args.backend in DEVICE_BACKENDS else "fp32"
+    if args.precision == "tf32" and args.backend not in DEVICE_BACKENDS:
+        raise SystemExit(f"error: --precision tf32 needs --backend cupy or emulated (the "
+                         f"{args.backend} backend computes FP32)")
+    return args.precision
+
+
+def precision_option(args) -> dict:
+    """get_backend's precision option for this run ({} on the CPU backends)."""
+    return {"precision": args.precision} if args.backend in DEVICE_BACKENDS else {}
+
+
 # --------------------------------------------------------------------------- children
 def _peak_rss_mb():
     import resource
@@ -135,8 +155,10 @@ def child_main(args):
     if side == "torch":
         import torch
         sys.path.insert(0, HERE)
-        from torch_dcgan import TorchDCGAN
+        from torch_dcgan import TorchDCGAN, set_precision
         torch.set_num_threads(args.threads)
+        flags = set_precision(args.precision)
+        print("torch precision: " + ", ".join(f"{k}={v}" for k, v in flags.items()), file=sys.stderr)
         dev = "cuda" if args.backend == "cupy" else "cpu"
         if dev == "cuda" and not torch.cuda.is_available():
             raise SystemExit("torch: CUDA requested (--backend cupy) but torch.cuda is unavailable")
@@ -151,9 +173,10 @@ def child_main(args):
         from rawgan.backend import get_backend
         from rawgan.models.dcgan import DCGAN
         try:
-            Bk = get_backend(args.backend, "float32")
+            Bk = get_backend(args.backend, "float32", **precision_option(args))
         except (RuntimeError, ImportError) as e:
             raise SystemExit(f"rawgan backend {args.backend!r} unavailable: {e}")
+        print(f"rawgan precision: {args.precision}", file=sys.stderr)
         model = DCGAN(Bk)
         x, z = Bk.asarray(x_np), Bk.asarray(z_np)
         sync = Bk.synchronize
@@ -195,7 +218,7 @@ def profile_main(args):
     sys.path.insert(0, ROOT)
     from rawgan.backend import get_backend
     from rawgan.models.dcgan import DCGAN
-    Bk = get_backend(args.backend, "float32")
+    Bk = get_backend(args.backend, "float32", **precision_option(args))
     acc = collections.defaultdict(lambda: [0.0, 0])
     stack = []
 
@@ -246,46 +269,75 @@ def profile_main(args):
     print(f"  {'(python / layers / other)':28s} {rest:8.1f} ms")
 
 
-def count_main(args):
-    """``--count``: launches, allocations and graph launches per step, eager and graph."""
+def count_steps(Bk, batch_size, g_steps, ngf, ndf, steps, mode):
+    """Run a fresh DCGAN's device-resident step (TrainStep) on backend ``Bk``: one warm-up step,
+    then ``steps`` counted ones, eagerly (``mode="eager"``) or as one graph per step ("graph").
+
+    Returns {"counters": the runtime's counters per step, "warmup": the warm-up's counters,
+    "nodes": graph nodes (0 eager), "static_mib", "by_name": launches per kernel name over the
+    counted steps, "records": the runtime's LaunchRecords of the counted steps (what each launch
+    moves and computes; bench/gpu_model.py prices them)}. Works under ``rt.skip_execution()``."""
     import numpy as np
-    sys.path.insert(0, ROOT)
-    from rawgan.backend import PhiloxState, get_backend
+    from rawgan.backend import PhiloxState
     from rawgan.models.dcgan import DCGAN
     from rawgan.models.step import TrainStep
+    rt = Bk.ops.rt
+    images = np.random.default_rng(1234).integers(0, 256, (batch_size, 64, 64, 3), dtype=np.uint8)
+    model = DCGAN(Bk, ngf=ngf, ndf=ndf)
+    step = TrainStep(model, batch_size, PhiloxState(0), g_steps=g_steps, graph=mode == "graph")
+    rt.reset_counters()
+    step(images)
+    Bk.synchronize()
+    warm = rt.counters()
+    rt.reset_counters()
+    with rt.record_launches() as records:
+        for _ in range(steps):
+            step(images)
+        Bk.synchronize()
+    return {"counters": {k: v / steps for k, v in rt.counters().items()}, "warmup": warm,
+            "nodes": step.graph.num_launches if step.graph is not None else 0,
+            "static_mib": step.memory.nbytes / 2**20, "by_name": dict(rt.launches_by_name),
+            "records": list(records)}
+
+
+def family_summary(records, steps=1) -> str:
+    """'family launches MB GFLOP' per kernel family of LaunchRecords, per step."""
+    fam = {}
+    for r in records:
+        f = fam.setdefault(r.family, [0, 0.0, 0.0])
+        f[0] += 1
+        f[1] += r.nbytes
+        f[2] += r.flops
+    return ", ".join(f"{name} {n / steps:g} launches {nb / steps / 1e6:.1f} MB {fl / steps / 1e9:.2f} GFLOP"
+                     for name, (n, nb, fl) in sorted(fam.items(), key=lambda kv: -kv[1][1]))
+
+
+def count_main(args):
+    """``--count``: launches, allocations and graph launches per step, eager and graph, and per
+    kernel family the launches, bytes and FLOPs of the runtime's launch records."""
+    sys.path.insert(0, ROOT)
+    from rawgan.backend import get_backend
     if args.backend == "numpy":
         raise SystemExit("error: --count needs --backend cupy or emulated (the numpy backend has "
                          "no device runtime to count)")
     try:
-        Bk = get_backend(args.backend, "float32")
+        Bk = get_backend(args.backend, "float32", **precision_option(args))
     except (RuntimeError, ImportError) as e:
         raise SystemExit(f"error: rawgan backend {args.backend!r} unavailable: {e}")
-    rt = Bk.ops.rt
-    rng = np.random.default_rng(1234)
-    images = rng.integers(0, 256, (args.batch_size, 64, 64, 3), dtype=np.uint8)
     print(f"count: backend {args.backend}, batch {args.batch_size}, g_steps {args.g_steps}, "
-          f"ngf {args.ngf}, ndf {args.ndf}; 1 warm-up step, then {args.count_steps} counted steps "
-          f"per mode")
+          f"ngf {args.ngf}, ndf {args.ndf}, precision {args.precision}; 1 warm-up step, then "
+          f"{args.count_steps} counted steps per mode")
     for mode in ("eager", "graph"):
-        model = DCGAN(Bk, ngf=args.ngf, ndf=args.ndf)
-        step = TrainStep(model, args.batch_size, PhiloxState(0), g_steps=args.g_steps,
-                         graph=mode == "graph")
-        rt.reset_counters()
-        step(images)
-        Bk.synchronize()
-        warm = rt.counters()
-        rt.reset_counters()
-        for _ in range(args.count_steps):
-            step(images)
-        Bk.synchronize()
-        c = {k: v / args.count_steps for k, v in rt.counters().items()}
-        nodes = step.graph.num_launches if step.graph is not None else 0
+        r = count_steps(Bk, args.batch_size, args.g_steps, args.ngf, args.ndf, args.count_steps, mode)
+        c = r["counters"]
         print(f"mode={mode} launches_per_step={c['launches']:g} "
               f"allocations_per_step={c['allocations']:g} "
-              f"graph_launches_per_step={c['graph_launches']:g} graph_nodes={nodes} "
-              f"warmup_allocations={warm['allocations']} "
-              f"static_memory_mib={step.memory.nbytes / 2**20:.1f}")
-    by_name = sorted(rt.launches_by_name.items(), key=lambda kv: (-kv[1], kv[0]))
+              f"graph_launches_per_step={c['graph_launches']:g} graph_nodes={r['nodes']} "
+              f"warmup_allocations={r['warmup']['allocations']} "
+              f"static_memory_mib={r['static_mib']:.1f}")
+        print(f"mode={mode} per family (launch records): "
+              + family_summary(r["records"], args.count_steps))
+    by_name = sorted(r["by_name"].items(), key=lambda kv: (-kv[1], kv[0]))
     print("launches per step by kernel (graph mode): " + ", ".join(
         f"{name} {n / args.count_steps:g}" for name, n in by_name))
 
@@ -301,7 +353,8 @@ def spawn(side, args):
         env.update(OPENBLAS_NUM_THREADS=str(args.blas_threads), OMP_NUM_THREADS=str(args.blas_threads))
     cmd = [sys.executable, os.path.abspath(__file__), "--child", side, "--backend", args.backend,
            "--warmup", str(args.warmup), "--batch-size", str(args.batch_size), "--g-steps",
-           str(args.g_steps), "--threads", t] + (["--no-graph"] if args.no_graph else [])
+           str(args.g_steps), "--threads", t, "--precision", args.precision] + \
+        (["--no-graph"] if args.no_graph else [])
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
                          cwd=ROOT)
     return p
@@ -343,8 +396,13 @@ def main(argv=None):
     ap.add_argument("--count-steps", type=positive_int, default=2, help="counted steps per mode")
     ap.add_argument("--ngf", type=positive_int, default=64, help="generator width (--count)")
     ap.add_argument("--ndf", type=positive_int, default=64, help="discriminator width (--count)")
+    ap.add_argument("--precision", choices=("fp32", "tf32"), default=None,
+                    help="compute precision of GEMMs/convolutions on both sides: rawgan's "
+                         "--precision and torch's allow_tf32 flags set to match (default: tf32 on "
+                         "cupy/emulated, fp32 on the CPU backends)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    args.precision = resolve_precision(args)
     if args.child:
         return child_main(args)
     if args.count:
@@ -356,7 +414,8 @@ def main(argv=None):
     import numpy as np
     print(f"DCGAN train step: batch {args.batch_size}, g_steps {args.g_steps}, "
           f"{flops / 1e9:.2f} GFLOP/step (G fwd {g_fwd / 1e9:.2f}, D fwd {d_fwd / 1e9:.2f}); "
-          f"threads {args.threads}; numpy {np.__version__}")
+          f"threads {args.threads}; numpy {np.__version__}; precision {args.precision} (torch "
+          f"allow_tf32 = {args.precision == 'tf32'} for matmul and cuDNN)")
     sides = [("rawgan-" + args.backend, "rawgan")]
     if args.compare == "torch":
         sides.append(("torch-" + ("cuda" if args.backend == "cupy" else "cpu"), "torch"))

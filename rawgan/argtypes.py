@@ -1,8 +1,28 @@
-"""argparse types shared by the command-line programs: a bad value becomes argparse's one-line
-``error: argument --x: must be >= 1, got 0`` (exit 2), never a traceback. Imports nothing heavy
-(the CLIs set thread variables before NumPy loads)."""
+"""What the command-line programs share: argparse types (a bad value becomes argparse's one-line
+``error: argument --x: must be >= 1, got 0``, exit 2, never a traceback) and :func:`run_cli`, the
+exit-code convention (2 for a known error, 128 + N for signal N: 130 Ctrl-C, 143 SIGTERM). Imports nothing heavy (the CLIs set
+thread variables before NumPy loads)."""
 import argparse
 import math
+import signal
+import sys
+
+
+def run_cli(body, errors: tuple) -> int:
+    """Run ``body()``; an exception of ``errors`` prints ``error: <message>`` on stderr and gives
+    exit status 2; Ctrl-C (or a SIGTERM/SIGHUP that data preparation turned into a
+    KeyboardInterrupt naming it) prints ``interrupted (SIGNAME)`` and gives 128 + the signal's
+    number; otherwise 0."""
+    try:
+        body()
+    except errors as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP turned into one (data preparation)
+        name = e.args[0] if e.args and e.args[0] in ("SIGTERM", "SIGHUP") else "SIGINT"
+        print(f"interrupted ({name})", file=sys.stderr)
+        return 128 + int(getattr(signal, name))
+    return 0
 
 
 def positive_int(text: str) -> int:

@@ -55,7 +55,7 @@ configure_cpu_threads()  # before NumPy loads OpenBLAS (see rawgan/cpu_threads.p
 import numpy as np  # noqa: E402
 
 from . import metrics  # noqa: E402
-from .argtypes import positive_int  # noqa: E402
+from .argtypes import positive_int, run_cli  # noqa: E402
 from .checkpoint import CheckpointError, find_checkpoint  # noqa: E402
 from .data import DataError  # noqa: E402
 from .sample import iter_z  # noqa: E402,F401  (faces' z's: shared with rawgan.sample)
@@ -410,15 +410,7 @@ def main(argv=None) -> int:
     from .inception import InceptionUnavailable
 
     args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except (EvalError, CheckpointError, DataError, InceptionUnavailable) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return run_cli(lambda: run(args), (EvalError, CheckpointError, DataError, InceptionUnavailable))
 
 
 if __name__ == "__main__":

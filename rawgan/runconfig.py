@@ -2,8 +2,8 @@
 
 Every setting has a default (DEFAULTS, the paper's); a resumed run takes each setting the user
 does not give from the checkpoint's config; the model and data-order settings (FIXED_ON_RESUME)
-cannot change on resume. --backend, --conv-impl, --no-graph, --workers and --no-tensorboard
-are per invocation, never settings. Hyper-parameters must be finite: ``--lr inf`` or ``--beta1 nan`` is a
+cannot change on resume. --backend, --conv-impl, --precision, --no-graph, --workers and
+--no-tensorboard are per invocation, never settings. Hyper-parameters must be finite: ``--lr inf`` or ``--beta1 nan`` is a
 one-line error (exit 2).
 """
 from __future__ import annotations
@@ -19,8 +19,8 @@ from .backend.base import BACKEND_CHOICES
 # The run's settings with their defaults. A resumed run takes every setting the user does not give
 # on the command line from the checkpoint's config (then these defaults, for older checkpoints).
 # FIXED_ON_RESUME ones define the model or the data/z order: giving a different value on resume is
-# an error. --backend, --conv-impl, --no-graph, --workers and --no-tensorboard are per invocation,
-# not settings.
+# an error. --backend, --conv-impl, --precision, --no-graph, --workers and --no-tensorboard are per
+# invocation, not settings.
 DEFAULTS = {
     # model and data order
     "data": "celeba", "batch_size": 64, "seed": 0, "ngf": 64, "ndf": 64, "z_dim": 100,
@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--conv-impl", choices=("kernels", "cudnn"),
                    help="convolutions on cupy/emulated: our kernels or cuDNN (default: kernels; "
                         "an error with --backend numpy)")
+    g.add_argument("--precision", choices=("fp32", "tf32"),
+                   help="GEMM/convolution compute on cupy/emulated: tf32 (TF32 tensor cores, FP32 "
+                        "accumulate; PyTorch's cuDNN default) or fp32 (exact FP32; tests, parity). "
+                        "The emulator computes FP32 either way (default: tf32; an error with "
+                        "--backend numpy/reference)")
     g.add_argument("--no-graph", action="store_true",
                    help="cupy/emulated: run every step eagerly instead of as one captured CUDA "
                         "graph (same results; for debugging and comparison)")
@@ -161,12 +166,15 @@ def resolve_config(args, saved: dict | None) -> dict:
 
 def resume_command(args) -> str:
     """The command that continues this run: the settings come from the checkpoint, so only the
-    run folder and the per-invocation flags (backend, conv-impl, no-tensorboard, no-graph) are needed."""
+    run folder and the per-invocation flags (backend, conv-impl, precision, no-tensorboard,
+    no-graph) are needed."""
     parts = ["python -m rawgan.train", "--out", shlex.quote(str(args.out)), "--resume"]
     if args.backend != "auto":
         parts += ["--backend", args.backend]
     if args.conv_impl is not None:
         parts += ["--conv-impl", args.conv_impl]
+    if getattr(args, "precision", None) is not None:
+        parts += ["--precision", args.precision]
     if args.no_tensorboard:
         parts.append("--no-tensorboard")
     if args.no_graph:

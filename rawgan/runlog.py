@@ -160,6 +160,9 @@ def print_start(config: dict, dataset, prepared, bpe: int, B, model, ckpt) -> No
     print(f"rawgan.train: {len(dataset)} images in {prepared}, {bpe} batches per epoch; "
           f"backend {B}")
     print(f"backend: {B.name} on {B.device}")
+    if config.get("precision"):
+        print(f"precision: {config['precision']} (GEMMs and convolutions"
+              + ("; the emulator computes FP32 either way)" if B.name == "emulated" else ")"))
     print(f"G: {model.G.num_params():,} parameters   D: {model.D.num_params():,} parameters")
     print("config: " + json.dumps({k: v for k, v in config.items() if not k.startswith("_")},
                                   sort_keys=True))

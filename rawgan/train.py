@@ -53,6 +53,7 @@ from .rundir import Interrupted, RunFolder, Signals, check_run_space, trim_metri
 from .runconfig import UsageError, build_parser, resolve_config, resume_command  # noqa: E402
 
 SAMPLE_GRID = 64          # images in a sample grid (8x8)
+DEFAULT_PRECISION = "tf32"   # training on cupy/emulated, like PyTorch's cuDNN default (allow_tf32)
 
 
 class Diverged(Exception):
@@ -67,9 +68,10 @@ def train(args, folder: RunFolder, signals: Signals) -> int:
 
     # -- settings: the checkpoint's (on --resume), then the flags given --------------------------
     backend, _ = resolve_backend(args.backend)          # "auto" -> cupy or numpy
-    if args.conv_impl is not None and backend == "numpy":
-        raise UsageError("--conv-impl applies to --backend cupy/emulated only"
-                         + (" (--backend auto chose numpy: no GPU)" if args.backend == "auto" else ""))
+    for flag, value in (("--conv-impl", args.conv_impl), ("--precision", args.precision)):
+        if value is not None and backend == "numpy":
+            raise UsageError(f"{flag} applies to --backend cupy/emulated only"
+                             + (" (--backend auto chose numpy: no GPU)" if args.backend == "auto" else ""))
     out = folder.out
     ckpt = resume.find_resume_checkpoint(args, out, folder.used_before)
     saved = ckpt["extra"] if ckpt else None
@@ -97,12 +99,15 @@ def train(args, folder: RunFolder, signals: Signals) -> int:
     if args.eval_every:
         from .eval import make_kid_monitor
         kid = make_kid_monitor(dataset, args.eval_n, config, UsageError)
+    device = backend in ("cupy", "emulated")
     conv_impl = None if backend == "numpy" else (args.conv_impl or "kernels")
-    config.update(dataset=identity, backend=backend, conv_impl=conv_impl)
+    precision = args.precision or (DEFAULT_PRECISION if device else None)     # per invocation
+    config.update(dataset=identity, backend=backend, conv_impl=conv_impl, precision=precision)
+    options = {k: v for k, v in (("conv_impl", conv_impl), ("precision", precision)) if v}
 
     # -- model: G, D and an Adam optimizer for each, on the chosen backend ----------------------
     try:
-        B = get_backend(backend, **({"conv_impl": conv_impl} if conv_impl else {}))
+        B = get_backend(backend, **options)
     except (ValueError, RuntimeError, ImportError) as e:
         raise UsageError(str(e)) from None
     model = DCGAN(B, z_dim=config["z_dim"], ngf=config["ngf"], ndf=config["ndf"], lr=config["lr"],
@@ -135,11 +140,7 @@ def train(args, folder: RunFolder, signals: Signals) -> int:
     # -- the step: the uint8 batch is uploaded into a fixed buffer; z, the updates and the metrics
     #    stay on the device. On cupy/emulated it runs from static memory as one CUDA graph per
     #    step after a warm-up step (--no-graph: eagerly, with identical results) ------------------
-    graph = not args.no_graph
-    if graph and conv_impl == "cudnn":
-        print("note: --conv-impl cudnn runs eagerly (capturing cuDNN Frontend graphs is not "
-              "verified yet); the kernels path runs as one CUDA graph per step")
-        graph = False
+    graph = not args.no_graph      # also with --conv-impl cudnn: its graphs are capturable
     train_step = TrainStep(model, config["batch_size"], z_stream, config["z_dist"],
                            config["g_steps"], graph=graph)
 

@@ -157,7 +157,8 @@ def _alive(pid):
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc")
-def test_sigterm_during_data_preparation_stops_the_workers(tmp_path):
+@pytest.mark.parametrize("module", ["rawgan.train", "rawgan.data"])
+def test_sigterm_during_data_preparation_stops_the_workers(tmp_path, module):
     raw = tmp_path / "raw"
     raw.mkdir()
     y, x = np.mgrid[0:1200, 0:1200]
@@ -166,9 +167,16 @@ def test_sigterm_during_data_preparation_stops_the_workers(tmp_path):
     data = (raw / "a.jpg").read_bytes()
     for i in range(300):                         # ~20 ms each to decode: seconds of work
         (raw / f"{i:04d}.jpg").write_bytes(data)
-    proc = start("rawgan.train", ["--data", "folder", "--data-dir", str(raw), "--prepared-dir",
-                                  str(tmp_path / "prep"), "--out", str(tmp_path / "run"),
-                                  "--workers", "2", "--no-tensorboard"])
+    if module == "rawgan.train":
+        args = ["--data", "folder", "--data-dir", str(raw), "--prepared-dir",
+                str(tmp_path / "prep"), "--out", str(tmp_path / "run"), "--workers", "2",
+                "--no-tensorboard"]
+        said = "interrupted by SIGTERM"
+    else:
+        args = ["prepare", "--data", "folder", "--data-dir", str(raw), "--out",
+                str(tmp_path / "prep"), "--workers", "2"]
+        said = "interrupted (SIGTERM)"
+    proc = start(module, args)
     try:
         deadline, workers = time.time() + 30, []
         while len(workers) < 2 and time.time() < deadline and proc.poll() is None:
@@ -180,7 +188,7 @@ def test_sigterm_during_data_preparation_stops_the_workers(tmp_path):
     finally:
         proc.kill()
     assert proc.returncode == 143, err
-    assert "interrupted by SIGTERM" in err and "Traceback" not in err
+    assert said in err and "Traceback" not in err
     deadline = time.time() + 10
     while any(_alive(w) for w in workers) and time.time() < deadline:
         time.sleep(0.05)

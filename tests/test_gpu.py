@@ -91,6 +91,7 @@ def cudnn_backend():
         B = get_backend("cupy", conv_impl="cudnn")
     if not B.ops.cudnn.available:
         pytest.skip("cudnn imported but unusable: " + "; ".join(str(c.message) for c in caught))
+    B.ops.cudnn.choose = "cudnn"          # test cuDNN itself, not the per-layer choice
     return B
 
 
@@ -126,3 +127,35 @@ def test_cudnn_dcgan_step_matches_kernels(cudnn_backend):
         g = model.g_step(B.asarray(z))
         losses.append([float(m["d_loss"]), float(g["g_loss"])])
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
+
+
+# -- precision (issue 9 item 1) ---------------------------------------------------------------------
+def test_cublas_constants_match_cupys():
+    """The compute-type constants passed to cublasGemmEx are CuPy's own (cupy_backends' cuBLAS
+    extension needs libcublas, so this runs on the GPU machine)."""
+    from cupy_backends.cuda.libs import cublas
+
+    from rawgan.runtime import runtime as rtm
+
+    assert (rtm.CUBLAS_COMPUTE_32F, rtm.CUBLAS_COMPUTE_32F_FAST_TF32, rtm.CUBLAS_GEMM_DEFAULT) == \
+        (cublas.CUBLAS_COMPUTE_32F, cublas.CUBLAS_COMPUTE_32F_FAST_TF32, cublas.CUBLAS_GEMM_DEFAULT)
+
+
+def test_tf32_reaches_the_gemm():
+    """fp32 GEMMs match float64 to FP32 rounding; tf32 ones are close but visibly coarser (inputs
+    rounded to 10 mantissa bits), so the compute type really reaches cuBLAS."""
+    rt = get_runtime("cupy")
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal(s).astype(np.float32) for s in ((256, 512), (512, 128)))
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    err = {}
+    saved = rt.precision
+    try:
+        for precision in ("fp32", "tf32"):
+            rt.set_precision(precision)
+            out = rt.xp.empty((256, 128), dtype=np.float32)
+            rt.gemm(rt.xp.asarray(a), rt.xp.asarray(b), out)
+            err[precision] = float(np.abs(out.get() - ref).max() / np.abs(ref).max())
+    finally:
+        rt.set_precision(saved)
+    assert err["fp32"] < 1e-5 and 1e-5 < err["tf32"] < 1e-2, err

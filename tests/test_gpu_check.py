@@ -75,3 +75,50 @@ def test_env_script_uses_only_installed_cupy_names():
     cupy = pytest.importorskip("cupy")
     for name in ("getDeviceProperties", "getDevice", "runtimeGetVersion", "driverGetVersion"):
         assert f"rt.{name}(" in gpu_check.ENV_SCRIPT and callable(getattr(cupy.cuda.runtime, name))
+
+
+def test_cudnn_stage_says_not_available_without_the_frontend(capsys):
+    """Stage "cudnn" (its child, --cudnn-stage) runs the kernels step, then reports cuDNN as not
+    available on the emulator (exit 0) instead of failing the check."""
+    assert gpu_check.main(["--cudnn-stage", "--backend", "emulated", "--batch-size", "2", "--nf", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "kernels: " in out and "ms per graph step" in out
+    assert "cudnn: not available: cuDNN needs the GPU runtime, not 'emulated'" in out
+
+
+def test_bench_stages_run_both_precisions(tmp_path, monkeypatch):
+    """The bench stage runs at tf32 and again at fp32 (bench_fp32), like with like against torch."""
+    calls = []
+    monkeypatch.setattr(gpu_check.Check, "stage", lambda self, name, cmd, *a, **k: calls.append((name, cmd)) or 0)
+    monkeypatch.setattr(gpu_check, "install_wheels", lambda check: None)
+    monkeypatch.setattr(gpu_check, "cli_has_flag", lambda *a: True)
+    gpu_check.main(["--backend", "emulated", "--out", str(tmp_path), "--data", str(tmp_path / "none")])
+    by_name = dict(calls)
+    for name, precision in (("bench", "tf32"), ("bench_fp32", "fp32")):
+        cmd = by_name[name]
+        assert cmd[cmd.index("--precision") + 1] == precision and "--compare" in cmd
+    assert "--cudnn-stage" in by_name["cudnn"]
+    assert [n for n, _ in calls].index("cudnn") > [n for n, _ in calls].index("bench_fp32")
+
+
+def test_cudnn_stage_runs_end_to_end_with_a_stand_in_cudnn(monkeypatch, capsys):
+    """The whole cudnn stage on the emulator with the stand-in cudnn of tests/test_cudnn_conv.py
+    (reference convolutions behind the frontend's API, refusing pre != post padding): the forced
+    and the per-layer ("auto") cuDNN steps match the kernels' eager and graph steps, and the
+    native-asymmetric probe reports the refusal."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_cudnn_conv import FakeCudnn
+
+    from rawgan.backend.cuda import cudnn_conv
+
+    real = cudnn_conv.CudnnConv
+    monkeypatch.setattr(cudnn_conv, "CudnnConv",
+                        lambda rt, **kw: real(rt, cudnn_module=FakeCudnn(), **kw))
+    assert gpu_check.main(["--cudnn-stage", "--backend", "emulated", "--batch-size", "2", "--nf", "2"]) == 0
+    out = capsys.readouterr().out
+    for name in ("cudnn", "cudnn_auto"):
+        for mode in ("eager", "graph"):
+            assert f"{name} vs kernels, {mode} step losses: match" in out
+    assert "modelled (ESTIMATE)" in out and "fprop x(2, 3, 64, 64)" in out
+    for kind in ("fprop", "dgrad", "wgrad"):
+        assert f"native asymmetric padding (1, 2), {kind}: refused by cuDNN" in out

@@ -245,7 +245,7 @@ def test_help():
     res = run_cli(["--help"])
     assert res.returncode == 0
     for flag in ("--data-dir", "--resume", "--g-steps", "--z-dist", "--keep-checkpoints",
-                 "--conv-impl", "RAWGAN_DATA_DIR"):
+                 "--conv-impl", "--precision", "RAWGAN_DATA_DIR"):
         assert flag in res.stdout
 
 
@@ -371,6 +371,8 @@ def test_bad_out_conv_impl_and_checkpoint_exit_2(tiny_data, tmp_path, capsys):
               f"cannot create or write the run folder {a_file / 'run'}"),
              (small_args(tiny_data, tmp_path / "r", "--conv-impl", "cudnn"),
               "--conv-impl applies to --backend cupy/emulated only"),
+             (small_args(tiny_data, tmp_path / "r", "--precision", "fp32"),
+              "--precision applies to --backend cupy/emulated only"),
              (small_args(tiny_data, tmp_path / "r", "--resume", str(a_file)),
               f"{a_file} is not a rawgan checkpoint (.npz written by rawgan.train)")]
     for args, message in cases:
@@ -403,3 +405,19 @@ def test_cpu_backends_train_alike_and_a_run_moves_between_them(tiny_data, tmp_pa
     args = small_args(tiny_data, tmp_path / "r", "--backend", "reference", "--conv-impl", "cudnn")
     assert train_main(args) == 2
     assert "conv_impl applies to the cupy and emulated backends only" in capsys.readouterr().err
+    args = small_args(tiny_data, tmp_path / "r", "--backend", "reference", "--precision", "tf32")
+    assert train_main(args) == 2
+    assert "precision applies to the cupy and emulated backends only" in capsys.readouterr().err
+    assert ck["extra"]["config"]["precision"] is None          # CPU backends: no precision choice
+
+
+def test_resume_command_keeps_the_per_invocation_flags():
+    """--precision, like --backend/--conv-impl/--no-graph, is per invocation: the printed resume
+    command repeats it (and leaves it out when not given)."""
+    from rawgan.runconfig import build_parser, resume_command
+
+    args = build_parser().parse_args(["--out", "run", "--backend", "emulated", "--precision", "fp32",
+                                      "--conv-impl", "cudnn", "--no-graph"])
+    assert resume_command(args) == ("python -m rawgan.train --out run --resume --backend emulated "
+                                    "--conv-impl cudnn --precision fp32 --no-graph")
+    assert "--precision" not in resume_command(build_parser().parse_args(["--out", "run"]))

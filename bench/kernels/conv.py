@@ -41,37 +41,39 @@ def cols_shape(xs, ws, stride, pad):
     return (xs[1] * ws[2] * ws[3], xs[0] * P * Q), P, Q
 
 
-def im2col_cases(fast):
-    rng = np.random.default_rng(0)
+def _cases(fast, seed, make):
+    """One Case per geometry: ``make(rng, xs, ws, st, pd, cols_shape) -> (inputs, nbytes, flops)``."""
+    rng = np.random.default_rng(seed)
     out = []
     for name, xs, ws, st, pd in geometries(fast):
         cs, _, _ = cols_shape(xs, ws, st, pd)
-        out.append(Case(name, {"x": rng.standard_normal(xs).astype(np.float32), "ws": ws, "st": st, "pd": pd},
-                        nbytes=4 * (int(np.prod(xs)) + int(np.prod(cs)))))
+        inputs, nbytes, flops = make(rng, xs, ws, st, pd, cs)
+        out.append(Case(name, inputs, nbytes=nbytes, flops=flops))
     return out
+
+
+def _moved(xs, cs):
+    return 4 * (int(np.prod(xs)) + int(np.prod(cs)))      # one image read/written, cols once
+
+
+def im2col_cases(fast):
+    return _cases(fast, 0, lambda rng, xs, ws, st, pd, cs: (
+        {"x": rng.standard_normal(xs).astype(np.float32), "ws": ws, "st": st, "pd": pd},
+        _moved(xs, cs), 0.0))
 
 
 def col2im_cases(fast):
-    rng = np.random.default_rng(1)
-    out = []
-    for name, xs, ws, st, pd in geometries(fast):
-        cs, _, _ = cols_shape(xs, ws, st, pd)
-        out.append(Case(name, {"dcols": rng.standard_normal(cs).astype(np.float32), "xs": xs, "ws": ws,
-                               "st": st, "pd": pd},
-                        nbytes=4 * (int(np.prod(xs)) + int(np.prod(cs)))))
-    return out
+    return _cases(fast, 1, lambda rng, xs, ws, st, pd, cs: (
+        {"dcols": rng.standard_normal(cs).astype(np.float32), "xs": xs, "ws": ws, "st": st,
+         "pd": pd}, _moved(xs, cs), 0.0))
 
 
 def fprop_cases(fast):
-    rng = np.random.default_rng(2)
-    out = []
-    for name, xs, ws, st, pd in geometries(fast):
-        cs, P, Q = cols_shape(xs, ws, st, pd)
-        out.append(Case(name, {"x": rng.standard_normal(xs).astype(np.float32),
-                               "w": (rng.standard_normal(ws) * 0.1).astype(np.float32),
-                               "b": rng.standard_normal(ws[0]).astype(np.float32), "st": st, "pd": pd},
-                        nbytes=0, flops=2.0 * ws[0] * cs[0] * cs[1]))
-    return out
+    return _cases(fast, 2, lambda rng, xs, ws, st, pd, cs: (
+        {"x": rng.standard_normal(xs).astype(np.float32),
+         "w": (rng.standard_normal(ws) * 0.1).astype(np.float32),
+         "b": rng.standard_normal(ws[0]).astype(np.float32), "st": st, "pd": pd},
+        0, 2.0 * ws[0] * cs[0] * cs[1]))
 
 
 KERNELS = [
@@ -85,7 +87,7 @@ KERNELS = [
                     production=True)],
            col2im_cases, rtol=1e-5, atol=1e-5),
     Kernel("conv2d_fprop", lambda x, w, b, st, pd: (R.conv2d_fprop(x, w, b, st, pd),),
-           [Version(1, "im2col + GEMM (xp.matmul) + swap_axes01 with bias",
+           [Version(1, "im2col + GEMM (rt.gemm: cuBLAS) + swap_axes01 with bias",
                     lambda rt, x, w, b, st, pd: (make_ops(rt).conv2d_fprop(x, w, b, st, pd),),
                     production=True)],
            fprop_cases, rtol=1e-4, atol=1e-4, tensor_core=True),

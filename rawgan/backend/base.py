@@ -212,11 +212,12 @@ def get_backend(name: str = "numpy", dtype: str = "float32", **options) -> Backe
             :func:`resolve_backend`). The returned backend's ``name`` is the resolved one and
             ``device`` describes where it runs.
         dtype: ``"float32"`` or ``"float64"`` (or the NumPy dtype); the CUDA kernels are float32.
-        options: ``conv_impl="kernels"|"cudnn"`` (``cupy``/``emulated``; the CPU backends accept
-            only "kernels").
+        options: ``conv_impl="kernels"|"cudnn"`` and ``precision="fp32"|"tf32"`` (``cupy``/
+            ``emulated``; the CPU backends accept only "kernels" and "fp32"). ``precision`` is
+            the GEMM/cuDNN compute precision (default fp32; the emulator computes FP32 always).
     Raises:
         ValueError: unknown backend, dtype or option, float64 for a CUDA backend, or
-            ``conv_impl="cudnn"`` for a CPU backend.
+            ``conv_impl="cudnn"`` or ``precision="tf32"`` for a CPU backend.
         RuntimeError: ``cupy`` requested but CuPy or a GPU is not available (message says how to
             install: ``pip install .[cuda12]`` or ``.[cuda13]``).
     """
@@ -227,14 +228,18 @@ def get_backend(name: str = "numpy", dtype: str = "float32", **options) -> Backe
         dtype = repr(dtype)
     if dtype not in _DTYPES:
         raise ValueError(f"get_backend: unsupported dtype {dtype}; choose float32 or float64")
-    unknown = set(options) - {"conv_impl"}
+    unknown = set(options) - {"conv_impl", "precision"}
     if unknown:
         raise ValueError(f"get_backend: unknown option(s) {', '.join(sorted(unknown))}; "
-                         f"the only option is conv_impl")
+                         f"the options are conv_impl and precision")
     if name in _CPU_BACKENDS:
         if options.get("conv_impl", "kernels") != "kernels":
             raise ValueError("get_backend: conv_impl applies to the cupy and emulated backends "
                              f"only (got conv_impl={options['conv_impl']!r} for {name})")
+        if options.get("precision", "fp32") != "fp32":
+            raise ValueError("get_backend: precision applies to the cupy and emulated backends "
+                             f"only (got precision={options['precision']!r} for {name}; the CPU "
+                             f"backends compute in {dtype})")
         if name == "reference":
             from . import reference as ops
         else:

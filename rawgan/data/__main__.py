@@ -1,14 +1,15 @@
 """Command line: ``python -m rawgan.data prepare ...`` and ``python -m rawgan.data info DIR``.
 
 Problems with the data print ``error: <one line>`` on stderr and exit with status 2; Ctrl-C exits
-with status 130. The prepared folder's path is printed on stdout (status lines go to stderr).
+with status 130, SIGTERM with 143 and SIGHUP with 129 (the decoding workers are stopped first).
+The prepared folder's path is printed on stdout (status lines go to stderr).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from ..argtypes import positive_int
+from ..argtypes import positive_int, run_cli
 from .errors import CELEBA_URL, DataError
 from .preparation import DEFAULT_SHARDS, default_cache_dir, default_data_dir, prepare_dataset
 from .shards import ShardDataset
@@ -53,28 +54,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "prepare":
-            data_dir = args.data_dir if args.data_dir is not None else default_data_dir()
-            result = prepare_dataset(args.data, data_dir, args.out, num_shards=args.shards,
-                                     workers=args.workers, progress=not args.quiet)
-            print(result.path)
-        else:
-            ds = ShardDataset(args.prepared_dir, verify=args.verify)
-            ix = ds.index
-            upsampled = sum(len(e.get("upsampled", [])) for e in ix["shards"])
-            print(f"{ds.path}: {len(ds)} images {tuple(ds.image_shape)} uint8 in "
-                  f"{len(ix['shards'])} shards; kind {ix['kind']}, from {ix['source']}; "
-                  f"filter {ix['resize']['filter']}; skipped {len(ix['skipped'])}; "
-                  f"upsampled {upsampled} (smaller than 64 px); "
-                  f"shard {'checksums' if args.verify else 'sizes'} OK")
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return run_cli(lambda: _run(args), (DataError,))
+
+
+def _run(args) -> None:
+    if args.command == "prepare":
+        data_dir = args.data_dir if args.data_dir is not None else default_data_dir()
+        result = prepare_dataset(args.data, data_dir, args.out, num_shards=args.shards,
+                                 workers=args.workers, progress=not args.quiet)
+        print(result.path)
+    else:
+        ds = ShardDataset(args.prepared_dir, verify=args.verify)
+        ix = ds.index
+        upsampled = sum(len(e.get("upsampled", [])) for e in ix["shards"])
+        print(f"{ds.path}: {len(ds)} images {tuple(ds.image_shape)} uint8 in "
+              f"{len(ix['shards'])} shards; kind {ix['kind']}, from {ix['source']}; "
+              f"filter {ix['resize']['filter']}; skipped {len(ix['skipped'])}; "
+              f"upsampled {upsampled} (smaller than 64 px); "
+              f"shard {'checksums' if args.verify else 'sizes'} OK")
 
 
 if __name__ == "__main__":

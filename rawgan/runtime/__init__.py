@@ -8,6 +8,6 @@ Modules: ``runtime`` (the launch interface), ``sources`` (kernel files, C signat
 checks), ``emulator`` (+ ``cuda_emu.h``: CUDA semantics on the CPU), ``nvrtc`` (compile checks
 without a GPU). The model's launchers live in ``rawgan.backend.cuda``; see README.md here.
 """
-from .runtime import CaptureError, Runtime, StaticMemory, get_runtime
+from .runtime import PRECISIONS, CaptureError, LaunchRecord, Runtime, StaticMemory, get_runtime
 
-__all__ = ["CaptureError", "Runtime", "StaticMemory", "get_runtime"]
+__all__ = ["CaptureError", "LaunchRecord", "PRECISIONS", "Runtime", "StaticMemory", "get_runtime"]

@@ -5,6 +5,7 @@
     k = rt.module("activations").get_function("relu_forward")
     k(grid, block, (x, y, n), shared_mem=0)
     rt.gemm(a, b, out)                # out = a @ b (cuBLAS on the GPU, numpy.matmul emulated)
+    rt.set_precision("tf32")          # GEMM compute type: "fp32" (default) or "tf32" (cuBLAS)
     rt.synchronize()
 
 The CUDA backend is written once against this interface. Both kinds check every launch's
@@ -22,6 +23,10 @@ Static memory, counters and graphs (issue 8):
             step()
     graph.launch()                    # one step: a cupy.cuda.Graph launch / the recorded replay
     rt.counters()                     # {"launches", "allocations", "graph_launches", ...}
+    with rt.record_launches() as recs:  # a LaunchRecord (bytes, FLOPs, shape) per launch
+        step()
+    with rt.skip_execution():         # emulator: count and record, run nothing (cost model)
+        step()
 
 Inside ``capture`` every capture-forbidden action raises :class:`CaptureError` at once: a host
 synchronisation (``synchronize``, ``to_host``), an allocation (``empty``/``zeros`` that the static
@@ -44,6 +49,16 @@ import numpy as np
 from .sources import headers_digest, kernel_dir, pack_args, read_kernel_source, signature
 
 KINDS = ("cupy", "emulated")
+PRECISIONS = ("fp32", "tf32")
+
+# cuBLAS constants (cublas_api.h / library_types.h of CUDA 12 and 13; CuPy 14 exposes the same
+# names in cupy_backends.cuda.libs.cublas, which needs libcublas to import: tests/test_gpu.py
+# compares them on a GPU machine). cudaDataType CUDA_R_32F = 0 (also cupy.cuda.runtime.CUDA_R_32F).
+CUDA_R_32F = 0
+CUBLAS_COMPUTE_32F = 68             # FP32 compute, no down-conversion (the IEEE FP32 path)
+CUBLAS_COMPUTE_32F_FAST_TF32 = 77   # FP32 in/out, inputs rounded to TF32 for the tensor cores
+CUBLAS_GEMM_DEFAULT = -1
+COMPUTE_TYPES = {"fp32": CUBLAS_COMPUTE_32F, "tf32": CUBLAS_COMPUTE_32F_FAST_TF32}
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -109,15 +124,18 @@ class CountedKernel:
     """A kernel of a :class:`CountedModule`: every call is counted by the runtime and, while the
     runtime captures on the emulator, recorded instead of run."""
 
-    def __init__(self, rt: "Runtime", kernel):
-        self.rt, self.kernel, self.name = rt, kernel, kernel.name
+    def __init__(self, rt: "Runtime", kernel, family: str = ""):
+        self.rt, self.kernel, self.name, self.family = rt, kernel, kernel.name, family
         self.signature = kernel.signature
 
     max_dynamic_shared_size_bytes = _forwarded("max_dynamic_shared_size_bytes", "kernel")
 
     def __call__(self, grid, block, args, *, shared_mem: int = 0, **kw):
         k = self.kernel
-        self.rt._launch(self.name, lambda: k(grid, block, args, shared_mem=shared_mem, **kw))
+        record = None
+        if self.rt.launch_records is not None:
+            record = kernel_record(self.name, self.family, self.signature, grid, block, args)
+        self.rt._launch(self.name, lambda: k(grid, block, args, shared_mem=shared_mem, **kw), record)
 
     def __repr__(self) -> str:
         return f"<counted {self.kernel!r}>"
@@ -133,11 +151,38 @@ class CountedModule:
 
     def get_function(self, name: str) -> CountedKernel:
         if name not in self._kernels:
-            self._kernels[name] = CountedKernel(self.rt, self.raw_module.get_function(name))
+            self._kernels[name] = CountedKernel(self.rt, self.raw_module.get_function(name), self.name)
         return self._kernels[name]
 
     def __repr__(self) -> str:
         return f"<counted {self.raw_module!r}>"
+
+
+class LaunchRecord(collections.namedtuple(
+        "LaunchRecord", "name family kind arrays flops blocks threads precision")):
+    """What one launch moves and computes, recorded by the runtime (``Runtime.record_launches``).
+
+    name: kernel name, "gemm" or "cudnn_<pass>"; family: the kernel file ("conv", "batchnorm",
+    ...), "gemm (cuBLAS)" or "cuDNN"; kind: "kernel", "gemm" or "cudnn"; arrays: tuple of
+    (nbytes, written) per pointer parameter in signature order (0 bytes for a null pointer;
+    ``written`` = a non-const pointer: the kernel may write it); flops: floating-point operations (2 per multiply-add; 0 for elementwise and
+    reduction kernels, which are bandwidth-bound); blocks, threads: the launch's grid size and
+    block size (kernels; 0 otherwise); precision: "fp32"/"tf32" for GEMMs and cuDNN, "" else.
+    """
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arguments, each read or written once (a lower bound on DRAM traffic)."""
+        return sum(n for n, _ in self.arrays)
+
+
+def kernel_record(name, family, sig, grid, block, args) -> LaunchRecord:
+    """The :class:`LaunchRecord` of one kernel launch from its C signature and arguments."""
+    arrays = tuple((int(getattr(v, "nbytes", 0) or 0), not p.const)       # None: a null pointer
+                   for p, v in zip(sig.params, args) if p.pointer)
+    g = (grid,) if isinstance(grid, (int, np.integer)) else tuple(grid)
+    b = (block,) if isinstance(block, (int, np.integer)) else tuple(block)
+    return LaunchRecord(name, family, "kernel", arrays, 0.0, int(np.prod(g)), int(np.prod(b)), "")
 
 
 class StaticMemory:
@@ -218,6 +263,7 @@ class EmulatedGraph:
     def __init__(self, rt: "Runtime"):
         self.rt = rt
         self.launches: list = []      # (name, thunk)
+        self.records: list = []       # LaunchRecords of the captured launches (when recording)
 
     @property
     def num_launches(self) -> int:
@@ -227,10 +273,13 @@ class EmulatedGraph:
         self.rt._check_not_capturing("a graph launch")
         rt = self.rt
         rt.graph_launches += 1
+        if rt.launch_records is not None:
+            rt.launch_records.extend(self.records)
         for name, thunk in self.launches:
             rt.launches += 1
             rt.launches_by_name[name] += 1
-            thunk()
+            if not rt.dry_run:
+                thunk()
 
     def __repr__(self) -> str:
         return f"<EmulatedGraph {self.num_launches} launches>"
@@ -243,10 +292,13 @@ class CupyGraph:
         self.rt = rt
         self.graph = None
         self.num_launches = 0
+        self.records: list = []
 
     def launch(self) -> None:
         self.rt._check_not_capturing("a graph launch")
         self.rt.graph_launches += 1
+        if self.rt.launch_records is not None:
+            self.rt.launch_records.extend(self.records)
         self.rt.launches += self.num_launches
         self.rt.launches_by_name.update(self.names)
         self.graph.launch(self.rt.stream)
@@ -262,8 +314,11 @@ class _Cublas:
     ``setStream`` before every call, and ``setStream`` raises during stream capture. Here the
     handle is created once, bound to the runtime's stream (``cublasSetStream_v2``) outside capture,
     then given a preallocated workspace (``cublasSetWorkspace_v2``, after every SetStream, which
-    resets it: no allocation inside capture), and
-    ``cublasSgemm_v2`` is called directly (FP32 compute, default math mode).
+    resets it: no allocation inside capture), and ``cublasGemmEx`` is called directly with FP32
+    operands (``CUDA_R_32F``) and the compute type of the runtime's precision:
+    ``CUBLAS_COMPUTE_32F`` (fp32: no down-conversion; the handle keeps the default math mode) or
+    ``CUBLAS_COMPUTE_32F_FAST_TF32`` (tf32: inputs rounded to TF32, tensor cores, FP32
+    accumulate — what PyTorch's ``allow_tf32`` does), algorithm ``CUBLAS_GEMM_DEFAULT``.
     """
 
     WORKSPACE_BYTES = 32 << 20
@@ -290,24 +345,27 @@ class _Cublas:
         if status != 0:
             raise RuntimeError(f"{what} failed with cuBLAS status {status}")
 
-    def sgemm_rowmajor(self, a, b, out, beta: float = 0.0) -> None:
+    def gemm_rowmajor(self, a, b, out, precision: str = "fp32", beta: float = 0.0) -> None:
         """out (M, N) = a (M, K) @ b (K, N) + beta·out; each operand C- or F-contiguous (a
-        transpose view)."""
+        transpose view); ``precision`` "fp32" or "tf32" picks the compute type
+        (:data:`COMPUTE_TYPES`); ``beta`` 0 or 1."""
         M, K = a.shape
         N = b.shape[1]
         # Row-major out = a @ b is column-major out^T = b^T a^T: cuBLAS gets (b, a) swapped.
         opb, ldb = _op_ld(b)
         opa, lda = _op_ld(a)
-        self._check(self._lib.cublasSgemm_v2(
+        self._check(self._lib.cublasGemmEx(
             self.handle, opb, opa, N, M, K, ctypes.byref(self._one),
-            ctypes.c_void_p(b.data.ptr), ldb, ctypes.c_void_p(a.data.ptr), lda,
-            ctypes.byref(self._one if beta else self._zero), ctypes.c_void_p(out.data.ptr), N),
-            "cublasSgemm_v2")
+            ctypes.c_void_p(b.data.ptr), CUDA_R_32F, ldb, ctypes.c_void_p(a.data.ptr), CUDA_R_32F, lda,
+            ctypes.byref(self._one if beta else self._zero), ctypes.c_void_p(out.data.ptr),
+            CUDA_R_32F, N, COMPUTE_TYPES[precision], CUBLAS_GEMM_DEFAULT), "cublasGemmEx")
 
-    def sgemm_strided_batched_rowmajor(self, a, b, out, beta: float = 0.0) -> None:
+    def gemm_strided_batched_rowmajor(self, a, b, out, precision: str = "fp32",
+                                      beta: float = 0.0) -> None:
         """out[i] (M, N) = a[i] (M, K) @ b[i] (K, N) + beta·out[i] for i < batch
-        (``cublasSgemmStridedBatched``); operands 3-D strided views or 2-D (the same matrix for
-        every i: batch stride 0), each matrix row- or column-major with a leading dimension."""
+        (``cublasGemmStridedBatchedEx``, compute type as :meth:`gemm_rowmajor`); operands 3-D
+        strided views or 2-D (the same matrix for every i: batch stride 0), each matrix with
+        contiguous rows or columns and a leading dimension."""
         batch, M, N = out.shape
         K = a.shape[-1]
         opb, ldb, sb = _op_ld_stride(b)
@@ -315,12 +373,14 @@ class _Cublas:
         opc, ldc, sc = _op_ld_stride(out)
         if opc != 0:
             raise ValueError("gemm: the matrices of a batched out must be row-major")
-        self._check(self._lib.cublasSgemmStridedBatched(
+        ll = ctypes.c_longlong
+        self._check(self._lib.cublasGemmStridedBatchedEx(
             self.handle, opb, opa, N, M, K, ctypes.byref(self._one),
-            ctypes.c_void_p(b.data.ptr), ldb, ctypes.c_longlong(sb),
-            ctypes.c_void_p(a.data.ptr), lda, ctypes.c_longlong(sa),
-            ctypes.byref(self._one if beta else self._zero), ctypes.c_void_p(out.data.ptr), ldc,
-            ctypes.c_longlong(sc), batch), "cublasSgemmStridedBatched")
+            ctypes.c_void_p(b.data.ptr), CUDA_R_32F, ldb, ll(sb),
+            ctypes.c_void_p(a.data.ptr), CUDA_R_32F, lda, ll(sa),
+            ctypes.byref(self._one if beta else self._zero), ctypes.c_void_p(out.data.ptr),
+            CUDA_R_32F, ldc, ll(sc), batch, COMPUTE_TYPES[precision], CUBLAS_GEMM_DEFAULT),
+            "cublasGemmStridedBatchedEx")
 
 
 def _op_ld(a) -> tuple[int, int]:
@@ -378,12 +438,16 @@ def _declare(lib):
     lib.cublasCreate_v2.argtypes = [ctypes.POINTER(vp)]
     lib.cublasSetStream_v2.argtypes = [vp, vp]
     lib.cublasSetWorkspace_v2.argtypes = [vp, vp, ctypes.c_size_t]
-    lib.cublasSgemm_v2.argtypes = [vp, i, i, i, i, i, vp, vp, i, vp, i, vp, vp, i]
+    # cublasGemmEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta,
+    #              C, Ctype, ldc, computeType, algo)
+    lib.cublasGemmEx.argtypes = [vp, i, i, i, i, i, vp, vp, i, i, vp, i, i, vp, vp, i, i, i, i]
+    # cublasGemmStridedBatchedEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, strideA,
+    #     B, Btype, ldb, strideB, beta, C, Ctype, ldc, strideC, batchCount, computeType, algo)
     ll = ctypes.c_longlong
-    lib.cublasSgemmStridedBatched.argtypes = [vp, i, i, i, i, i, vp, vp, i, ll, vp, i, ll, vp, vp,
-                                              i, ll, i]
-    for f in (lib.cublasCreate_v2, lib.cublasSetStream_v2, lib.cublasSetWorkspace_v2, lib.cublasSgemm_v2,
-              lib.cublasSgemmStridedBatched):
+    lib.cublasGemmStridedBatchedEx.argtypes = [vp, i, i, i, i, i, vp, vp, i, i, ll, vp, i, i, ll,
+                                               vp, vp, i, i, ll, i, i, i]
+    for f in (lib.cublasCreate_v2, lib.cublasSetStream_v2, lib.cublasSetWorkspace_v2, lib.cublasGemmEx,
+              lib.cublasGemmStridedBatchedEx):
         f.restype = i
     return lib
 
@@ -412,6 +476,10 @@ class Runtime:
         self.memory: StaticMemory | None = None
         self._graph = None
         self._cublas = None
+        self.precision = "fp32"                 # set_precision; the compute type of GEMMs/cuDNN
+        self.launch_records: list | None = None  # LaunchRecords while record_launches() is active
+        self.dry_run = False                    # emulator: count and record launches, run none
+        self.before_capture: list = []          # callables run just before a capture begins
         if kind == "cupy":
             import cupy
 
@@ -456,12 +524,20 @@ class Runtime:
 
         return CountedModule(self, EmulatedModule(name, source=source, array_type=DeviceArray))
 
-    def _launch(self, name: str, thunk) -> None:
-        """Run (or, capturing on the emulator, record) one launch; count it."""
+    def _launch(self, name: str, thunk, record: LaunchRecord | None = None) -> None:
+        """Run (or, capturing on the emulator, record) one launch; count it, and keep ``record``
+        (what it moves and computes) while :meth:`record_launches` is active."""
         self.launches += 1
         self.launches_by_name[name] += 1
+        if record is not None and self.launch_records is not None:
+            if self.capturing:
+                self._graph.records.append(record)      # replayed by every graph.launch()
+            else:
+                self.launch_records.append(record)
         if self.capturing and self.kind == "emulated":
             self._graph.launches.append((name, thunk))
+            return
+        if self.dry_run:
             return
         if self.kind == "cupy":
             with self.stream:
@@ -472,12 +548,14 @@ class Runtime:
     def gemm(self, a, b, out, beta: float = 0.0) -> None:
         """out (M, N) = a (M, K) @ b (K, N) + beta·out, float32, into a preallocated C-contiguous
         ``out``; ``beta`` is 0 (write) or 1 (accumulate: a parameter gradient's second pass).
+        A 3-D ``out`` makes it one batched GEMM (:meth:`_gemm_batched`: strided NCHW views).
 
         ``a``/``b`` may be C-contiguous or transposes of C-contiguous arrays (``w.T``). On CuPy:
-        ``cublasSgemm_v2`` on rawgan's handle bound to the runtime's stream (capturable, FP32
-        compute); on the emulator: ``numpy.matmul(a, b, out=out)``, counted and recorded like a
-        kernel launch. Raises ValueError for mismatched shapes or a non-contiguous ``out``.
-        A 3-D ``out`` makes it one batched GEMM (:meth:`_gemm_batched`: strided NCHW views).
+        ``cublasGemmEx`` on rawgan's handle bound to the runtime's stream (capturable), compute
+        type from :attr:`precision` (fp32: ``CUBLAS_COMPUTE_32F``; tf32:
+        ``CUBLAS_COMPUTE_32F_FAST_TF32``); on the emulator: ``numpy.matmul(a, b, out=out)`` in
+        FP32 whatever the precision (the emulator has no TF32 rounding), counted and recorded
+        like a kernel launch. Raises ValueError for mismatched shapes or a non-contiguous ``out``.
         """
         if out.ndim == 3:
             return self._gemm_batched(a, b, out, beta)
@@ -488,14 +566,23 @@ class Runtime:
             raise ValueError("gemm: out must be C-contiguous")
         if beta not in (0.0, 1.0):
             raise ValueError(f"gemm: beta must be 0 or 1, got {beta!r}")
+        precision = self.precision
+        record = None
+        if self.launch_records is not None:
+            M, K = (int(d) for d in a.shape)
+            N = int(b.shape[1])
+            record = LaunchRecord("gemm", "gemm (cuBLAS)", "gemm",
+                                  ((4 * M * K, False), (4 * K * N, False), (4 * M * N, True)),
+                                  2.0 * M * N * K, 0, 0, precision)
         if self.kind == "cupy":
             blas = self._blas()
-            self._launch("gemm", lambda: blas.sgemm_rowmajor(a, b, out, beta))
+            self._launch("gemm", lambda: blas.gemm_rowmajor(a, b, out, precision, beta), record)
         elif beta:
             self._launch("gemm", lambda: np.add(_host_view(out), np.matmul(_host_view(a), _host_view(b)),
-                                                out=_host_view(out)))
+                                                out=_host_view(out)), record)
         else:
-            self._launch("gemm", lambda: np.matmul(_host_view(a), _host_view(b), out=_host_view(out)))
+            self._launch("gemm", lambda: np.matmul(_host_view(a), _host_view(b), out=_host_view(out)),
+                         record)
 
     def _gemm_batched(self, a, b, out, beta: float) -> None:
         """out[i] = a[i] @ b[i] (+ out[i]) for every i of out's first axis, as ONE launch.
@@ -504,7 +591,7 @@ class Runtime:
         contiguous rows or columns (e.g. NCHW memory seen as (N, K, H·W), or the (C·R·S, N·P·Q)
         column matrix seen as (N, C·R·S, P·Q)); a 2-D operand is the same matrix for every i.
         This is how a convolution's GEMM reads and writes NCHW directly, without swap_axes01
-        kernels. On CuPy: ``cublasSgemmStridedBatched``; on the emulator ``numpy.matmul``."""
+        kernels. On CuPy: ``cublasGemmStridedBatchedEx``; on the emulator ``numpy.matmul``."""
         batch = out.shape[0]
         a_mk = a.shape[-2:]
         b_kn = b.shape[-2:]
@@ -516,14 +603,59 @@ class Runtime:
             raise ValueError("gemm: the rows of a batched out must be contiguous")
         if beta not in (0.0, 1.0):
             raise ValueError(f"gemm: beta must be 0 or 1, got {beta!r}")
+        precision = self.precision
+        record = None
+        if self.launch_records is not None:
+            M, N = (int(d) for d in out.shape[1:])
+            K = int(a_mk[1])
+            # a 2-D operand is shared by the batch: read once from DRAM (then from L2)
+            record = LaunchRecord("gemm", "gemm (cuBLAS)", "gemm",
+                                  ((4 * int(a.size), False), (4 * int(b.size), False),
+                                   (4 * int(out.size), True)),
+                                  2.0 * batch * M * N * K, 0, 0, precision)
         if self.kind == "cupy":
             blas = self._blas()
-            self._launch("gemm", lambda: blas.sgemm_strided_batched_rowmajor(a, b, out, beta))
+            self._launch("gemm", lambda: blas.gemm_strided_batched_rowmajor(a, b, out, precision, beta),
+                         record)
         elif beta:
             self._launch("gemm", lambda: np.add(_host_view(out), np.matmul(_host_view(a), _host_view(b)),
-                                                out=_host_view(out)))
+                                                out=_host_view(out)), record)
         else:
-            self._launch("gemm", lambda: np.matmul(_host_view(a), _host_view(b), out=_host_view(out)))
+            self._launch("gemm", lambda: np.matmul(_host_view(a), _host_view(b), out=_host_view(out)),
+                         record)
+
+    def set_precision(self, precision: str) -> None:
+        """The compute precision of GEMMs (and cuDNN convolutions) from now on: "fp32" or "tf32".
+
+        A setting of the runtime (one per process and kind), set by ``make_backend``. Raises
+        ValueError for another value and CaptureError while capturing (a graph freezes it)."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self._check_not_capturing("changing the precision")
+        self.precision = precision
+
+    @contextlib.contextmanager
+    def record_launches(self):
+        """Collect a :class:`LaunchRecord` of every launch inside (yielded list), eager or
+        replayed by a graph launch."""
+        previous, self.launch_records = self.launch_records, []
+        try:
+            yield self.launch_records
+        finally:
+            self.launch_records = previous
+
+    @contextlib.contextmanager
+    def skip_execution(self):
+        """Emulator only: count and record every launch inside but run none (the results are
+        garbage; shapes, launch configurations and counts are real). bench/gpu_model.py prices
+        a full-size step this way in seconds."""
+        if self.kind != "emulated":
+            raise ValueError("skip_execution: only on the emulated runtime")
+        previous, self.dry_run = self.dry_run, True
+        try:
+            yield
+        finally:
+            self.dry_run = previous
 
     def _blas(self) -> _Cublas:
         if self._cublas is None:
@@ -609,6 +741,8 @@ class Runtime:
         """
         if self.capturing:
             raise CaptureError("capture: already capturing")
+        for hook in list(self.before_capture):    # e.g. the cuDNN handle's stream binding
+            hook()
         if self.kind == "cupy":
             graph = CupyGraph(self)
             self._blas().bind(self.stream)

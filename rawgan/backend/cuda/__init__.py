@@ -19,7 +19,7 @@ rawgan.backend.reference:
     adam.py         <-> kernels/adam.cu          fused Adam over a flat buffer
     rng.py          <-> kernels/rng.cu           Philox4x32-10 uniform / normal
     tensor.py       <-> kernels/tensor.cu        fill, accumulate, uint8 -> float, metrics
-    cudnn_conv.py   (cuDNN Frontend graphs)      conv fprop/dgrad/wgrad with conv_impl="cudnn"
+    cudnn_conv.py   <-> kernels/pad.cu (+ cuDNN)  conv fprop/dgrad/wgrad with conv_impl="cudnn"
 
 Each op is written as ``op(rt, *reference_args)``; :func:`make_ops` binds ``rt`` so the namespace
 has exactly the reference signatures. Only ``rt`` differs between the GPU and the emulator.
@@ -37,6 +37,7 @@ from . import activations, adam, batchnorm, conv, linear, loss, rng, tensor
 
 OP_MODULES = (activations, linear, conv, batchnorm, loss, adam, rng, tensor)
 CONV_IMPLS = ("kernels", "cudnn")
+PRECISIONS = ("fp32", "tf32")
 
 _INSTALL_HINT = ("install CuPy for your CUDA version: pip install .[cuda12] (CUDA 12) or "
                  "pip install .[cuda13] (CUDA 13)")
@@ -45,29 +46,39 @@ _INSTALL_HINT = ("install CuPy for your CUDA version: pip install .[cuda12] (CUD
 class Ops:
     """Namespace of the CUDA backend's ops, bound to one runtime (see :func:`make_ops`)."""
 
-    def __init__(self, rt, conv_impl: str):
+    def __init__(self, rt, conv_impl: str, precision: str = "fp32"):
         self.rt = rt
         self.name = rt.kind
         self.conv_impl = conv_impl
+        self.precision = precision
 
     def synchronize(self) -> None:
         """Wait for all queued device work (no-op in emulation)."""
         self.rt.synchronize()
 
     def __repr__(self) -> str:
-        return f"<rawgan.backend.cuda ops on {self.rt.kind}, conv_impl={self.conv_impl!r}>"
+        return (f"<rawgan.backend.cuda ops on {self.rt.kind}, conv_impl={self.conv_impl!r}, "
+                f"precision={self.precision!r}>")
 
 
-def make_ops(rt, conv_impl: str = "kernels") -> Ops:
+def make_ops(rt, conv_impl: str = "kernels", precision: str = "fp32") -> Ops:
     """Every op of the reference backend, implemented by our kernels on runtime ``rt``.
 
     ``conv_impl="cudnn"`` routes conv2d_fprop/dgrad/wgrad through cuDNN Frontend graphs
     (cudnn_conv.py), which fall back to the kernels — with one warning per reason — when the
     ``cudnn`` package or a GPU is unavailable or a graph does not build.
+    ``precision`` ("fp32" or "tf32") is set on the runtime (``rt.set_precision``): the cuBLAS
+    compute type of every GEMM and the cuDNN engines allowed (fp32 deselects tensor-core and
+    down-converting engines). It is the runtime's setting, shared by every Ops on that runtime:
+    the last ``make_ops`` wins. The emulator computes FP32 whatever the precision.
+    Raises ValueError for an unknown conv_impl or precision.
     """
     if conv_impl not in CONV_IMPLS:
         raise ValueError(f"conv_impl: expected one of {CONV_IMPLS}, got {conv_impl!r}")
-    ops = Ops(rt, conv_impl)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+    rt.set_precision(precision)
+    ops = Ops(rt, conv_impl, precision)
     for mod in OP_MODULES:
         for name in mod.OPS:
             impl = getattr(mod, name)
@@ -104,10 +115,11 @@ def _runtime(name: str):
     return get_runtime("cupy")
 
 
-def make_backend(name: str, conv_impl: str = "kernels"):
+def make_backend(name: str, conv_impl: str = "kernels", precision: str = "fp32"):
     """The ``cupy`` or ``emulated`` Backend (float32): xp of the runtime + :func:`make_ops`.
 
-    Raises ValueError for an unknown name/conv_impl, RuntimeError when ``cupy`` is requested
+    ``precision``: "fp32" (default: tests, parity) or "tf32" (training's default on a GPU).
+    Raises ValueError for an unknown name/conv_impl/precision, RuntimeError when ``cupy`` is requested
     without CuPy or a GPU (the message says how to install: ``pip install .[cuda12]``/``.[cuda13]``).
     """
     from ..base import Backend
@@ -116,9 +128,11 @@ def make_backend(name: str, conv_impl: str = "kernels"):
         raise ValueError(f"make_backend: expected 'cupy' or 'emulated', got {name!r}")
     if conv_impl not in CONV_IMPLS:
         raise ValueError(f"conv_impl: expected one of {CONV_IMPLS}, got {conv_impl!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
     rt = _runtime(name)
-    ops = make_ops(rt, conv_impl)
+    ops = make_ops(rt, conv_impl, precision)
     return Backend(name, rt.xp, ops, np.float32)
 
 
-__all__ = ["make_backend", "make_ops", "Ops", "OP_MODULES", "CONV_IMPLS"]
+__all__ = ["make_backend", "make_ops", "Ops", "OP_MODULES", "CONV_IMPLS", "PRECISIONS"]
