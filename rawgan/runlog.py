@@ -151,8 +151,10 @@ class RunLog:
         """Time spent outside training steps (checkpoints), left out of s/step."""
         self.overhead_s += seconds
 
-    def close(self) -> None:
-        self.tb.close()
+    def close(self, quiet: bool = False) -> None:
+        """Close TensorBoard (once): OSError naming tb/ if its last events could not be written,
+        unless ``quiet`` (another error is already on its way out)."""
+        self.tb.close(quiet=quiet)
 
 
 def print_start(config: dict, dataset, prepared, bpe: int, B, model, ckpt) -> None:

@@ -215,6 +215,7 @@ def train(args, folder: RunFolder, signals: Signals) -> int:
             print(f"{signals.requested} at step {step}", file=sys.stderr, flush=True)
             log.samples(sample_z, step, step_epoch, x, z)
             save_checkpoint()
+        log.close()                     # a TensorBoard write error is an error (exit 2) here
     except Diverged as e:
         bar.close()
         where = (f"the last good checkpoint is {last_ckpt}" if last_ckpt
@@ -225,7 +226,7 @@ def train(args, folder: RunFolder, signals: Signals) -> int:
         return 1
     finally:
         bar.close()
-        log.close()
+        log.close(quiet=True)           # after an error: never hides it, never blocks
     if signals.requested:
         what = (f"saved checkpoint {last_ckpt}" if step > start_step else
                 f"stopped before the first step; nothing new to save (checkpoint: {last_ckpt})")

@@ -283,6 +283,27 @@ def test_a_write_error_names_the_file(tiny_data, tmp_path):
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))
 
 
+def test_a_dead_tensorboard_writer_exits_2_naming_tb_instead_of_hanging(tiny_data, tmp_path):
+    """tensorboardX writes from a thread: a write error there (here a 400 kB file-size limit,
+    which the growing event file passes after a few grids) used to kill only that thread and
+    leave the loop blocked forever on its full queue. The subprocess timeout bounds the old hang."""
+    run_dir = tmp_path / "run"
+    args = [a for a in small_args(tiny_data, run_dir, "--max-steps", "40", "--log-every", "1",
+                                  "--sample-every", "2", "--checkpoint-every", "1000")
+            if a != "--no-tensorboard"]
+    try:
+        res = run("rawgan.train", args, preexec_fn=_limit_file_size(400_000), timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the run hung after its TensorBoard writer died")
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: [Errno 27] File too large (TensorBoard events; "
+                           "--no-tensorboard turns them off)") and str(run_dir / "tb") in last
+    steps = [r["step"] for r in read_metrics(run_dir)]
+    assert 1 <= len(steps) < 40 and steps == list(range(1, len(steps) + 1))   # stopped early
+
+
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 1 MB tmpfs (skips where mounting is not permitted)."""
