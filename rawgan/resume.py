@@ -12,7 +12,8 @@ holds no run yet (metrics, samples and checkpoints so far stay where they are).
 
 A run folder without any checkpoint (its run died before the first one) holds nothing to lose:
 ``--resume`` on it starts a fresh run with the settings given (a note says so), as does a run
-without --resume; ``--resume`` on a folder that does not exist or holds no run at all is an
+without --resume (its metrics.jsonl, samples and TensorBoard events are removed only after every
+check that can refuse the run has passed: settings, data, backend, free space); ``--resume`` on a folder that does not exist or holds no run at all is an
 error (a mistyped --out should not start a new run).
 
 The checkpoint records the data's identity (image count, a digest of the prepared index's source
@@ -37,9 +38,13 @@ def _note(message: str) -> None:
     print(f"note: {message}", flush=True)
 
 
-def find_resume_checkpoint(args, out: Path, used_before: bool) -> dict | None:
-    """The loaded checkpoint to resume from (None for a fresh run), after the run-folder checks
-    (see the module docstring); ``used_before``: a training ran in ``out`` before (its lock file
+def find_resume_checkpoint(args, out: Path, used_before: bool):
+    """``(ckpt, take_over)``: the loaded checkpoint to resume from (None for a fresh run), after
+    the run-folder checks (see the module docstring), and None or a function that removes the
+    earlier run's files from ``out`` (with a note). Nothing is removed here: the caller runs
+    ``take_over()`` only once everything that can fail before the first step has been checked
+    (settings, data, backend, free space), so a run refused for bad flags or missing data leaves
+    the folder as it was. ``used_before``: a training ran in ``out`` before (its lock file
     existed). Raises UsageError / CheckpointError."""
     ckpt_dir = out / "checkpoints"
     held = run_contents(out)
@@ -58,12 +63,13 @@ def find_resume_checkpoint(args, out: Path, used_before: bool) -> dict | None:
                 raise UsageError(f"--resume: no valid checkpoint in {ckpt_dir}, only corrupt ones "
                                  f"(set aside as *.corrupt); resume from another copy with "
                                  f"--resume PATH, or start a new run in another --out")
-            cleared = take_over(out)
-            if cleared or args.resume == "auto":
-                _note(f"{out} holds no checkpoint (its run stopped before the first one); "
-                      f"starting a fresh run there" + (f", removing its {', '.join(cleared)}"
-                                                        if cleared else ""))
-            return None
+            def fresh_start():
+                cleared = take_over(out)
+                if cleared or args.resume == "auto":
+                    _note(f"{out} holds no checkpoint (its run stopped before the first one); "
+                          f"starting a fresh run there" + (f", removing its {', '.join(cleared)}"
+                                                            if cleared else ""))
+            return None, fresh_start
     else:
         ckpt = ckpt_io.load_checkpoint(args.resume)
     path = ckpt["path"]
@@ -75,10 +81,12 @@ def find_resume_checkpoint(args, out: Path, used_before: bool) -> dict | None:
             raise UsageError(f"--resume {path} belongs to another run folder, and {out} already "
                              f"holds a run ({', '.join(held)}); continue that run with --out "
                              f"{path.parent.parent}, or into a new, empty --out")
-        take_over(out)
-        _note(f"continuing the run of {path} in {out} (its earlier metrics and samples stay in "
-              f"{path.parent.parent})")
-    return ckpt
+        def continue_here():
+            take_over(out)
+            _note(f"continuing the run of {path} in {out} (its earlier metrics and samples stay "
+                  f"in {path.parent.parent})")
+        return ckpt, continue_here
+    return ckpt, None
 
 
 def dataset_identity(dataset) -> dict:

@@ -122,10 +122,14 @@ class RunFolder:
     created and that still holds nothing but the lock file at the end is removed again (a run that
     failed before its first step leaves no trace).
 
-    Raises UsageError when the folder cannot be created or another run holds the lock.
+    Raises UsageError when ``out`` is empty, the folder cannot be created or another run holds
+    the lock.
     """
 
     def __init__(self, out):
+        if not str(out).strip():
+            raise UsageError("--out is empty; name the run folder (an empty --out would train "
+                             "into the current directory)")
         self.out = Path(out)
         self.created = not self.out.exists()
         self.lock_path = self.out / ".lock"

@@ -73,7 +73,7 @@ def train(args, folder: RunFolder, signals: Signals) -> int:
             raise UsageError(f"{flag} applies to --backend cupy/emulated only"
                              + (" (--backend auto chose numpy: no GPU)" if args.backend == "auto" else ""))
     out = folder.out
-    ckpt = resume.find_resume_checkpoint(args, out, folder.used_before)
+    ckpt, take_over = resume.find_resume_checkpoint(args, out, folder.used_before)
     saved = ckpt["extra"] if ckpt else None
     config = resolve_config(args, saved["config"] if saved else None)
     config["data_dir"] = config["data_dir"] or str(default_data_dir().expanduser().absolute())
@@ -127,11 +127,15 @@ def train(args, folder: RunFolder, signals: Signals) -> int:
         z_stream = PhiloxState(0)
         z_stream.load_state_dict(saved["z_rng"])
         sample_z = B.asarray(saved["sample_z"])
-        trim_metrics(out / "metrics.jsonl", step)
     total = config["max_steps"] or config["epochs"] * bpe                  # --max-steps wins
     every = {k: config[k + "_every"] for k in ("log", "sample", "checkpoint")}
     check_run_space(out, ckpt_io.checkpoint_nbytes(model), config["keep_checkpoints"],
                     max(0, total - step) // every["checkpoint"] + 1)
+    # -- every check that can refuse the run has passed: only now touch the earlier run's files
+    if take_over is not None:
+        take_over()            # a folder whose run died before its first checkpoint, or --resume PATH
+    if ckpt is not None:
+        trim_metrics(out / "metrics.jsonl", step)
     print_start(config, dataset, prepared, bpe, B, model, ckpt)
     if step >= total:
         print(f"nothing to do: the run is at step {step} of {total}")

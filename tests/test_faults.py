@@ -219,6 +219,33 @@ def test_a_run_that_died_before_its_first_checkpoint_resumes_as_a_fresh_start(ti
     assert [r["step"] for r in read_metrics(again)] == [1]
 
 
+def test_resume_refused_for_missing_data_leaves_a_dead_runs_files_alone(tiny_data, tmp_path,
+                                                                          capsys):
+    """--resume on a folder without a checkpoint takes it over only after the data was found: a
+    run refused before its first step removes nothing."""
+    run_dir = tmp_path / "run"
+    (run_dir / "samples").mkdir(parents=True)
+    (run_dir / ".lock").write_text("12345\n")
+    (run_dir / "metrics.jsonl").write_text('{"step": 20}\n')
+    Image.new("RGB", (8, 8)).save(run_dir / "samples" / "train_00_000000.png")
+    missing = tmp_path / "no-such-data"
+    assert train_main(["--out", str(run_dir), "--resume", "--data-dir", str(missing),
+                       "--ngf", "4", "--ndf", "4", "--no-tensorboard"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and str(missing) in captured.err
+    assert "note:" not in captured.out
+    assert (run_dir / "metrics.jsonl").read_text() == '{"step": 20}\n'
+    assert (run_dir / "samples" / "train_00_000000.png").exists()
+
+
+def test_an_empty_out_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert train_main(["--out", "", "--ngf", "4", "--ndf", "4"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out is empty") and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []                   # no .lock in the current directory
+
+
 # -- 3. a corrupt newest checkpoint -----------------------------------------------------------------
 
 def test_resume_and_sample_skip_a_corrupt_newest_checkpoint(tiny_data, tmp_path, capsys):
