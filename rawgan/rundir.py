@@ -102,15 +102,30 @@ def take_over(out: Path) -> list:
     return held
 
 
-def check_run_space(out: Path, ckpt_bytes: int, keep: int, checkpoints_to_come: int) -> None:
+GRID_BYTES = (8 * 64 + 9 * 2) ** 2 * 3   # one raw 8x8 sample grid (64x64 images, 2-pixel padding)
+SPACE_MARGIN_SAMPLES = 10                  # sample grids counted in the free-space check
+
+
+def check_run_space(out: Path, ckpt_bytes: int, keep: int, checkpoints_to_come: int,
+                    samples_to_come: int = 0, tensorboard: bool = False) -> None:
     """Raise UsageError unless RUN_DIR's file system has room for the checkpoints the run holds at
     once: ``ckpt_bytes`` x (keep + 1), since a new one is written before the oldest is pruned
     (keep 0 = all: x every checkpoint still to come), less the slots checkpoints already there
-    take. Called before the first step, so a full disk fails in seconds, not hours later."""
+    take, plus a margin for the logs: the next min(``samples_to_come``, SPACE_MARGIN_SAMPLES)
+    sample grids, each GRID_BYTES for its PNG (an upper bound: PNG compresses) and as much again
+    for its TensorBoard image when ``tensorboard``. Later grids are not counted (a long run's logs
+    outgrow any fixed estimate; a disk that fills later is a one-line error naming the file).
+    Called before the first step, so a full disk fails in seconds, not hours later."""
     slots = keep + 1 if keep > 0 else checkpoints_to_come + 1
     needed = ckpt_bytes * max(1, slots - len(list_checkpoints(out / "checkpoints")))
-    message = check_free_space(out, needed, f"checkpoints ({ckpt_bytes / 1e6:.1f} MB each, "
-                                            f"--keep-checkpoints {keep} + 1 being written)")
+    grids = min(samples_to_come, SPACE_MARGIN_SAMPLES)
+    margin = grids * GRID_BYTES * (2 if tensorboard else 1)
+    what = (f"checkpoints ({ckpt_bytes / 1e6:.1f} MB each, --keep-checkpoints {keep} + 1 being "
+            f"written)")
+    if margin:
+        what += (f" and the next {grids} sample grids{' and TensorBoard events' if tensorboard else ''}"
+                 f" ({margin / 1e6:.1f} MB)")
+    message = check_free_space(out, needed + margin, what)
     if message:
         raise UsageError(message + "; free some space, choose another --out or lower "
                                    "--keep-checkpoints")

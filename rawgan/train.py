@@ -130,7 +130,9 @@ def train(args, folder: RunFolder, signals: Signals) -> int:
     total = config["max_steps"] or config["epochs"] * bpe                  # --max-steps wins
     every = {k: config[k + "_every"] for k in ("log", "sample", "checkpoint")}
     check_run_space(out, ckpt_io.checkpoint_nbytes(model), config["keep_checkpoints"],
-                    max(0, total - step) // every["checkpoint"] + 1)
+                    max(0, total - step) // every["checkpoint"] + 1,
+                    samples_to_come=max(0, total - step) // every["sample"] + 1,
+                    tensorboard=not args.no_tensorboard)
     # -- every check that can refuse the run has passed: only now touch the earlier run's files
     if take_over is not None:
         take_over()            # a folder whose run died before its first checkpoint, or --resume PATH

@@ -355,7 +355,8 @@ def test_too_little_space_fails_before_the_first_step(tiny_data, tmp_path, tiny_
     assert time.time() - t0 < 60
     err = res.stderr.strip()
     assert err.startswith(f"error: not enough disk space for checkpoints ") and \
-        f"--keep-checkpoints 3 + 1 being written) at {run_dir}: needs " in err and " free;" in err
+        f"--keep-checkpoints 3 + 1 being written) and the next 10 sample grids (8.4 MB) at " \
+        f"{run_dir}: needs " in err and " free;" in err
     assert "step" not in res.stdout.split("config:")[-1]            # no step was spent
     # the prepared-data folder: checked before decoding, and the message names --prepared-dir
     big = tmp_path / "big"
@@ -369,6 +370,24 @@ def test_too_little_space_fails_before_the_first_step(tiny_data, tmp_path, tiny_
     assert f"not enough disk space for the prepared data (100 images of 64x64x3 bytes) at " \
            f"{tiny_disk / 'p2'}: needs 2.3 MB" in res.stderr
     assert "--prepared-dir of rawgan.train" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_the_free_space_check_counts_a_margin_for_sample_grids_and_tensorboard(tmp_path,
+                                                                              monkeypatch):
+    from rawgan import hostio
+    from rawgan.rundir import GRID_BYTES, check_run_space
+    from rawgan.runconfig import UsageError
+
+    assert GRID_BYTES == 530 * 530 * 3                       # 8x8 grid of 64x64, 2 px padding
+    monkeypatch.setattr(hostio, "free_bytes", lambda path: 5_000_000)
+    check_run_space(tmp_path, 1_000_000, 3, 10)              # 4 checkpoints: 4 MB
+    check_run_space(tmp_path, 1_000_000, 3, 10, samples_to_come=1)        # + 0.84 MB
+    with pytest.raises(UsageError) as e:                      # + 2 x 0.84 MB with TensorBoard
+        check_run_space(tmp_path, 1_000_000, 3, 10, samples_to_come=1, tensorboard=True)
+    assert "and the next 1 sample grids and TensorBoard events (1.7 MB) at " in str(e.value)
+    with pytest.raises(UsageError) as e:                      # at most 10 grids are counted
+        check_run_space(tmp_path, 0, 3, 10, samples_to_come=10_000)
+    assert "the next 10 sample grids (8.4 MB)" in str(e.value)
 
 
 # -- 6. collapse and non-finite hyper-parameters ------------------------------------------------------
