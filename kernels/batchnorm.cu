@@ -199,6 +199,17 @@ extern "C" __global__ void batchnorm_backward(
 // Elements of chunk b of channel c: j in [b*chunk, min((b+1)*chunk, M)); the launcher makes every
 // chunk non-empty (chunks = ceil(M / chunk)).
 
+// The 2-D (channel x row-chunk) kernels below: thread 0 of block (c, chunk) stores its two sums
+// at partial[(c * chunks + chunk) * 2 + {0, 1}] (chunks = gridDim.y).
+__device__ __forceinline__ void store_chunk_pair(float* __restrict__ partial, float a, float b)
+{
+    if (threadIdx.x == 0) {
+        float* p = partial + ((long long)blockIdx.x * gridDim.y + blockIdx.y) * 2;
+        p[0] = a;
+        p[1] = b;
+    }
+}
+
 // Pass 1 of the 2-D training forward: per (channel, chunk) the chunk's mean and M2 (sum of squared
 // deviations from the chunk mean), two passes over the chunk like the one-block kernel.
 // Launch: grid = (C, chunks), block = 32..256 (a multiple of 32), shared_mem = 0 (32 floats
@@ -207,10 +218,8 @@ extern "C" __global__ void batchnorm_stats_partial(
     const float* __restrict__ x, float* __restrict__ partial, int N, int C, int HW, int chunk)
 {
     __shared__ float scratch[32];
-    const int c = blockIdx.x, b = blockIdx.y;
-    const int M = N * HW;
-    const int j0 = b * chunk;
-    const int j1 = min(j0 + chunk, M);
+    const int c = blockIdx.x;
+    const int j0 = blockIdx.y * chunk, j1 = min(j0 + chunk, N * HW);   // this block's rows
     const float cnt = (float)(j1 - j0);
 
     float s = 0.0f;
@@ -224,11 +233,7 @@ extern "C" __global__ void batchnorm_stats_partial(
         q += d * d;
     }
     const float m2 = block_reduce_sum(q, scratch);
-    if (threadIdx.x == 0) {
-        float* p = partial + ((long long)c * gridDim.y + b) * 2;
-        p[0] = mean;
-        p[1] = m2;
-    }
+    store_chunk_pair(partial, mean, m2);
 }
 
 // Pass 2 of the 2-D training forward: one thread per channel merges the chunks' (count, mean, M2)
@@ -287,10 +292,8 @@ extern "C" __global__ void batchnorm_backward_partial(
     float slope, float* __restrict__ partial, int N, int C, int HW, int chunk)
 {
     __shared__ float scratch[32];
-    const int c = blockIdx.x, b = blockIdx.y;
-    const int M = N * HW;
-    const int j0 = b * chunk;
-    const int j1 = min(j0 + chunk, M);
+    const int c = blockIdx.x;
+    const int j0 = blockIdx.y * chunk, j1 = min(j0 + chunk, N * HW);   // this block's rows
     const float mu = mean[c];
     const float invstd = train ? stat[c] : 1.0f / sqrtf(stat[c] + eps);
     float sdy = 0.0f, sdyx = 0.0f;
@@ -302,11 +305,7 @@ extern "C" __global__ void batchnorm_backward_partial(
     }
     const float db = block_reduce_sum(sdy, scratch);
     const float dg = block_reduce_sum(sdyx, scratch);
-    if (threadIdx.x == 0) {
-        float* p = partial + ((long long)c * gridDim.y + b) * 2;
-        p[0] = db;
-        p[1] = dg;
-    }
+    store_chunk_pair(partial, db, dg);
 }
 
 // Pass 2 of the 2-D backward: the chunks' sums in index order -> sums[2c] = this pass's
