@@ -82,6 +82,24 @@ __device__ __forceinline__ long long bn_index(int j, int c, int C, int HW)
     return ((long long)n * C + c) * HW + i;
 }
 
+// Channel c's batch statistics for the backward pass (save_mean, save_invstd) and the momentum
+// update of the running statistics (running_var unbiased by M/(M-1) if asked; the running mean
+// also takes a conv bias folded out of the forward, in_bias, which the batch mean cancelled).
+// Shared by the one-block and the 2-D training forwards.
+__device__ __forceinline__ void bn_store_stats(
+    int c, float mean, float var, float invstd, int M, float momentum, int unbiased,
+    const float* __restrict__ in_bias, float* __restrict__ save_mean,
+    float* __restrict__ save_invstd, float* __restrict__ running_mean,
+    float* __restrict__ running_var)
+{
+    save_mean[c] = mean;
+    save_invstd[c] = invstd;
+    const float var_run = (unbiased && M > 1) ? var * ((float)M / (float)(M - 1)) : var;
+    const float shift = in_bias ? in_bias[c] : 0.0f;
+    running_mean[c] = running_mean[c] * (1.0f - momentum) + momentum * (mean + shift);
+    running_var[c] = running_var[c] * (1.0f - momentum) + momentum * var_run;
+}
+
 // Training forward. Two passes over the channel (mean, then the biased variance of x - mean, as
 // the reference computes it), then y = act((x - mean) * invstd * gamma + beta).
 // Writes save_mean[c], save_invstd[c] = 1/sqrt(var + eps) for the backward, and updates
@@ -119,12 +137,8 @@ extern "C" __global__ void batchnorm_forward_train(
         y[k] = bn_act((x[k] - mean) * invstd * g + b, act, slope);
     }
     if (threadIdx.x == 0) {
-        save_mean[c] = mean;
-        save_invstd[c] = invstd;
-        const float var_run = (unbiased && M > 1) ? var * ((float)M / (float)(M - 1)) : var;
-        const float shift = in_bias ? in_bias[c] : 0.0f;
-        running_mean[c] = running_mean[c] * (1.0f - momentum) + momentum * (mean + shift);
-        running_var[c] = running_var[c] * (1.0f - momentum) + momentum * var_run;
+        bn_store_stats(c, mean, var, invstd, M, momentum, unbiased, in_bias, save_mean,
+                       save_invstd, running_mean, running_var);
     }
 }
 
@@ -260,12 +274,8 @@ extern "C" __global__ void batchnorm_stats_combine(
             n = n_new;
         }
         const float var = m2 / (float)M;
-        save_mean[c] = mean;
-        save_invstd[c] = 1.0f / sqrtf(var + eps);
-        const float var_run = (unbiased && M > 1) ? var * ((float)M / (float)(M - 1)) : var;
-        const float shift = in_bias ? in_bias[c] : 0.0f;
-        running_mean[c] = running_mean[c] * (1.0f - momentum) + momentum * (mean + shift);
-        running_var[c] = running_var[c] * (1.0f - momentum) + momentum * var_run;
+        bn_store_stats(c, mean, var, 1.0f / sqrtf(var + eps), M, momentum, unbiased, in_bias,
+                       save_mean, save_invstd, running_mean, running_var);
     }
 }
 
