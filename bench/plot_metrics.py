@@ -78,6 +78,8 @@ def plot(records: list[dict], out, title: str | None = None) -> Path:
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if not out.suffix:                  # matplotlib would add ".png" itself: say the real name
+        out = out.with_name(out.name + ".png")
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out

@@ -9,6 +9,20 @@
 // Bias corrections are computed by the host from the step count t (Python floats, then float32):
 //     step = lr / (1 - beta1^t),   bc2 = 1 - beta2^t
 // exactly as the reference does, so the kernel needs no pow and stays bit-comparable.
+// The update of element i (shared by both launch forms below, so they agree bit for bit).
+__device__ __forceinline__ void adam_element(float* __restrict__ p, const float* __restrict__ g,
+                                             float* __restrict__ m, float* __restrict__ v,
+                                             long long i, float step, float beta1, float beta2,
+                                             float bc2, float eps)
+{
+    const float gi = g[i];
+    const float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+    const float vi = beta2 * v[i] + (1.0f - beta2) * (gi * gi);
+    m[i] = mi;
+    v[i] = vi;
+    p[i] -= step * mi / (sqrtf(vi / bc2) + eps);
+}
+
 // Launch: grid = min(ceil(n / 256), block cap), block = 256, shared_mem = 0 (grid-stride).
 extern "C" __global__ void adam_update(float* __restrict__ p, const float* __restrict__ g,
                                        float* __restrict__ m, float* __restrict__ v, long long n,
@@ -16,12 +30,7 @@ extern "C" __global__ void adam_update(float* __restrict__ p, const float* __res
 {
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (long long)blockDim.x * gridDim.x) {
-        const float gi = g[i];
-        const float mi = beta1 * m[i] + (1.0f - beta1) * gi;
-        const float vi = beta2 * v[i] + (1.0f - beta2) * (gi * gi);
-        m[i] = mi;
-        v[i] = vi;
-        p[i] -= step * mi / (sqrtf(vi / bc2) + eps);
+        adam_element(p, g, m, v, i, step, beta1, beta2, bc2, eps);
     }
 }
 
@@ -52,11 +61,6 @@ extern "C" __global__ void adam_update_dev(float* __restrict__ p, const float* _
     const float step = scal[0], bc2 = scal[1];
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (long long)blockDim.x * gridDim.x) {
-        const float gi = g[i];
-        const float mi = beta1 * m[i] + (1.0f - beta1) * gi;
-        const float vi = beta2 * v[i] + (1.0f - beta2) * (gi * gi);
-        m[i] = mi;
-        v[i] = vi;
-        p[i] -= step * mi / (sqrtf(vi / bc2) + eps);
+        adam_element(p, g, m, v, i, step, beta1, beta2, bc2, eps);
     }
 }

@@ -82,6 +82,24 @@ __device__ __forceinline__ long long bn_index(int j, int c, int C, int HW)
     return ((long long)n * C + c) * HW + i;
 }
 
+// Channel c's batch statistics for the backward pass (save_mean, save_invstd) and the momentum
+// update of the running statistics (running_var unbiased by M/(M-1) if asked; the running mean
+// also takes a conv bias folded out of the forward, in_bias, which the batch mean cancelled).
+// Shared by the one-block and the 2-D training forwards.
+__device__ __forceinline__ void bn_store_stats(
+    int c, float mean, float var, float invstd, int M, float momentum, int unbiased,
+    const float* __restrict__ in_bias, float* __restrict__ save_mean,
+    float* __restrict__ save_invstd, float* __restrict__ running_mean,
+    float* __restrict__ running_var)
+{
+    save_mean[c] = mean;
+    save_invstd[c] = invstd;
+    const float var_run = (unbiased && M > 1) ? var * ((float)M / (float)(M - 1)) : var;
+    const float shift = in_bias ? in_bias[c] : 0.0f;
+    running_mean[c] = running_mean[c] * (1.0f - momentum) + momentum * (mean + shift);
+    running_var[c] = running_var[c] * (1.0f - momentum) + momentum * var_run;
+}
+
 // Training forward. Two passes over the channel (mean, then the biased variance of x - mean, as
 // the reference computes it), then y = act((x - mean) * invstd * gamma + beta).
 // Writes save_mean[c], save_invstd[c] = 1/sqrt(var + eps) for the backward, and updates
@@ -119,12 +137,8 @@ extern "C" __global__ void batchnorm_forward_train(
         y[k] = bn_act((x[k] - mean) * invstd * g + b, act, slope);
     }
     if (threadIdx.x == 0) {
-        save_mean[c] = mean;
-        save_invstd[c] = invstd;
-        const float var_run = (unbiased && M > 1) ? var * ((float)M / (float)(M - 1)) : var;
-        const float shift = in_bias ? in_bias[c] : 0.0f;
-        running_mean[c] = running_mean[c] * (1.0f - momentum) + momentum * (mean + shift);
-        running_var[c] = running_var[c] * (1.0f - momentum) + momentum * var_run;
+        bn_store_stats(c, mean, var, invstd, M, momentum, unbiased, in_bias, save_mean,
+                       save_invstd, running_mean, running_var);
     }
 }
 
@@ -199,6 +213,17 @@ extern "C" __global__ void batchnorm_backward(
 // Elements of chunk b of channel c: j in [b*chunk, min((b+1)*chunk, M)); the launcher makes every
 // chunk non-empty (chunks = ceil(M / chunk)).
 
+// The 2-D (channel x row-chunk) kernels below: thread 0 of block (c, chunk) stores its two sums
+// at partial[(c * chunks + chunk) * 2 + {0, 1}] (chunks = gridDim.y).
+__device__ __forceinline__ void store_chunk_pair(float* __restrict__ partial, float a, float b)
+{
+    if (threadIdx.x == 0) {
+        float* p = partial + ((long long)blockIdx.x * gridDim.y + blockIdx.y) * 2;
+        p[0] = a;
+        p[1] = b;
+    }
+}
+
 // Pass 1 of the 2-D training forward: per (channel, chunk) the chunk's mean and M2 (sum of squared
 // deviations from the chunk mean), two passes over the chunk like the one-block kernel.
 // Launch: grid = (C, chunks), block = 32..256 (a multiple of 32), shared_mem = 0 (32 floats
@@ -207,10 +232,8 @@ extern "C" __global__ void batchnorm_stats_partial(
     const float* __restrict__ x, float* __restrict__ partial, int N, int C, int HW, int chunk)
 {
     __shared__ float scratch[32];
-    const int c = blockIdx.x, b = blockIdx.y;
-    const int M = N * HW;
-    const int j0 = b * chunk;
-    const int j1 = min(j0 + chunk, M);
+    const int c = blockIdx.x;
+    const int j0 = blockIdx.y * chunk, j1 = min(j0 + chunk, N * HW);   // this block's rows
     const float cnt = (float)(j1 - j0);
 
     float s = 0.0f;
@@ -224,11 +247,7 @@ extern "C" __global__ void batchnorm_stats_partial(
         q += d * d;
     }
     const float m2 = block_reduce_sum(q, scratch);
-    if (threadIdx.x == 0) {
-        float* p = partial + ((long long)c * gridDim.y + b) * 2;
-        p[0] = mean;
-        p[1] = m2;
-    }
+    store_chunk_pair(partial, mean, m2);
 }
 
 // Pass 2 of the 2-D training forward: one thread per channel merges the chunks' (count, mean, M2)
@@ -255,12 +274,8 @@ extern "C" __global__ void batchnorm_stats_combine(
             n = n_new;
         }
         const float var = m2 / (float)M;
-        save_mean[c] = mean;
-        save_invstd[c] = 1.0f / sqrtf(var + eps);
-        const float var_run = (unbiased && M > 1) ? var * ((float)M / (float)(M - 1)) : var;
-        const float shift = in_bias ? in_bias[c] : 0.0f;
-        running_mean[c] = running_mean[c] * (1.0f - momentum) + momentum * (mean + shift);
-        running_var[c] = running_var[c] * (1.0f - momentum) + momentum * var_run;
+        bn_store_stats(c, mean, var, 1.0f / sqrtf(var + eps), M, momentum, unbiased, in_bias,
+                       save_mean, save_invstd, running_mean, running_var);
     }
 }
 
@@ -287,10 +302,8 @@ extern "C" __global__ void batchnorm_backward_partial(
     float slope, float* __restrict__ partial, int N, int C, int HW, int chunk)
 {
     __shared__ float scratch[32];
-    const int c = blockIdx.x, b = blockIdx.y;
-    const int M = N * HW;
-    const int j0 = b * chunk;
-    const int j1 = min(j0 + chunk, M);
+    const int c = blockIdx.x;
+    const int j0 = blockIdx.y * chunk, j1 = min(j0 + chunk, N * HW);   // this block's rows
     const float mu = mean[c];
     const float invstd = train ? stat[c] : 1.0f / sqrtf(stat[c] + eps);
     float sdy = 0.0f, sdyx = 0.0f;
@@ -302,11 +315,7 @@ extern "C" __global__ void batchnorm_backward_partial(
     }
     const float db = block_reduce_sum(sdy, scratch);
     const float dg = block_reduce_sum(sdyx, scratch);
-    if (threadIdx.x == 0) {
-        float* p = partial + ((long long)c * gridDim.y + b) * 2;
-        p[0] = db;
-        p[1] = dg;
-    }
+    store_chunk_pair(partial, db, dg);
 }
 
 // Pass 2 of the 2-D backward: the chunks' sums in index order -> sums[2c] = this pass's

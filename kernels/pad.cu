@@ -8,6 +8,15 @@
 // Napkin math: pad_nchw reads N·C·H·W and writes N·C·Hp·Wp floats; crop_nchw reads and writes
 // N·C·H·W floats (the kept window). Memory-bound: 8 bytes per output element.
 
+// Flat index i of an (NC, H, W) array -> (nc, h, w): returns nc, stores h and w.
+__device__ __forceinline__ long long split_index(long long i, int H, int W, int* h, int* w)
+{
+    *w = (int)(i % W);
+    const long long rest = i / W;
+    *h = (int)(rest % H);
+    return rest / H;
+}
+
 // xp (NC, Hp, Wp) = x (NC, H, W) placed at row `top`, column `left`; zeros elsewhere.
 extern "C" __global__ void pad_nchw(const float* __restrict__ x, float* __restrict__ xp,
                                     int NC, int H, int W, int Hp, int Wp, int top, int left)
@@ -15,10 +24,8 @@ extern "C" __global__ void pad_nchw(const float* __restrict__ x, float* __restri
     const long long n = (long long)NC * Hp * Wp;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (long long)blockDim.x * gridDim.x) {
-        const int wp = (int)(i % Wp);
-        const long long rest = i / Wp;
-        const int hp = (int)(rest % Hp);
-        const long long nc = rest / Hp;
+        int hp, wp;
+        const long long nc = split_index(i, Hp, Wp, &hp, &wp);
         const int h = hp - top, w = wp - left;
         xp[i] = (h >= 0 && h < H && w >= 0 && w < W) ? x[(nc * H + h) * W + w] : 0.0f;
     }
@@ -31,10 +38,8 @@ extern "C" __global__ void crop_nchw(const float* __restrict__ xp, float* __rest
     const long long n = (long long)NC * H * W;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (long long)blockDim.x * gridDim.x) {
-        const int w = (int)(i % W);
-        const long long rest = i / W;
-        const int h = (int)(rest % H);
-        const long long nc = rest / H;
+        int h, w;
+        const long long nc = split_index(i, H, W, &h, &w);
         x[i] = xp[(nc * Hp + h + top) * Wp + w + left];
     }
 }

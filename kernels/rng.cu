@@ -44,16 +44,43 @@ __device__ __forceinline__ float philox_unit(unsigned int word, int plus_one)
     return (float)((word >> 8) + (plus_one ? 1u : 0u)) * 5.9604644775390625e-08f;  // 2^-24
 }
 
+// Element i of a draw (shared by the host-offset and device-offset kernels below).
+// uniform: low + (high - low) * u,  u = unit(word0) in [0, 1)
+__device__ __forceinline__ float uniform_at(long long i, unsigned long long seed,
+                                            unsigned long long offset, float low, float high)
+{
+    const Philox4 r = philox4x32_10((unsigned long long)i, seed, offset);
+    return __fadd_rn(low, __fmul_rn(__fadd_rn(high, -low), philox_unit(r.w0, 0)));
+}
+
+// normal (Box-Muller): mean + std * sqrt(-2 ln u1) * cos(2 pi u2),  u1 = unit(word0) + 2^-24 in
+// (0, 1], u2 = unit(word1) in [0, 1)
+__device__ __forceinline__ float normal_at(long long i, unsigned long long seed,
+                                           unsigned long long offset, float mean, float std)
+{
+    const float two_pi = 6.28318530717958647692f;
+    const Philox4 r = philox4x32_10((unsigned long long)i, seed, offset);
+    const float u1 = philox_unit(r.w0, 1), u2 = philox_unit(r.w1, 0);
+    const float z = sqrtf(-2.0f * logf(u1)) * cosf(__fmul_rn(two_pi, u2));
+    return __fadd_rn(mean, __fmul_rn(std, z));
+}
+
+// The stream position is the host value `offset`, or, when `offset_dev` is not null, the device
+// value offset_dev[0] (a captured graph cannot take it from the host: TrainStep keeps it there
+// and philox_advance moves it by n after each draw).
+// Launch: grid = min(ceil(n / 256), block cap), block = 256, shared_mem = 0 (grid-stride).
+// Napkin: 4 B written per value, ~10 rounds of 32-bit multiplies: write-bound.
+
 // out[i] = low + (high - low) * u_i,  u_i = unit(word0)
 extern "C" __global__ void philox_uniform(float* __restrict__ out, long long n,
                                           unsigned long long seed, unsigned long long offset,
+                                          const unsigned long long* __restrict__ offset_dev,
                                           float low, float high)
 {
-    const float range = __fadd_rn(high, -low);
+    const unsigned long long off = offset_dev ? offset_dev[0] : offset;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (long long)blockDim.x * gridDim.x) {
-        const Philox4 r = philox4x32_10((unsigned long long)i, seed, offset);
-        out[i] = __fadd_rn(low, __fmul_rn(range, philox_unit(r.w0, 0)));
+        out[i] = uniform_at(i, seed, off, low, high);
     }
 }
 
@@ -61,51 +88,17 @@ extern "C" __global__ void philox_uniform(float* __restrict__ out, long long n,
 // u2 = unit(word1) in [0, 1)
 extern "C" __global__ void philox_normal(float* __restrict__ out, long long n,
                                          unsigned long long seed, unsigned long long offset,
+                                         const unsigned long long* __restrict__ offset_dev,
                                          float mean, float std)
 {
-    const float two_pi = 6.28318530717958647692f;
+    const unsigned long long off = offset_dev ? offset_dev[0] : offset;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (long long)blockDim.x * gridDim.x) {
-        const Philox4 r = philox4x32_10((unsigned long long)i, seed, offset);
-        const float u1 = philox_unit(r.w0, 1), u2 = philox_unit(r.w1, 0);
-        const float z = sqrtf(-2.0f * logf(u1)) * cosf(__fmul_rn(two_pi, u2));
-        out[i] = __fadd_rn(mean, __fmul_rn(std, z));
+        out[i] = normal_at(i, seed, off, mean, std);
     }
 }
 
-// ---- device-side stream position (a captured graph cannot take the offset as a host value) ----
-// The same draws with the offset read from the device (offset[0]); philox_advance then moves it
-// by n. Launch: as above; philox_advance: grid = 1, block = 32 (thread 0 works).
-extern "C" __global__ void philox_uniform_dev(float* __restrict__ out, long long n,
-                                              unsigned long long seed,
-                                              const unsigned long long* __restrict__ offset,
-                                              float low, float high)
-{
-    const unsigned long long off = offset[0];
-    const float range = __fadd_rn(high, -low);
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (long long)blockDim.x * gridDim.x) {
-        const Philox4 r = philox4x32_10((unsigned long long)i, seed, off);
-        out[i] = __fadd_rn(low, __fmul_rn(range, philox_unit(r.w0, 0)));
-    }
-}
-
-extern "C" __global__ void philox_normal_dev(float* __restrict__ out, long long n,
-                                             unsigned long long seed,
-                                             const unsigned long long* __restrict__ offset,
-                                             float mean, float std)
-{
-    const float two_pi = 6.28318530717958647692f;
-    const unsigned long long off = offset[0];
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (long long)blockDim.x * gridDim.x) {
-        const Philox4 r = philox4x32_10((unsigned long long)i, seed, off);
-        const float u1 = philox_unit(r.w0, 1), u2 = philox_unit(r.w1, 0);
-        const float z = sqrtf(-2.0f * logf(u1)) * cosf(__fmul_rn(two_pi, u2));
-        out[i] = __fadd_rn(mean, __fmul_rn(std, z));
-    }
-}
-
+// Launch: grid = 1, block = 32 (thread 0 works).
 // offset[0] += n (after a draw of n values: the next draw starts at the next counter).
 extern "C" __global__ void philox_advance(unsigned long long* __restrict__ offset, long long n)
 {

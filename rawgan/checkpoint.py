@@ -281,6 +281,29 @@ def load_checkpoint(path) -> dict:
     return ckpt
 
 
+def _layer_order(name: str):
+    index, _, rest = name.partition(".")
+    return (int(index), rest) if index.isdigit() else (float("inf"), name)
+
+
+def _renumbered(saved: dict, names: list) -> dict:
+    """``saved`` with its tensors renamed to ``names`` when it holds the same tensors in the same
+    layer order under other layer indices, else unchanged.
+
+    Checkpoints written before BatchNorm and its activation became one layer (BatchNormAct)
+    number the layers of G and D differently ("2.gamma" then "5.gamma" there, "2.gamma" then
+    "4.gamma" now); the tensors, their order and the flat Adam buffers are the same, so such a
+    run still resumes exactly.
+    """
+    if set(saved) == set(names):
+        return saved
+    old, new = sorted(saved, key=_layer_order), sorted(names, key=_layer_order)
+    if len(old) != len(new) or any(o.partition(".")[2] != n.partition(".")[2]
+                                   for o, n in zip(old, new)):
+        return saved                     # a different model: restore() names the mismatch
+    return {n: saved[o] for o, n in zip(old, new)}
+
+
 def restore(model, ckpt: dict, optimizers: bool = True) -> None:
     """Copy a loaded checkpoint into ``model`` (parameters, BN buffers and, if ``optimizers``,
     both Adam states including their hyper-parameters).
@@ -294,7 +317,7 @@ def restore(model, ckpt: dict, optimizers: bool = True) -> None:
     for net_name, net in (("G", model.G), ("D", model.D)):
         for kind, items in (("param", [(n, p) for n, p, _ in net.named_params()]),
                             ("buffer", list(net.named_buffers()))):
-            saved = ckpt[net_name].get(kind, {})
+            saved = _renumbered(ckpt[net_name].get(kind, {}), [n for n, _ in items])
             for name, target in items:
                 full = f"{net_name}/{kind}/{name}"
                 if name not in saved:

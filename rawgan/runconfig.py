@@ -3,8 +3,9 @@
 Every setting has a default (DEFAULTS, the paper's); a resumed run takes each setting the user
 does not give from the checkpoint's config; the model and data-order settings (FIXED_ON_RESUME)
 cannot change on resume. --backend, --conv-impl, --precision, --no-graph, --workers and
---no-tensorboard are per invocation, never settings. Hyper-parameters must be finite: ``--lr inf`` or ``--beta1 nan`` is a
-one-line error (exit 2).
+--no-tensorboard are per invocation, never settings. Hyper-parameters must be finite (``--lr inf`` or
+``--beta1 nan`` is a one-line error, exit 2), and --lr a normal float32 (1e-320 or 1e300 would
+become 0 or inf in the float32 Adam update).
 """
 from __future__ import annotations
 
@@ -158,10 +159,16 @@ def resolve_config(args, saved: dict | None) -> dict:
     for key in ("lr", "beta1"):          # also guards values from an edited checkpoint
         if not isinstance(config[key], (int, float)) or not math.isfinite(config[key]):
             raise UsageError(f"{_flag(key)} must be a finite number, got {config[key]}")
+    if not FLOAT32_TINY <= config["lr"] <= FLOAT32_MAX:   # the kernels and Adam compute in float32
+        raise UsageError(f"--lr {config['lr']} is outside float32's normal range "
+                         f"[{FLOAT32_TINY:.4g}, {FLOAT32_MAX:.4g}] (it would become 0 or inf)")
     if not 0 <= config["beta1"] < 1:
         raise UsageError(f"--beta1 must be in [0, 1), got {config['beta1']}")
     config["_changed"] = notes
     return config
+
+
+FLOAT32_TINY, FLOAT32_MAX = 1.1754944e-38, 3.4028235e38   # smallest normal, largest finite
 
 
 def resume_command(args) -> str:

@@ -37,7 +37,7 @@ configure_cpu_threads()  # before NumPy loads OpenBLAS (see rawgan/cpu_threads.p
 
 import numpy as np  # noqa: E402
 
-from .argtypes import positive_int
+from .argtypes import nonnegative_int, positive_int
 from .backend.base import BACKEND_CHOICES
 from .checkpoint import CheckpointError, load_checkpoint, restore
 from .models.dcgan import draw_z, frozen_buffers  # noqa: F401  (draw_z: part of this module's API)
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=positive_int,
                    help=f"faces (default: 64; a grid holds at most {MAX_GRID}; not with "
                         f"--interpolate)")
-    p.add_argument("--seed", type=int, default=0, help="z seed (default: 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="z seed (default: 0)")
     p.add_argument("--interpolate", action="store_true",
                    help="write latent walks: each row interpolates between two random z's")
     p.add_argument("--rows", type=positive_int,

@@ -69,7 +69,7 @@ def train(args, folder: RunFolder, signals: Signals) -> int:
     # -- settings: the checkpoint's (on --resume), then the flags given --------------------------
     backend, _ = resolve_backend(args.backend)          # "auto" -> cupy or numpy
     for flag, value in (("--conv-impl", args.conv_impl), ("--precision", args.precision)):
-        if value is not None and backend == "numpy":
+        if value is not None and backend in ("numpy", "reference"):
             raise UsageError(f"{flag} applies to --backend cupy/emulated only"
                              + (" (--backend auto chose numpy: no GPU)" if args.backend == "auto" else ""))
     out = folder.out
@@ -100,7 +100,7 @@ def train(args, folder: RunFolder, signals: Signals) -> int:
         from .eval import make_kid_monitor
         kid = make_kid_monitor(dataset, args.eval_n, config, UsageError)
     device = backend in ("cupy", "emulated")
-    conv_impl = None if backend == "numpy" else (args.conv_impl or "kernels")
+    conv_impl = None if backend in ("numpy", "reference") else (args.conv_impl or "kernels")
     precision = args.precision or (DEFAULT_PRECISION if device else None)     # per invocation
     config.update(dataset=identity, backend=backend, conv_impl=conv_impl, precision=precision)
     options = {k: v for k, v in (("conv_impl", conv_impl), ("precision", precision)) if v}

@@ -55,6 +55,11 @@ def test_harness_reports_a_wrong_version_and_times_the_right_one(capsys):
 def test_harness_usage_errors(capsys):
     assert harness.run_family("toy", [], ["--emulated", "--kernel", "nope"]) == 2
     assert "error: --kernel 'nope': toy has" in capsys.readouterr().err
+    # a version no kernel has is an error too, not a silent "all checks passed" (review finding)
+    bn = load("batchnorm")
+    assert harness.run_family("batchnorm", bn.KERNELS, ["--emulated", "--kernel",
+                                                        "batchnorm_backward_train", "--version", "9"]) == 2
+    assert "error: --version 9: batchnorm_backward_train has versions 1, 2" in capsys.readouterr().err
 
 
 def test_rate_line_uses_the_h200_peaks():

@@ -409,6 +409,10 @@ def test_a_collapsed_run_is_warned_about_and_bad_hyperparameters_are_refused(tin
         res = run("rawgan.train", small_args(tiny_data, tmp_path / "bad", flag, value))
         assert res.returncode == 2 and "Traceback" not in res.stderr
         assert f"argument {flag}: must be" in res.stderr
+    for value in ("1e-320", "1e300"):         # finite in float64, 0 or inf in float32 (review)
+        res = run("rawgan.train", small_args(tiny_data, tmp_path / "bad", "--lr", value))
+        assert res.returncode == 2 and "Traceback" not in res.stderr
+        assert "outside float32's normal range" in res.stderr
 
 
 def _healthy(tiny_data, tmp_path):

@@ -174,3 +174,10 @@ def test_out_dir_and_out_errors_create_nothing(ckpt, tmp_path, capsys):
     with pytest.raises(SystemExit):                                      # exactly one of them
         sample_main(["--checkpoint", str(ckpt), "--out", "a.png", "--out-dir", "d"])
     assert "not allowed with" in capsys.readouterr().err
+
+
+def test_negative_seed_is_refused_like_in_train(ckpt, tmp_path, capsys):
+    """--seed -1 was accepted by sample but refused by train (review finding)."""
+    with pytest.raises(SystemExit) as e:
+        sample_main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "g.png"), "--seed", "-1"])
+    assert e.value.code == 2 and "argument --seed: must be >= 0" in capsys.readouterr().err

@@ -402,12 +402,11 @@ def test_cpu_backends_train_alike_and_a_run_moves_between_them(tiny_data, tmp_pa
     ck = ckpt_io.load_checkpoint(ref / "checkpoints" / "ckpt_000003.npz")
     assert ck["extra"]["config"]["backend"] == "numpy" and ck["opt_D"]["t"] == 3
     capsys.readouterr()
-    args = small_args(tiny_data, tmp_path / "r", "--backend", "reference", "--conv-impl", "cudnn")
-    assert train_main(args) == 2
-    assert "conv_impl applies to the cupy and emulated backends only" in capsys.readouterr().err
-    args = small_args(tiny_data, tmp_path / "r", "--backend", "reference", "--precision", "tf32")
-    assert train_main(args) == 2
-    assert "precision applies to the cupy and emulated backends only" in capsys.readouterr().err
+    for flag, value in (("--conv-impl", "cudnn"), ("--conv-impl", "kernels"),
+                        ("--precision", "tf32")):     # refused like for numpy (review finding)
+        args = small_args(tiny_data, tmp_path / "r", "--backend", "reference", flag, value)
+        assert train_main(args) == 2
+        assert f"{flag} applies to --backend cupy/emulated only" in capsys.readouterr().err
     assert ck["extra"]["config"]["precision"] is None          # CPU backends: no precision choice
 
 

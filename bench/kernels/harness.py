@@ -171,6 +171,13 @@ def run_family(family: str, kernels: list, argv=None) -> int:
         print(f"error: --kernel {args.kernel!r}: {family} has {', '.join(k.name for k in kernels)}",
               file=sys.stderr)
         return 2
+    chosen = [k for k in kernels if not args.kernel or k.name == args.kernel]
+    if args.version is not None and not any(v.number == args.version
+                                            for k in chosen for v in k.versions):
+        have = sorted({v.number for k in chosen for v in k.versions})
+        print(f"error: --version {args.version}: {args.kernel or family} has versions "
+              f"{', '.join(map(str, have))}", file=sys.stderr)
+        return 2
     try:
         rt = get_rt(args.emulated)
     except RuntimeError as e:

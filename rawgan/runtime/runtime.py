@@ -574,15 +574,8 @@ class Runtime:
             record = LaunchRecord("gemm", "gemm (cuBLAS)", "gemm",
                                   ((4 * M * K, False), (4 * K * N, False), (4 * M * N, True)),
                                   2.0 * M * N * K, 0, 0, precision)
-        if self.kind == "cupy":
-            blas = self._blas()
-            self._launch("gemm", lambda: blas.gemm_rowmajor(a, b, out, precision, beta), record)
-        elif beta:
-            self._launch("gemm", lambda: np.add(_host_view(out), np.matmul(_host_view(a), _host_view(b)),
-                                                out=_host_view(out)), record)
-        else:
-            self._launch("gemm", lambda: np.matmul(_host_view(a), _host_view(b), out=_host_view(out)),
-                         record)
+        self._run_gemm(lambda blas: blas.gemm_rowmajor(a, b, out, precision, beta), a, b, out,
+                       beta, record)
 
     def _gemm_batched(self, a, b, out, beta: float) -> None:
         """out[i] = a[i] @ b[i] (+ out[i]) for every i of out's first axis, as ONE launch.
@@ -613,16 +606,21 @@ class Runtime:
                                   ((4 * int(a.size), False), (4 * int(b.size), False),
                                    (4 * int(out.size), True)),
                                   2.0 * batch * M * N * K, 0, 0, precision)
+        self._run_gemm(lambda blas: blas.gemm_strided_batched_rowmajor(a, b, out, precision, beta),
+                       a, b, out, beta, record)
+
+    def _run_gemm(self, cublas_call, a, b, out, beta: float, record) -> None:
+        """Launch one GEMM, counted and recorded like a kernel: ``cublas_call(blas)`` on CuPy;
+        on the emulator ``numpy.matmul`` into ``out`` (added to it when beta is 1)."""
         if self.kind == "cupy":
             blas = self._blas()
-            self._launch("gemm", lambda: blas.gemm_strided_batched_rowmajor(a, b, out, precision, beta),
-                         record)
-        elif beta:
-            self._launch("gemm", lambda: np.add(_host_view(out), np.matmul(_host_view(a), _host_view(b)),
-                                                out=_host_view(out)), record)
+            self._launch("gemm", lambda: cublas_call(blas), record)
+            return
+        ha, hb, ho = _host_view(a), _host_view(b), _host_view(out)
+        if beta:
+            self._launch("gemm", lambda: np.add(ho, np.matmul(ha, hb), out=ho), record)
         else:
-            self._launch("gemm", lambda: np.matmul(_host_view(a), _host_view(b), out=_host_view(out)),
-                         record)
+            self._launch("gemm", lambda: np.matmul(ha, hb, out=ho), record)
 
     def set_precision(self, precision: str) -> None:
         """The compute precision of GEMMs (and cuDNN convolutions) from now on: "fp32" or "tf32".

@@ -21,35 +21,29 @@ def _out(rt, n, dtype):
 
 def philox_uniform(rt, n, seed, offset, low, high, dtype):
     """n values of U[low, high) from counter (i, offset) under key seed."""
-    out = _out(rt, n, dtype)
-    launch_1d(rt, MODULE, "philox_uniform", n,
-              (out, i64(n), u64(seed & 0xFFFFFFFFFFFFFFFF), u64(offset & 0xFFFFFFFFFFFFFFFF),
-               f32(low), f32(high)))
-    return out
+    return _draw(rt, "philox_uniform", n, seed, offset, None, low, high, dtype)
 
 
 def philox_normal(rt, n, seed, offset, mean, std, dtype):
     """n values of N(mean, std²) by Box–Muller on words 0 and 1."""
-    out = _out(rt, n, dtype)
-    launch_1d(rt, MODULE, "philox_normal", n,
-              (out, i64(n), u64(seed & 0xFFFFFFFFFFFFFFFF), u64(offset & 0xFFFFFFFFFFFFFFFF),
-               f32(mean), f32(std)))
-    return out
-
-
-def _next(rt, name, n, seed, offset, a, b, dtype):
-    out = _out(rt, n, dtype)
-    launch_1d(rt, MODULE, name, n,
-              (out, i64(n), u64(seed & 0xFFFFFFFFFFFFFFFF), offset, f32(a), f32(b)))
-    kernel(rt, MODULE, "philox_advance")((1,), (32,), (offset, i64(n)))
-    return out
+    return _draw(rt, "philox_normal", n, seed, offset, None, mean, std, dtype)
 
 
 def philox_uniform_next(rt, n, seed, offset, low, high, dtype):
     """philox_uniform at the device-side position ``offset`` ((1,) uint64), advanced by n."""
-    return _next(rt, "philox_uniform_dev", n, seed, offset, low, high, dtype)
+    return _draw(rt, "philox_uniform", n, seed, 0, offset, low, high, dtype)
 
 
 def philox_normal_next(rt, n, seed, offset, mean, std, dtype):
     """philox_normal at the device-side position ``offset`` ((1,) uint64), advanced by n."""
-    return _next(rt, "philox_normal_dev", n, seed, offset, mean, std, dtype)
+    return _draw(rt, "philox_normal", n, seed, 0, offset, mean, std, dtype)
+
+
+def _draw(rt, name, n, seed, offset, offset_dev, a, b, dtype):
+    """One draw of n values; with a device position ``offset_dev`` also philox_advance it."""
+    out = _out(rt, n, dtype)
+    launch_1d(rt, MODULE, name, n, (out, i64(n), u64(seed & 0xFFFFFFFFFFFFFFFF),
+                                    u64(offset & 0xFFFFFFFFFFFFFFFF), offset_dev, f32(a), f32(b)))
+    if offset_dev is not None:
+        kernel(rt, MODULE, "philox_advance")((1,), (32,), (offset_dev, i64(n)))
+    return out
