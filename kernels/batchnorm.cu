@@ -82,6 +82,25 @@ __device__ __forceinline__ long long bn_index(int j, int c, int C, int HW)
     return ((long long)n * C + c) * HW + i;
 }
 
+// The two sums of the BN backward over rows [j0, j1) of channel c, block-reduced (every thread
+// gets them): db = sum g, dg = sum g * xhat with g = dy * act'(y) and xhat = (x - mu) * invstd.
+// Shared by the one-block backward and the 2-D backward's partial pass.
+__device__ __forceinline__ void bn_backward_sums(
+    const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ y,
+    int act, float slope, int c, int C, int HW, int j0, int j1, float mu, float invstd,
+    float* scratch, float* db, float* dg)
+{
+    float sdy = 0.0f, sdyx = 0.0f;
+    for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+        const long long k = bn_index(j, c, C, HW);
+        const float g = bn_act_grad(dy, y, k, act, slope);
+        sdy += g;
+        sdyx += g * ((x[k] - mu) * invstd);
+    }
+    *db = block_reduce_sum(sdy, scratch);
+    *dg = block_reduce_sum(sdyx, scratch);
+}
+
 // Channel c's batch statistics for the backward pass (save_mean, save_invstd) and the momentum
 // update of the running statistics (running_var unbiased by M/(M-1) if asked; the running mean
 // also takes a conv bias folded out of the forward, in_bias, which the batch mean cancelled).
@@ -178,15 +197,8 @@ extern "C" __global__ void batchnorm_backward(
     const float mu = mean[c];
     const float invstd = train ? stat[c] : 1.0f / sqrtf(stat[c] + eps);
 
-    float sdy = 0.0f, sdyx = 0.0f;
-    for (int j = threadIdx.x; j < M; j += blockDim.x) {
-        const long long k = bn_index(j, c, C, HW);
-        const float g = bn_act_grad(dy, y, k, act, slope);
-        sdy += g;
-        sdyx += g * ((x[k] - mu) * invstd);
-    }
-    const float db = block_reduce_sum(sdy, scratch);
-    const float dg = block_reduce_sum(sdyx, scratch);
+    float db, dg;
+    bn_backward_sums(dy, x, y, act, slope, c, C, HW, 0, M, mu, invstd, scratch, &db, &dg);
 
     const float gam = gamma[c];
     if (train) {
@@ -306,15 +318,8 @@ extern "C" __global__ void batchnorm_backward_partial(
     const int j0 = blockIdx.y * chunk, j1 = min(j0 + chunk, N * HW);   // this block's rows
     const float mu = mean[c];
     const float invstd = train ? stat[c] : 1.0f / sqrtf(stat[c] + eps);
-    float sdy = 0.0f, sdyx = 0.0f;
-    for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
-        const long long k = bn_index(j, c, C, HW);
-        const float g = bn_act_grad(dy, y, k, act, slope);
-        sdy += g;
-        sdyx += g * ((x[k] - mu) * invstd);
-    }
-    const float db = block_reduce_sum(sdy, scratch);
-    const float dg = block_reduce_sum(sdyx, scratch);
+    float db, dg;
+    bn_backward_sums(dy, x, y, act, slope, c, C, HW, j0, j1, mu, invstd, scratch, &db, &dg);
     store_chunk_pair(partial, db, dg);
 }
 

@@ -557,6 +557,8 @@ class Runtime:
         FP32 whatever the precision (the emulator has no TF32 rounding), counted and recorded
         like a kernel launch. Raises ValueError for mismatched shapes or a non-contiguous ``out``.
         """
+        if beta not in (0.0, 1.0):
+            raise ValueError(f"gemm: beta must be 0 or 1, got {beta!r}")
         if out.ndim == 3:
             return self._gemm_batched(a, b, out, beta)
         if a.ndim != 2 or b.ndim != 2 or out.ndim != 2 or a.shape[1] != b.shape[0] \
@@ -564,8 +566,6 @@ class Runtime:
             raise ValueError(f"gemm: shapes {tuple(a.shape)} @ {tuple(b.shape)} -> {tuple(out.shape)} do not match")
         if not out.flags.c_contiguous:
             raise ValueError("gemm: out must be C-contiguous")
-        if beta not in (0.0, 1.0):
-            raise ValueError(f"gemm: beta must be 0 or 1, got {beta!r}")
         precision = self.precision
         record = None
         if self.launch_records is not None:
@@ -594,8 +594,6 @@ class Runtime:
             raise ValueError(f"gemm: shapes {tuple(a.shape)} @ {tuple(b.shape)} -> {tuple(out.shape)} do not match")
         if out.strides[-1] != out.dtype.itemsize:
             raise ValueError("gemm: the rows of a batched out must be contiguous")
-        if beta not in (0.0, 1.0):
-            raise ValueError(f"gemm: beta must be 0 or 1, got {beta!r}")
         precision = self.precision
         record = None
         if self.launch_records is not None:
