@@ -73,10 +73,8 @@ extern "C" __global__ void bias_grad_partial(const float* __restrict__ dy, float
                                              int N, int C, int HW, int chunk)
 {
     __shared__ float scratch[32];
-    const int c = blockIdx.x, b = blockIdx.y;
-    const int M = N * HW;
-    const int j0 = b * chunk;
-    const int j1 = min(j0 + chunk, M);
+    const int c = blockIdx.x;
+    const int j0 = blockIdx.y * chunk, j1 = min(j0 + chunk, N * HW);   // this block's rows
     float s = 0.0f;
     for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
         const int n = j / HW, i = j - n * HW;
@@ -84,7 +82,7 @@ extern "C" __global__ void bias_grad_partial(const float* __restrict__ dy, float
     }
     s = block_reduce_sum(s, scratch);
     if (threadIdx.x == 0) {
-        partial[(long long)c * gridDim.y + b] = s;
+        partial[(long long)c * gridDim.y + blockIdx.y] = s;
     }
 }
 
