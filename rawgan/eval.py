@@ -374,6 +374,13 @@ def run(args) -> dict:
     if n_real < 2:
         raise EvalError(f"the prepared set {dataset.path} has {n_real} image(s); KID and FID "
                         f"need at least 2")
+    # Everything that can fail on the flags or the files, before minutes of Inception work: each
+    # checkpoint is loaded (a run folder: its newest *valid* one, corrupt ones set aside) and the
+    # real-vs-real split checked.
+    generators = [load_generator(c, with_meta=True) for c in args.checkpoint]
+    if args.real_vs_real and not 2 <= args.n <= n_real - 2:
+        raise EvalError(f"--real-vs-real needs 2 <= --n <= n_real - 2 (two disjoint parts), got "
+                        f"--n {args.n} with {n_real} real images")
     real = RealFeatures(dataset, n_real, extract, args.batch_size, cache=not args.no_cache)
     print(f"real: {n_real} images of {dataset.path} (features "
           f"{'from the cache' if real.cached else 'computed'}: {real.path})", flush=True)
@@ -383,11 +390,9 @@ def run(args) -> dict:
                        "n_real": n_real, "selection": f"first n_real of "
                        f"np.random.default_rng({REAL_ORDER_SEED}).permutation"},
               "seed": args.seed, "checkpoints": []}
-    for c in args.checkpoint:
+    for model, config, meta in generators:
         t0 = time.time()
-        path = find_checkpoint(c)
-        model, config, meta = load_generator(path, with_meta=True)
-        step = meta["step"]
+        path, step = meta["path"], meta["step"]
         print(f"checkpoint {path} (step {step}): generating {args.n} faces", flush=True)
         fake = features_of(extract, generated_uint8(model, config, args.n, args.seed), args.n,
                            f"step {step}", args.batch_size)

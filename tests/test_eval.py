@@ -341,3 +341,33 @@ def test_torch_twin_converts_to_the_same_rawgan_functions():
     np.testing.assert_allclose(generate(model, z), theirs, atol=1e-5)
     model.D.train()
     np.testing.assert_allclose(model.D.forward(theirs), logits, rtol=1e-4, atol=1e-4)
+
+
+def test_a_corrupt_newest_checkpoint_of_a_run_is_set_aside_and_checks_come_before_features(
+        ckpt, image_dir, tmp_path, monkeypatch, capsys):
+    """Review findings: eval on a run folder gave up on a corrupt newest checkpoint (resume and
+    sample fall back to the newest valid one), and bad input was found only after the real
+    features had been computed."""
+    import shutil
+    use_pixel_stats(monkeypatch)
+    run = tmp_path / "run"
+    shutil.copytree(ckpt.parent.parent, run)
+    (run / "checkpoints" / "ckpt_000002.npz").write_bytes(ckpt.read_bytes()[:2000])
+    out = tmp_path / "e.json"
+    base = ["--data", "folder", "--data-dir", str(image_dir), "--n", "4", "--out", str(out),
+            "--batch-size", "4", "--no-cache"]
+    assert ev.main(["--checkpoint", str(run), *base]) == 0
+    res = json.loads(out.read_text())
+    assert [c["step"] for c in res["checkpoints"]] == [1]
+    assert (run / "checkpoints" / "ckpt_000002.npz.corrupt").exists()
+    capsys.readouterr()
+
+    computed = []
+    monkeypatch.setattr(ev, "RealFeatures", lambda *a, **k: computed.append(1))
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 not really")
+    code, err = run_main(["--checkpoint", str(bad), *base], capsys)
+    assert code == 2 and "corrupt" in err
+    code, err = run_main(["--real-vs-real", *base[:-5], "--n", "11", "--out", str(out)], capsys)
+    assert code == 2 and "--real-vs-real needs 2 <= --n <= n_real - 2" in err
+    assert computed == []                         # neither error waited for the features
