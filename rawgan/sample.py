@@ -28,6 +28,7 @@ checkpoint: a corrupt one is reported and set aside as ``*.corrupt`` (rawgan.che
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -188,6 +189,7 @@ def write_faces(model, config: dict, meta: dict, out_dir, n: int, seed: int,
 
     from .data import to_uint8_nhwc
     from .data.shards import write_json
+    from .hostio import atomic_write
 
     out_dir = Path(out_dir)
     out_dir.mkdir(exist_ok=True)
@@ -198,7 +200,9 @@ def write_faces(model, config: dict, meta: dict, out_dir, n: int, seed: int,
         for images in generate_batches(model, config, n, seed, batch_stats):
             for face in to_uint8_nhwc(images):
                 name = f"face_{i:0{digits}d}.png"
-                Image.fromarray(face, mode="RGB").save(out_dir / name, format="PNG")
+                # atomically: an interrupted run never leaves a truncated PNG under a final name
+                atomic_write(out_dir / name, lambda f, face=face: Image.fromarray(
+                    face, mode="RGB").save(f, format="PNG"), fsync=False)
                 names.append(name)
                 i += 1
             bar.update(len(images))
@@ -215,10 +219,24 @@ def write_faces(model, config: dict, meta: dict, out_dir, n: int, seed: int,
     return path
 
 
+def _stop_signals_interrupt() -> None:
+    """SIGTERM and SIGHUP (a scheduler, a closed terminal) end sampling like Ctrl-C does: a
+    KeyboardInterrupt naming the signal, so main prints one line instead of dying silently."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    try:
+        for s in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(s) == signal.SIG_DFL:
+                signal.signal(s, stop)
+    except ValueError:   # not the main thread (sample.main called from a worker thread)
+        pass
+
+
 def main(argv=None) -> int:
     from .data import save_grid
 
     args = build_parser().parse_args(argv)
+    _stop_signals_interrupt()
     try:
         check_flags(args)
         model, config, meta = load_generator(args.checkpoint, args.backend, with_meta=True)
@@ -251,6 +269,12 @@ def main(argv=None) -> int:
     except (CheckpointError, ValueError, RuntimeError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP (turned into one in main)
+        name = e.args[0] if e.args and e.args[0] in ("SIGTERM", "SIGHUP") else "SIGINT"
+        where = (f"; the faces written so far are complete PNGs in {args.out_dir} (no "
+                 "manifest.json: it is written last)" if args.out_dir is not None else "")
+        print(f"interrupted ({name}){where}", file=sys.stderr)
+        return 128 + int(getattr(signal, name))
     except MemoryError as e:      # NumPy's _ArrayMemoryError, CuPy's OutOfMemoryError
         print(f"error: out of memory generating {args.n or args.rows * args.steps} images "
               f"({type(e).__name__}); lower --n (or --rows/--steps), or use --out-dir",

@@ -68,7 +68,8 @@ def train(args, folder: RunFolder, signals: Signals) -> int:
 
     # -- settings: the checkpoint's (on --resume), then the flags given --------------------------
     backend, _ = resolve_backend(args.backend)          # "auto" -> cupy or numpy
-    for flag, value in (("--conv-impl", args.conv_impl), ("--precision", args.precision)):
+    for flag, value in (("--conv-impl", args.conv_impl), ("--precision", args.precision),
+                        ("--no-graph", args.no_graph or None)):
         if value is not None and backend in ("numpy", "reference"):
             raise UsageError(f"{flag} applies to --backend cupy/emulated only"
                              + (" (--backend auto chose numpy: no GPU)" if args.backend == "auto" else ""))

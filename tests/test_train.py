@@ -403,8 +403,9 @@ def test_cpu_backends_train_alike_and_a_run_moves_between_them(tiny_data, tmp_pa
     assert ck["extra"]["config"]["backend"] == "numpy" and ck["opt_D"]["t"] == 3
     capsys.readouterr()
     for flag, value in (("--conv-impl", "cudnn"), ("--conv-impl", "kernels"),
-                        ("--precision", "tf32")):     # refused like for numpy (review finding)
-        args = small_args(tiny_data, tmp_path / "r", "--backend", "reference", flag, value)
+                        ("--precision", "tf32"), ("--no-graph", None)):   # review findings
+        extra = [flag] if value is None else [flag, value]
+        args = small_args(tiny_data, tmp_path / "r", "--backend", "reference", *extra)
         assert train_main(args) == 2
         assert f"{flag} applies to --backend cupy/emulated only" in capsys.readouterr().err
     assert ck["extra"]["config"]["precision"] is None          # CPU backends: no precision choice
