@@ -280,8 +280,8 @@ def add_train_arguments(parser) -> None:
     g.add_argument("--eval-every", type=positive_int, metavar="N",
                    help="KID every N steps, into metrics.jsonl and TensorBoard (per invocation; "
                         "default: off)")
-    g.add_argument("--eval-n", type=at_least_2, default=1000,
-                   help="generated and real images per KID (default: 1000)")
+    g.add_argument("--eval-n", type=at_least_2, default=None,
+                   help="generated and real images per KID, with --eval-every (default: 1000)")
 
 
 def make_kid_monitor(dataset, n: int, config: dict, error=EvalError) -> KIDMonitor:

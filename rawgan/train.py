@@ -68,6 +68,8 @@ def train(args, folder: RunFolder, signals: Signals) -> int:
 
     # -- settings: the checkpoint's (on --resume), then the flags given --------------------------
     backend, _ = resolve_backend(args.backend)          # "auto" -> cupy or numpy
+    if args.eval_n is not None and not args.eval_every:
+        raise UsageError("--eval-n applies with --eval-every N only (KID every N steps)")
     for flag, value in (("--conv-impl", args.conv_impl), ("--precision", args.precision),
                         ("--no-graph", args.no_graph or None)):
         if value is not None and backend in ("numpy", "reference"):
@@ -99,7 +101,7 @@ def train(args, folder: RunFolder, signals: Signals) -> int:
     kid = None                      # --eval-every: rawgan.eval holds the logic (KIDMonitor)
     if args.eval_every:
         from .eval import make_kid_monitor
-        kid = make_kid_monitor(dataset, args.eval_n, config, UsageError)
+        kid = make_kid_monitor(dataset, args.eval_n or 1000, config, UsageError)
     device = backend in ("cupy", "emulated")
     conv_impl = None if backend in ("numpy", "reference") else (args.conv_impl or "kernels")
     precision = args.precision or (DEFAULT_PRECISION if device else None)     # per invocation

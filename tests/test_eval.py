@@ -308,6 +308,11 @@ def test_train_eval_every_without_the_extra_exits_2(image_dir, tmp_path, monkeyp
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: --eval-every:") and 'pip install ".[eval]"' in err
     assert not (tmp_path / "run").exists()                       # nothing left behind
+    # --eval-n alone was silently ignored (review finding): a one-line error now
+    assert train_main(args[:-4] + ["--eval-n", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == "error: --eval-n applies with --eval-every N only (KID every N steps)"
+    assert not (tmp_path / "run").exists()
 
 
 def test_torch_twin_converts_to_the_same_rawgan_functions():
