@@ -28,7 +28,6 @@ checkpoint: a corrupt one is reported and set aside as ``*.corrupt`` (rawgan.che
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 
@@ -38,7 +37,7 @@ configure_cpu_threads()  # before NumPy loads OpenBLAS (see rawgan/cpu_threads.p
 
 import numpy as np  # noqa: E402
 
-from .argtypes import nonnegative_int, positive_int
+from .argtypes import interrupted_exit, nonnegative_int, positive_int, stop_signals_interrupt
 from .backend.base import BACKEND_CHOICES
 from .checkpoint import CheckpointError, load_checkpoint, restore
 from .models.dcgan import draw_z, frozen_buffers  # noqa: F401  (draw_z: part of this module's API)
@@ -219,24 +218,20 @@ def write_faces(model, config: dict, meta: dict, out_dir, n: int, seed: int,
     return path
 
 
-def _stop_signals_interrupt() -> None:
-    """SIGTERM and SIGHUP (a scheduler, a closed terminal) end sampling like Ctrl-C does: a
-    KeyboardInterrupt naming the signal, so main prints one line instead of dying silently."""
-    def stop(signum, frame):
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-    try:
-        for s in (signal.SIGTERM, signal.SIGHUP):
-            if signal.getsignal(s) == signal.SIG_DFL:
-                signal.signal(s, stop)
-    except ValueError:   # not the main thread (sample.main called from a worker thread)
-        pass
-
-
 def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with stop_signals_interrupt():
+            return _run(args)
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP (stop_signals_interrupt)
+        where = (f"; the faces written so far are complete PNGs in {args.out_dir} (no "
+                 "manifest.json: it is written last)" if args.out_dir is not None else "")
+        return interrupted_exit(e, where)
+
+
+def _run(args) -> int:
     from .data import save_grid
 
-    args = build_parser().parse_args(argv)
-    _stop_signals_interrupt()
     try:
         check_flags(args)
         model, config, meta = load_generator(args.checkpoint, args.backend, with_meta=True)
@@ -269,12 +264,6 @@ def main(argv=None) -> int:
     except (CheckpointError, ValueError, RuntimeError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP (turned into one in main)
-        name = e.args[0] if e.args and e.args[0] in ("SIGTERM", "SIGHUP") else "SIGINT"
-        where = (f"; the faces written so far are complete PNGs in {args.out_dir} (no "
-                 "manifest.json: it is written last)" if args.out_dir is not None else "")
-        print(f"interrupted ({name}){where}", file=sys.stderr)
-        return 128 + int(getattr(signal, name))
     except MemoryError as e:      # NumPy's _ArrayMemoryError, CuPy's OutOfMemoryError
         print(f"error: out of memory generating {args.n or args.rows * args.steps} images "
               f"({type(e).__name__}); lower --n (or --rows/--steps), or use --out-dir",

@@ -124,11 +124,11 @@ def test_a_second_signal_quits_at_once():
 def test_a_forked_worker_signalled_before_its_own_setup_dies_quietly():
     """A decoding worker is forked with the parent's stop handlers; a signal that reaches it
     before its initializer resets them must end it quietly (CI once saw a worker print the
-    parent's Interrupted traceback), in both the train handlers and data preparation's."""
+    parent's Interrupted traceback), in both the train handlers and the CLIs' (data preparation, sample)."""
     code = ("import os, signal, sys, time\n"
             "from rawgan.rundir import Signals\n"
-            "from rawgan.data.preparation import _signals_raise\n"
-            "for ctx in (Signals, _signals_raise):\n"
+            "from rawgan.argtypes import stop_signals_interrupt\n"
+            "for ctx in (Signals, stop_signals_interrupt):\n"
             "    with ctx():\n"
             "        pid = os.fork()\n"
             "        if pid == 0:\n"
@@ -137,7 +137,7 @@ def test_a_forked_worker_signalled_before_its_own_setup_dies_quietly():
             "        print(ctx.__name__, os.waitstatus_to_exitcode(status), flush=True)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                        env=ENV, timeout=60)
-    assert r.stdout.split() == ["Signals", "143", "_signals_raise", "143"], r.stdout + r.stderr
+    assert r.stdout.split() == ["Signals", "143", "stop_signals_interrupt", "143"], r.stdout + r.stderr
     assert "Traceback" not in r.stderr, r.stderr
 
 

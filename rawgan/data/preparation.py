@@ -43,7 +43,6 @@ order) with a tqdm bar on stderr. Output goes to ``--out`` or a cache folder
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import multiprocessing
@@ -65,6 +64,7 @@ from tqdm import tqdm
 from ..hostio import cache_root, check_free_space
 from . import shards as fmt
 from .errors import DataError
+from ..argtypes import stop_signals_interrupt
 from .sources import KINDS, Reader, Source, default_data_dir, find_source
 
 IMAGE_SIZE = 64
@@ -225,7 +225,7 @@ def _decode_all(source: Source, tasks: list, workers: int, progress: bool):
             chunksize = max(1, min(64, len(tasks) // (workers * 8)))
             pool = ProcessPoolExecutor(workers, multiprocessing.get_context(), _init_worker, initargs)
             try:
-                with _signals_raise():
+                with stop_signals_interrupt():
                     for result in pool.map(_work, tasks, chunksize=chunksize):
                         yield result
                         bar.update()
@@ -240,31 +240,6 @@ def _decode_all(source: Source, tasks: list, workers: int, progress: bool):
                 pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
-
-
-@contextlib.contextmanager
-def _signals_raise():
-    """While decoding in parallel, SIGTERM and SIGHUP whose handler is the default (which would
-    end this process at once and leave the workers running as orphans) raise KeyboardInterrupt
-    instead, so that the pool is stopped on the way out. Handlers a caller installed (such as
-    rawgan.train's) are left alone; outside the main thread nothing changes."""
-    old, pid = {}, os.getpid()
-
-    def stop(signum, frame):
-        if os.getpid() != pid:          # a worker forked before its initializer reset this
-            os._exit(128 + signum)
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-    try:
-        for s in (signal.SIGTERM, signal.SIGHUP):
-            if signal.getsignal(s) == signal.SIG_DFL:
-                old[s] = signal.signal(s, stop)
-    except ValueError:  # not the main thread
-        pass
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
 
 
 # ----------------------------------------------------------------------------------------------
