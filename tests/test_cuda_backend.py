@@ -93,6 +93,41 @@ def test_conv_transpose2d_layer(schedule, dut, shape, cout, k, stride, pad, out_
     run_layer(make, rng.standard_normal(shape), rng.standard_normal(y_shape), dut)
 
 
+def test_conv2d_keeps_cols_only_from_a_training_forward_to_its_backward(dut):
+    """A training forward with requires_grad holds im2col(x) (one buffer of its own: the step's
+    buffers grow by exactly its bytes) until the backward uses and drops it; an eval forward or
+    one with requires_grad False (D during G's update) keeps nothing and takes no more memory
+    than y. dw is the same either way (the backward without kept cols rebuilds them)."""
+    from rawgan.runtime import StaticMemory
+
+    rng = np.random.default_rng(12)
+    x = dut.asarray(rng.standard_normal((3, 5, 9, 7)))
+    conv = Conv2d(dut, 5, 4, 5, 2, "same", rng=np.random.default_rng(1), init_std=0.3)
+    y_bytes = 4 * int(np.prod(conv.output_shape(x.shape)))
+    cols_shape = (5 * 5 * 5, 3 * 5 * 4)                  # (C·R·S, N·P·Q), P, Q = 5, 4
+    dy = dut.asarray(rng.standard_normal(conv.output_shape(x.shape)))
+    dws, held = [], []
+    for mode in ("train", "eval", "frozen"):
+        conv.train(mode != "eval")
+        conv.requires_grad = mode != "frozen"
+        mem = StaticMemory(dut.ops.rt)
+        with dut.ops.rt.static_memory(mem):
+            y = conv.forward(x)
+        held.append(sum(int(b.nbytes) for b in mem.buffers) - y_bytes)   # not the scratch slots
+        if mode == "train":
+            assert tuple(conv.cols.shape) == cols_shape
+        else:
+            assert conv.cols is None
+        conv.requires_grad = True
+        conv.zero_grad(lazy=True)
+        conv.backward(dy)
+        assert conv.cols is None
+        dws.append(host(conv.grads["w"]).copy())
+    assert held == [4 * cols_shape[0] * cols_shape[1], 0, 0]
+    np.testing.assert_array_equal(dws[0], dws[1])
+    np.testing.assert_array_equal(dws[0], dws[2])
+
+
 @pytest.mark.parametrize("n,fin,fout", [(1, 7, 3), (4, 100, 515), (5, 8192, 1)])
 def test_linear_layer(dut, n, fin, fout):
     rng = np.random.default_rng(4)

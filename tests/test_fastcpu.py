@@ -83,6 +83,29 @@ def test_conv_passes_equal_reference(case, dtype, layout, chunking):
     np.testing.assert_allclose(dw, reference.conv2d_wgrad(dy, x, w.shape, stride, pad), **tol)
 
 
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kept_cols_give_the_same_y_and_dw(case, dtype, chunking):
+    """fprop(keep_cols=True): the same y and its (N·P·Q, R·S·C) cols in a fresh array (a later
+    fprop does not overwrite them); wgrad(cols=) matches the reference and the wgrad that
+    rebuilds its cols; cols of another shape raise ValueError."""
+    stride, pad = case[7], case[8]
+    x, w, b, dy = (a.astype(dtype) for a in conv_data(case))
+    tol = dict(rtol=5e-5, atol=5e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    y, cols = conv.conv2d_fprop(x, w, b, stride, pad, keep_cols=True)
+    np.testing.assert_allclose(y, conv.conv2d_fprop(x, w, b, stride, pad), **tol)
+    kept = cols.copy()
+    conv.conv2d_fprop(x * 2, w, b, stride, pad, keep_cols=True)
+    conv.conv2d_fprop(x * 3, w, b, stride, pad)
+    np.testing.assert_array_equal(cols, kept)
+    dw = conv.conv2d_wgrad(dy, x, w.shape, stride, pad, cols=cols)
+    assert dw.shape == w.shape and dw.dtype == dtype and dw.flags.c_contiguous
+    np.testing.assert_allclose(dw, reference.conv2d_wgrad(dy, x, w.shape, stride, pad), **tol)
+    np.testing.assert_allclose(dw, conv.conv2d_wgrad(dy, x, w.shape, stride, pad), **tol)
+    with pytest.raises(ValueError, match="cols has shape"):
+        conv.conv2d_wgrad(dy, x, w.shape, stride, pad, cols=cols[1:])
+
+
 def test_fprop_output_is_fresh_and_channels_last():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)

@@ -13,6 +13,7 @@ Kernel -> test:
     loss.cu         sigmoid_bce_with_logits_forward/_backward        test_loss_kernels
                     sigmoid_bce_with_logits_fused                    test_loss_fused_kernel_*
     conv.cu         im2col, col2im, swap_axes01                      test_im2col_col2im, test_conv_passes
+                    (fprop's kept cols reused by wgrad)              test_conv_kept_cols_give_the_same_y_and_dw
     adam.cu         adam_update                                      test_adam_kernel
     rng.cu          philox_uniform, philox_normal                    test_philox_*
     reduce.cuh      block_reduce_sum (barrier (B) removed)           test_broken_reduction_is_caught
@@ -324,6 +325,33 @@ def test_conv_passes(dev, xs, ws, stride, pad):
     dy = rnd(rng, *y_r.shape)
     close(ops.conv2d_dgrad(put(dy), put(w), xs, stride, pad), R.conv2d_dgrad(dy, w, xs, stride, pad), atol=1e-5)
     close(ops.conv2d_wgrad(put(dy), put(x), ws, stride, pad), R.conv2d_wgrad(dy, x, ws, stride, pad), atol=1e-5)
+
+
+@pytest.mark.parametrize("xs,ws,stride,pad", CONV_CASES)
+def test_conv_kept_cols_give_the_same_y_and_dw(dev, xs, ws, stride, pad):
+    """fprop(keep_cols=True) returns the same y and cols = im2col(x) in a buffer of its own (a
+    later fprop's im2col leaves it alone); wgrad(cols=) gives bit-for-bit the dw of the wgrad that
+    builds its own cols, written or accumulated, and matches the float64 reference."""
+    ops, put, get = dev.ops, dev.put, dev.get
+    rng = np.random.default_rng(18)
+    x, w, b = rnd(rng, *xs), rnd(rng, *ws), rnd(rng, ws[0])
+    y_plain = get(ops.conv2d_fprop(put(x), put(w), put(b), stride, pad))
+    y, cols = ops.conv2d_fprop(put(x), put(w), put(b), stride, pad, keep_cols=True)
+    np.testing.assert_array_equal(get(y), y_plain)
+    np.testing.assert_array_equal(get(cols), naive_im2col(x, ws, stride, pad))
+    ops.conv2d_fprop(put(rnd(rng, *xs)), put(w), None, stride, pad)     # reuses the "cols" slot
+    np.testing.assert_array_equal(get(cols), naive_im2col(x, ws, stride, pad))
+    dy = rnd(rng, *y_plain.shape)
+    dw_plain = get(ops.conv2d_wgrad(put(dy), put(x), ws, stride, pad))
+    dw = get(ops.conv2d_wgrad(put(dy), put(x), ws, stride, pad, cols=cols))
+    np.testing.assert_array_equal(dw, dw_plain)
+    dw64 = R.conv2d_wgrad(dy.astype(np.float64), x.astype(np.float64), ws, stride, pad)
+    np.testing.assert_allclose(dw, dw64, rtol=1e-5, atol=1e-5)
+    acc = put(np.ones(ws, np.float32))
+    ops.conv2d_wgrad(put(dy), put(x), ws, stride, pad, out=acc, accumulate=True, cols=cols)
+    np.testing.assert_allclose(get(acc), dw64 + 1.0, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="cols"):
+        ops.conv2d_wgrad(put(dy), put(x), ws, stride, pad, cols=put(get(cols)[:, 1:]))
 
 
 def test_linear_ops(dev):

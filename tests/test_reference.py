@@ -107,6 +107,22 @@ def test_conv_passes_equal_naive_loops(case, dtype):
     np.testing.assert_allclose(dw, naive_wgrad(dy, x, w.shape, stride, pad), **tol)
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_kept_cols_give_the_same_y_and_dw(case):
+    """fprop(keep_cols=True) returns (the same y, im2col(x)); wgrad(cols=) equals the naive loop
+    (float64) and, exactly, the wgrad that builds its own cols; cols of another shape raise."""
+    stride, pad = case[7], case[8]
+    x, w, b, dy = conv_data(case)
+    y, cols = conv.conv2d_fprop(x, w, b, stride, pad, keep_cols=True)
+    np.testing.assert_array_equal(y, conv.conv2d_fprop(x, w, b, stride, pad))
+    np.testing.assert_array_equal(cols, conv.im2col(x, w.shape, stride, pad))
+    dw = conv.conv2d_wgrad(dy, x, w.shape, stride, pad, cols=cols)
+    np.testing.assert_array_equal(dw, conv.conv2d_wgrad(dy, x, w.shape, stride, pad))
+    np.testing.assert_allclose(dw, naive_wgrad(dy, x, w.shape, stride, pad), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="cols has shape"):
+        conv.conv2d_wgrad(dy, x, w.shape, stride, pad, cols=cols[:, :-1])
+
+
 @pytest.mark.parametrize("case", CASES[:4])
 def test_col2im_is_the_adjoint_of_im2col(case):
     """<im2col(x), c> = <x, col2im(c)> for random x and c (float64)."""

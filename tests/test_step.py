@@ -5,6 +5,8 @@ memory, device-side state, and one captured graph per step replayed by the emula
   weights, gradients, Adam m/v/t, BN running statistics, the z stream) — and a host value frozen
   into the graph (Adam's t as a kernel argument) makes exactly this comparison fail.
 * After the warm-up step a step allocates nothing; a graph step is one graph launch.
+* Each window matrix is built once per step (im2col launches: Conv2d forwards keep their cols
+  for the wgrad, ConvTranspose2d backwards share im2col(dy) between dgrad and wgrad).
 * Inside capture every forbidden action raises CaptureError at once.
 * The new kernels (kernels/tensor.cu, the device-state kernels of adam.cu and rng.cu) match
   their NumPy references under both emulator schedules; rt.gemm handles transposed operands.
@@ -159,6 +161,28 @@ def test_steady_state_allocates_nothing_and_a_graph_step_is_one_launch(dut):
     # The graph replays exactly the eager step's launches.
     assert [c["launches"] for c in graph] == [c["launches"] for c in eager]
     assert eager[1]["launches"] > 200            # a whole step (~300 launches at g_steps 2)
+
+
+@pytest.mark.parametrize("g_steps", [1, 2])
+def test_each_window_matrix_is_built_once_per_step(g_steps, dut):
+    """im2col launches per step: one per Conv2d forward (its wgrad reuses the kept cols) and one
+    per ConvTranspose2d backward (dgrad and wgrad share im2col(dy)). The DCGAN (4 + 4 layers):
+    2·4 for D's real and fake passes + g_steps·(4 D forwards + 4 G backwards) = 16 / 24 — it was
+    28 / 40 when every wgrad built its cols again. D during the G update keeps no cols."""
+    from rawgan.layers import Conv2d, ConvTranspose2d
+
+    step = make_step(dut, False, g_steps=g_steps)
+    rt, m = step.rt, step.model
+    convs = sum(isinstance(l, Conv2d) for l in m.D.layers)
+    convts = sum(isinstance(l, ConvTranspose2d) for l in m.G.layers)
+    assert (convs, convts) == (4, 4)
+    data = batches(2)
+    step(data[0])                                   # warm-up
+    rt.reset_counters()
+    step(data[1])
+    assert rt.launches_by_name["im2col"] == 2 * convs + g_steps * (convs + convts)
+    assert rt.launches_by_name["im2col"] == {1: 16, 2: 24}[g_steps]
+    assert all(l.cols is None for l in m.D.layers if isinstance(l, Conv2d))   # none left held
 
 
 def test_capture_forbidden_actions_raise():

@@ -16,6 +16,13 @@ class Conv2d(Layer):
         rng, init_std: weights ~ N(0, init_std²) (DCGAN: 0.02; Radford et al. 2015 §4), bias 0.
     Parameters: ``w`` (out_channels, in_channels, kh, kw), ``b`` (out_channels,).
     Backward: dgrad (dx), wgrad (dw) and the bias gradient (see rawgan.backend.reference.conv).
+    The wgrad's window matrix im2col(x) is the one the forward built: a forward that will be
+    followed by a weight gradient (``training`` and ``requires_grad``) asks ``conv2d_fprop`` to
+    keep its cols (``keep_cols``) and holds them in ``self.cols`` until the backward hands them
+    to ``conv2d_wgrad`` and drops them — in_channels·kh·kw·N·P·Q elements (kh·kw/stride² times
+    the input; D's four layers hold ~200 MB at batch 64, float32) instead of a second im2col.
+    Eval forwards and forwards with ``requires_grad`` False (D during G's update) keep nothing;
+    a backward without kept cols builds them again.
     Raises ValueError for a non-4-D input, a channel or dtype mismatch, or an input smaller than
     the (padded) kernel.
     """
@@ -55,6 +62,11 @@ class Conv2d(Layer):
         self.x = x
         # b is None while the bias is folded into a training-mode BatchNormAct (fold_bias_into_bn)
         b = None if self.bias_into is not None and self.bias_into.training else self.params.get("b")
+        self.cols = None
+        if self.training and self.requires_grad:      # the backward's wgrad will reuse the cols
+            y, self.cols = self.B.ops.conv2d_fprop(x, self.params["w"], b, self.stride, self.pad,
+                                                   keep_cols=True)
+            return self._out(y)
         return self._out(self.B.ops.conv2d_fprop(x, self.params["w"], b,
                                                  self.stride, self.pad))
 
@@ -64,7 +76,8 @@ class Conv2d(Layer):
         if self.requires_grad:
             acc = self._accumulate_grads()
             ops.conv2d_wgrad(dy, self.x, w.shape, self.stride, self.pad, out=self.grads["w"],
-                             accumulate=acc)
+                             accumulate=acc, cols=self.cols)
+            self.cols = None                              # used once: free them
             if "b" in self.grads:
                 ops.bias_grad(dy, out=self.grads["b"], accumulate=acc)
         if not need_dx:

@@ -18,6 +18,11 @@ class ConvTranspose2d(Layer):
     Ho = (Hi−1)·sh − top − bottom + kh + output_padding_h (PyTorch's rule).
     Init: w ~ N(0, init_std²), b = 0. Raises ValueError for a wrong input rank, channel count or
     dtype, or ``output_padding >= stride``.
+
+    Backward: the dgrad (``conv2d_fprop(dy, w)``) and the wgrad (``conv2d_wgrad(x, dy)``) both
+    need im2col(dy); the dgrad keeps its cols (``keep_cols``) and the wgrad uses them, so they
+    are built once per backward — out_channels·kh·kw·N·Hi·Wi elements (kh·kw/stride² times dy),
+    alive only inside the backward. Nothing is kept between forward and backward.
     """
 
     def __init__(self, backend, in_channels, out_channels, kernel_size, stride=1, padding="same",
@@ -70,16 +75,19 @@ class ConvTranspose2d(Layer):
     def backward(self, dy, need_dx=True):
         self._check_grad(dy)
         ops, w = self.B.ops, self.params["w"]
+        dx = cols = None
+        if need_dx and self.requires_grad:      # im2col(dy) once, for the dgrad and the wgrad
+            dx, cols = ops.conv2d_fprop(dy, w, None, self.stride, self.pad, keep_cols=True)
+        elif need_dx:
+            dx = ops.conv2d_fprop(dy, w, None, self.stride, self.pad)
         if self.requires_grad:
             # The convolution y -> x has input dy-shaped images and output x-shaped gradients.
             acc = self._accumulate_grads()
             ops.conv2d_wgrad(self.x, dy, w.shape, self.stride, self.pad, out=self.grads["w"],
-                             accumulate=acc)
+                             accumulate=acc, cols=cols)
             if "b" in self.grads:
                 ops.bias_grad(dy, out=self.grads["b"], accumulate=acc)
-        if not need_dx:
-            return None
-        return ops.conv2d_fprop(dy, w, None, self.stride, self.pad)
+        return dx
 
     def __repr__(self):
         return (f"ConvTranspose2d({self.in_channels}→{self.out_channels}, k={self.kernel_size}, "

@@ -1,7 +1,9 @@
 """2-D convolution and per-channel bias on the CUDA backend: launchers of kernels/conv.cu and
 kernels/bias.cu, with the GEMMs done by ``rt.gemm`` (cuBLAS on the GPU, NumPy in emulation) into preallocated
 buffers; the column matrices and GEMM results that die inside one op live in ``rt.scratch``
-slots ("cols", "gemm", "swap").
+slots ("cols", "gemm", "swap"). Column matrices that outlive their op — ``conv2d_fprop(...,
+keep_cols=True)``, handed to ``conv2d_wgrad(..., cols=)`` so the wgrad launches no second im2col
+of the same x — are ``rt.empty`` buffers instead (a later layer's im2col must not overwrite them).
 
 Signatures and semantics: rawgan.backend.reference.conv (after ``rt`` is bound). Layouts: x
 (N, C, H, W), w (K, C, R, S), y (N, K, P, Q), float32; stride (sh, sw); pad (top, bottom, left,
@@ -45,11 +47,14 @@ def _geometry(x_shape, w_shape, stride, pad):
     return args, (N, C, H, W, K, R, S, P, Q)
 
 
-def im2col(rt, x, w_shape, stride, pad):
-    """Window matrix of x: (C·R·S, N·P·Q) float32 (kernel ``im2col``), in scratch slot "cols"."""
+def im2col(rt, x, w_shape, stride, pad, keep=False):
+    """Window matrix of x: (C·R·S, N·P·Q) float32 (kernel ``im2col``), in scratch slot "cols"
+    (overwritten by the next op that uses the slot) or, with ``keep``, in a buffer of its own
+    (``rt.empty``: a step's static memory inside a TrainStep) that later ops leave alone."""
     x = contiguous(rt, x)
     args, (N, C, H, W, K, R, S, P, Q) = _geometry(x.shape, w_shape, stride, pad)
-    cols = rt.scratch("cols", (C * R * S, N * P * Q), x.dtype)
+    shape = (C * R * S, N * P * Q)
+    cols = rt.empty(shape, x.dtype) if keep else rt.scratch("cols", shape, x.dtype)
     launch_1d(rt, MODULE, "im2col", cols.size, (x, cols, *args))
     return cols
 
@@ -74,21 +79,23 @@ def swap_axes01(rt, a, shape3, bias=None, slot=None):
     return out
 
 
-def conv2d_fprop(rt, x, w, b, stride, pad):
-    """y (N, K, P, Q) = conv(x, w) + b; ``b`` may be None.
+def conv2d_fprop(rt, x, w, b, stride, pad, keep_cols=False):
+    """y (N, K, P, Q) = conv(x, w) + b; ``b`` may be None. ``keep_cols``: return (y, cols),
+    cols = im2col(x) (C·R·S, N·P·Q) float32 in a buffer of its own (``rt.empty``, not the shared
+    "cols" slot) for :func:`conv2d_wgrad`'s ``cols`` — 4·C·R·S·N·P·Q bytes held by the caller.
 
     The reference's Y = W₂ @ cols followed by swap01 is ONE batched GEMM here,
     y[n] (K, P·Q) = W₂ @ cols[:, n·P·Q:(n+1)·P·Q], that reads the column matrix as
     (N, C·R·S, P·Q) and writes NCHW directly (rt.gemm with strided views): no swap kernel."""
     _, (N, C, H, W, K, R, S, P, Q) = _geometry(x.shape, w.shape, stride, pad)
     CRS, PQ = C * R * S, P * Q
-    cols = im2col(rt, x, w.shape, stride, pad)
+    cols = im2col(rt, x, w.shape, stride, pad, keep=keep_cols)
     y = rt.empty((N, K, P, Q), x.dtype)
     rt.gemm(contiguous(rt, w).reshape(K, CRS), cols.reshape(CRS, N, PQ).transpose(1, 0, 2),
             y.reshape(N, K, PQ))
     if b is not None:
         bias_add(rt, y, b)
-    return y
+    return (y, cols) if keep_cols else y
 
 
 def conv2d_dgrad(rt, dy, w, x_shape, stride, pad, bias=None):
@@ -105,13 +112,19 @@ def conv2d_dgrad(rt, dy, w, x_shape, stride, pad, bias=None):
     return col2im(rt, dcols, x_shape, w.shape, stride, pad, bias)
 
 
-def conv2d_wgrad(rt, dy, x, w_shape, stride, pad, out=None, accumulate=False):
+def conv2d_wgrad(rt, dy, x, w_shape, stride, pad, out=None, accumulate=False, cols=None):
     """dw (w_shape) = Σ_{n,p,q} dy · window(x), given dy (N, K, P, Q) and x (N, C, H, W).
 
     ``out``: the gradient buffer (C-contiguous, w_shape) the GEMM writes (beta = 0) or, with
-    ``accumulate``, adds to (beta = 1) — no separate accumulate kernel."""
+    ``accumulate``, adds to (beta = 1) — no separate accumulate kernel.
+    ``cols``: im2col(x) from ``conv2d_fprop(x, ..., keep_cols=True)`` (no im2col launch here);
+    else built in the "cols" slot. Raises ValueError for cols not of shape (C·R·S, N·P·Q)."""
     _, (N, C, H, W, K, R, S, P, Q) = _geometry(x.shape, w_shape, stride, pad)
-    cols = im2col(rt, x, w_shape, stride, pad)
+    if cols is None:
+        cols = im2col(rt, x, w_shape, stride, pad)
+    elif tuple(cols.shape) != (C * R * S, N * P * Q) or not cols.flags.c_contiguous:
+        raise ValueError(f"conv2d_wgrad: cols must be a C-contiguous {(C * R * S, N * P * Q)} "
+                         f"array, got {tuple(cols.shape)}")
     dY = swap_axes01(rt, dy, (N, K, P * Q), slot="swap").reshape(K, N * P * Q)
     w_shape = tuple(int(d) for d in w_shape)
     if out is None:

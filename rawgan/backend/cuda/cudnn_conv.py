@@ -445,10 +445,21 @@ class CudnnConv:
             rt.memory = saved
         return out
 
-    def fprop(self, x, w, b, stride, pad):
-        """y = conv(x, w) + b (rawgan.backend.reference.conv.conv2d_fprop)."""
-        return self._pass("fprop", im2col_conv.conv2d_fprop, self._cudnn_fprop, (x, w),
-                          (b, stride, pad), lambda x, w, *_: (x.shape, w.shape))
+    def fprop(self, x, w, b, stride, pad, keep_cols=False):
+        """y = conv(x, w) + b (rawgan.backend.reference.conv.conv2d_fprop). ``keep_cols``:
+        (y, cols) — the kernels' column matrix (conv.conv2d_fprop), or None where cuDNN ran
+        the pass (it builds no cols; the wgrad then runs without them)."""
+        if not keep_cols:
+            return self._pass("fprop", im2col_conv.conv2d_fprop, self._cudnn_fprop, (x, w),
+                              (b, stride, pad), lambda x, w, *_: (x.shape, w.shape))
+
+        def kernels(rt, *args):
+            return im2col_conv.conv2d_fprop(rt, *args, keep_cols=True)
+
+        def cudnn(*args):
+            return self._cudnn_fprop(*args), None
+        return self._pass("fprop", kernels, cudnn, (x, w), (b, stride, pad),
+                          lambda x, w, *_: (x.shape, w.shape))
 
     def dgrad(self, dy, w, x_shape, stride, pad, bias=None):
         """dx for y = conv(x, w), + ``bias`` per channel if given (reference conv2d_dgrad; here
@@ -457,11 +468,15 @@ class CudnnConv:
                         (x_shape, stride, pad), lambda dy, w, x_shape, *_: (x_shape, w.shape))
         return dx if bias is None else im2col_conv.bias_add(self.rt, dx, bias)
 
-    def wgrad(self, dy, x, w_shape, stride, pad, out=None, accumulate=False):
+    def wgrad(self, dy, x, w_shape, stride, pad, out=None, accumulate=False, cols=None):
         """dw for y = conv(x, w) (rawgan.backend.reference.conv.conv2d_wgrad); ``out`` the
         gradient buffer written (or, ``accumulate``, added to) — here with tensor.cu's fill +
-        accumulate kernels after the pass (the conv_impl="kernels" path does it in the GEMM)."""
-        dw = self._pass("wgrad", im2col_conv.conv2d_wgrad, self._cudnn_wgrad, (dy, x),
+        accumulate kernels after the pass (the conv_impl="kernels" path does it in the GEMM).
+        ``cols`` (from fprop's ``keep_cols``) is used where the kernels run this pass; cuDNN
+        needs none."""
+        def kernels(rt, *args):
+            return im2col_conv.conv2d_wgrad(rt, *args, cols=cols)
+        dw = self._pass("wgrad", kernels, self._cudnn_wgrad, (dy, x),
                         (w_shape, stride, pad), lambda dy, x, w_shape, *_: (x.shape, w_shape))
         if out is None:
             return dw

@@ -8,6 +8,7 @@ memory, where one window row of S·C values is contiguous:
     fprop:  cols[(n,p,q), (r,s,c)] = xpad[n, p·sh+r, q·sw+s, c]   (one strided-view copy)
             y[(n,p,q), k] = cols @ W₂ᵀ,  W₂[k, (r,s,c)] = w[k, c, r, s]
     wgrad:  dW₂ = dYᵀ @ cols              dY[(n,p,q), k] = dy[n, k, p, q]
+            (cols: fprop's, when it was asked to keep them — ``keep_cols`` — else rebuilt)
     dgrad:  C >= 16: sh·sw stride-1 "gather" convolutions, one per output phase (each dx element
             written once, no scatter-add; :func:`_dgrad_phases`); C < 16 (the RGB layer): GEMM,
             then col2im in channel-major memory (:func:`_dgrad_col2im_cmajor`)
@@ -141,10 +142,12 @@ def _w_rsc(w):
     return np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(K, -1)
 
 
-def conv2d_fprop(x, w, b, stride, pad):
+def conv2d_fprop(x, w, b, stride, pad, keep_cols=False):
     """y (N, K, P, Q) = conv(x, w) + b. ``b`` may be None. See the module docstring.
 
-    The result has NCHW shape and channels-last memory.
+    The result has NCHW shape and channels-last memory. ``keep_cols``: return (y, cols), cols
+    the channels-last window matrix (N·P·Q, R·S·C) of x in a new array (built whole, not in
+    chunks: N·P·Q·R·S·C elements held by the caller) for :func:`conv2d_wgrad`'s ``cols``.
     """
     N, C, H, W = x.shape
     K, _, R, S = w.shape
@@ -154,14 +157,19 @@ def conv2d_fprop(x, w, b, stride, pad):
     W2t = _w_rsc(w).T                                   # (R·S·C, K), a transposed view
     y = np.empty((N * P * Q, K), dtype=np.result_type(x.dtype, w.dtype))
     per = P * Q * R * S * C
-    for n0, n1 in _chunks(N, per):
-        cols = _scratch("cols", (n1 - n0) * per, x.dtype).reshape(n1 - n0, P, Q, R, S, C)
+    kept = np.empty((N, P, Q, R, S, C), dtype=x.dtype) if keep_cols else None
+    for n0, n1 in ([(0, N)] if keep_cols else _chunks(N, per)):
+        if keep_cols:
+            cols = kept
+        else:
+            cols = _scratch("cols", (n1 - n0) * per, x.dtype).reshape(n1 - n0, P, Q, R, S, C)
         _im2col_nhwc(xp, n0, n1, R, S, sh, sw, P, Q, cols)
         yc = y[n0 * P * Q:n1 * P * Q]
         _mm(cols.reshape(-1, R * S * C), W2t, out=yc)
         if b is not None:
             yc += b
-    return y.reshape(N, P, Q, K).transpose(0, 3, 1, 2)
+    y = y.reshape(N, P, Q, K).transpose(0, 3, 1, 2)
+    return (y, kept.reshape(N * P * Q, R * S * C)) if keep_cols else y
 
 
 def _phase(rho, s, R, t, H):
@@ -283,16 +291,26 @@ def _dgrad_col2im_cmajor(dy, w, x_shape, stride, pad):
     return dxp[:, :, t:t + H, l:l + W].transpose(1, 0, 2, 3)
 
 
-def conv2d_wgrad(dy, x, w_shape, stride, pad, out=None, accumulate=False):
+def conv2d_wgrad(dy, x, w_shape, stride, pad, out=None, accumulate=False, cols=None):
     """dw (w_shape) = Σ over n,p,q of dy · window(x); dy (N, K, P, Q), x (N, C, H, W); ``out``
-    and ``accumulate`` as in the reference (the gradient buffer written or added to)."""
+    and ``accumulate`` as in the reference (the gradient buffer written or added to).
+    ``cols``: the (N·P·Q, R·S·C) window matrix of x from ``conv2d_fprop(x, ...,
+    keep_cols=True)`` — then dW₂ = dYᵀ @ cols is one GEMM and x is not read; raises ValueError
+    for another shape."""
     N, C, H, W = x.shape
     K, _, R, S = w_shape
     sh, sw = stride
     P, Q = output_hw(x.shape, w_shape, stride, pad)
-    xp = _padded_nhwc(x, pad)
     dY = _rows_nhwc(dy)                                  # (N·P·Q, K)
     dW2 = np.zeros((K, R * S * C), dtype=np.result_type(dy.dtype, x.dtype))
+    if cols is not None:
+        if cols.shape != (N * P * Q, R * S * C):
+            raise ValueError(f"conv2d_wgrad: cols has shape {cols.shape}, expected "
+                             f"{(N * P * Q, R * S * C)}")
+        _mm(dY.T, cols, out=dW2)
+        return write_grad(out, np.ascontiguousarray(dW2.reshape(K, R, S, C).transpose(0, 3, 1, 2)),
+                          accumulate)
+    xp = _padded_nhwc(x, pad)
     tmp = None
     per = P * Q * R * S * C
     for i, (n0, n1) in enumerate(_chunks(N, per)):

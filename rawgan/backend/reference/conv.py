@@ -16,6 +16,11 @@ matrix ``cols[(c,r,s), (n,p,q)] = xpad[n, c, p·sh+r, q·sw+s]`` (:func:`im2col`
     wgrad:  dW₂ = dY · colsᵀ
     dgrad:  dcols = W₂ᵀ · dY,  then dx = col2im(dcols)
 
+fprop and wgrad of the same x need the same cols: ``conv2d_fprop(..., keep_cols=True)`` returns
+them with y and ``conv2d_wgrad(..., cols=cols)`` uses them instead of building them again (a
+Conv2d layer holds them from its forward to its backward; ConvTranspose2d's backward builds
+im2col(dy) once for its dgrad and its wgrad).
+
 This is the algorithm of the CUDA backend (rawgan/backend/cuda/conv.py, kernels/conv.cu), op for
 op and name for name: im2col, col2im and swap_axes01 are kernels there and the three GEMMs are
 cuBLAS calls. All arrays are NCHW-contiguous; dtype float32 or float64 (outputs follow NumPy's
@@ -95,14 +100,20 @@ def swap_axes01(a, shape3, bias=None):
     return out
 
 
-def conv2d_fprop(x, w, b, stride, pad):
-    """y (N, K, P, Q) = conv(x, w) + b, for x (N, C, H, W), w (K, C, R, S), b (K,) or None."""
+def conv2d_fprop(x, w, b, stride, pad, keep_cols=False):
+    """y (N, K, P, Q) = conv(x, w) + b, for x (N, C, H, W), w (K, C, R, S), b (K,) or None.
+
+    ``keep_cols``: return ``(y, cols)`` instead of y, cols = :func:`im2col` (x) (C·R·S, N·P·Q),
+    the window matrix this pass built, for :func:`conv2d_wgrad`'s ``cols`` (the wgrad of the same
+    x then builds no second copy). Each backend lays its cols out its own way; pass them only to
+    the same backend's wgrad. Holding them costs C·R·S·N·P·Q elements (R·S times x)."""
     N, C, H, W = x.shape
     K, _, R, S = w.shape
     P, Q = output_hw(x.shape, w.shape, stride, pad)
     cols = im2col(x, w.shape, stride, pad)                       # (C·R·S, N·P·Q)
     Y = w.reshape(K, C * R * S) @ cols                           # (K, N·P·Q)
-    return swap_axes01(Y, (K, N, P * Q), bias=b).reshape(N, K, P, Q)
+    y = swap_axes01(Y, (K, N, P * Q), bias=b).reshape(N, K, P, Q)
+    return (y, cols) if keep_cols else y
 
 
 def conv2d_dgrad(dy, w, x_shape, stride, pad, bias=None):
@@ -119,15 +130,21 @@ def conv2d_dgrad(dy, w, x_shape, stride, pad, bias=None):
     return dx if bias is None else bias_add(dx, bias)
 
 
-def conv2d_wgrad(dy, x, w_shape, stride, pad, out=None, accumulate=False):
+def conv2d_wgrad(dy, x, w_shape, stride, pad, out=None, accumulate=False, cols=None):
     """dw (w_shape) = Σ over n, p, q of dy · window(x); dy (N, K, P, Q), x (N, C, H, W).
 
     ``out``: the gradient buffer dw is written into (``accumulate``: added to), as
-    :func:`~.tensor.write_grad`; it is then the return value."""
+    :func:`~.tensor.write_grad`; it is then the return value.
+    ``cols``: im2col(x) as ``conv2d_fprop(x, ..., keep_cols=True)`` returned it (else built
+    here). Raises ValueError when its shape is not (C·R·S, N·P·Q)."""
     N, C, H, W = x.shape
     K, _, R, S = w_shape
     P, Q = output_hw(x.shape, w_shape, stride, pad)
-    cols = im2col(x, w_shape, stride, pad)                       # (C·R·S, N·P·Q)
+    if cols is None:
+        cols = im2col(x, w_shape, stride, pad)                   # (C·R·S, N·P·Q)
+    elif cols.shape != (C * R * S, N * P * Q):
+        raise ValueError(f"conv2d_wgrad: cols has shape {cols.shape}, expected "
+                         f"{(C * R * S, N * P * Q)}")
     dY = swap_axes01(dy, (N, K, P * Q)).reshape(K, N * P * Q)
     return write_grad(out, (dY @ cols.T).reshape(w_shape), accumulate)
 
