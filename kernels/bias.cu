@@ -8,9 +8,14 @@
 // the gradient reads dy once (4*E bytes, 1 FLOP/elt). Both memory bound: the bound is bytes /
 // 4.8 TB/s on an H200 — if enough blocks stream. One block per channel does not: G's last layer
 // has C = 3 channels of M = 262,144 elements (batch 64, 64x64), i.e. 3 blocks on 3 of 132 SMs
-// (~3 MB at ~6 GB/s per block: ~170 us instead of ~1 us). bias_grad_partial + bias_grad_combine
-// split each channel over row-chunks (grid = (C, chunks)), deterministically: per-block partial
-// sums in a fixed order, folded in index order by the combine kernel. The launcher
+// (~3 MB at ~6 GB/s per block: ~170 us instead of ~1 us). bias_grad_2d splits each channel over
+// row-chunks (grid = (C, chunks): G's RGB layer 3 x 176 = 528 blocks, 4 per SM), deterministically:
+// per-block partial sums in a fixed order, folded in index order by the last block to finish
+// (the "last block done" pattern, reduce.cuh) — one launch, where a partial kernel + a combine
+// kernel took two (~3 us of launch each, eager). The fold is C*chunks floats (~2 KB) read by one
+// block, one thread per channel, 8 loads in flight: ~chunks/8 L2 round trips (22 for C = 3,
+// ~3 us on the critical path at ~0.15 us each — what the combine kernel's own loop also cost);
+// the extra traffic (partials + one atomic per block) is < 0.1% of dy. The launcher
 // (rawgan/backend/cuda/conv.py, bias_grad) picks the form with common.reduction_chunks.
 //
 // The gradient outputs db are the parameter gradients themselves (views of the flat gradient
@@ -66,11 +71,16 @@ extern "C" __global__ void bias_grad_rows(const float* __restrict__ dy, float* _
     }
 }
 
-// Pass 1 of the 2-D bias gradient (4-D dy): partial[c*chunks + b] = sum of dy over elements
-// j in [b*chunk, min((b+1)*chunk, M)) of channel c (M = N*HW; every chunk non-empty).
-// Launch: grid = (C, chunks), block = 32..256 (a multiple of 32), shared_mem = 0 (32 floats static).
-extern "C" __global__ void bias_grad_partial(const float* __restrict__ dy, float* __restrict__ partial,
-                                             int N, int C, int HW, int chunk)
+// The 2-D bias gradient (4-D dy) in ONE launch: block (c, b) sums dy over the elements j in
+// [b*chunk, min((b+1)*chunk, M)) of channel c (M = N*HW; every chunk non-empty) into
+// partial[c*chunks + b]; the last block to finish (reduce.cuh grid_last_block, ticket counter
+// `done`, reset to 0 by that block) folds them: db[c] = sum of partial[c*chunks + b] for b = 0, 1,
+// ... in index order (one thread per channel). Deterministic: fixed per-block tree, fixed fold order.
+// Launch: grid = (C, chunks), block = 32..256 (a multiple of 32), shared_mem = 0 (32 floats + 1
+// bool static). partial: C*chunks floats of workspace; *done == 0 before the launch (and after it).
+extern "C" __global__ void bias_grad_2d(const float* __restrict__ dy, float* partial,
+                                        unsigned int* done, float* __restrict__ db,
+                                        int N, int C, int HW, int chunk, int accumulate)
 {
     __shared__ float scratch[32];
     const int c = blockIdx.x;
@@ -84,15 +94,12 @@ extern "C" __global__ void bias_grad_partial(const float* __restrict__ dy, float
     if (threadIdx.x == 0) {
         partial[(long long)c * gridDim.y + blockIdx.y] = s;
     }
-}
-
-// Pass 2 of the 2-D bias gradient: db[c] = sum of partial[c*chunks + b] for b = 0, 1, ... in order.
-// Launch: grid = min(ceil(C / 256), block cap), block = 256, shared_mem = 0 (grid-stride over C).
-extern "C" __global__ void bias_grad_combine(const float* __restrict__ partial, float* __restrict__ db,
-                                             int C, int chunks, int accumulate)
-{
-    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < C; c += blockDim.x * gridDim.x) {
-        const float s = sum_partials(partial + (long long)c * chunks, chunks, 1);
-        db[c] = accumulate ? db[c] + s : s;
+    if (!grid_last_block(done, gridDim.x * gridDim.y)) {
+        return;
+    }
+    const int chunks = (int)gridDim.y;
+    for (int k = threadIdx.x; k < C; k += blockDim.x) {
+        const float t = sum_partials_volatile(partial + (long long)k * chunks, chunks, 1);
+        db[k] = accumulate ? db[k] + t : t;
     }
 }

@@ -1,5 +1,6 @@
 // reduce.cuh — warp- and block-wide float sums shared by the reduction kernels
-// (bias.cu: bias gradient, batchnorm.cu: statistics and backward sums, loss.cu: mean loss).
+// (bias.cu: bias gradient, batchnorm.cu: statistics and backward sums, loss.cu: mean loss), and
+// the "last block done" pattern that folds a grid's partial sums in the same launch.
 //
 // Both functions are collective: every thread of the warp (warp_reduce_sum) or of the block
 // (block_reduce_sum) must call them, with the same control flow. Block shape: 1-D, blockDim.x a
@@ -41,6 +42,59 @@ __device__ __forceinline__ float sum_partials(const float* __restrict__ p, int c
 {
     float s = 0.0f;
     for (int b = 0; b < count; ++b) {
+        s += p[(long long)b * stride];
+    }
+    return s;
+}
+
+// "Last block done" (CUDA C++ Programming Guide, Memory Fence Functions): lets ONE launch both
+// write per-block partial results and combine them, instead of a partial kernel + a combine kernel.
+// Call it in every thread of a (1-D) block, after the block's partial results are stored in global
+// memory (collective: it contains __syncthreads). Each block fences its stores (__threadfence) and
+// then takes a ticket with atomicAdd(counter, 1); exactly one block — the nblocks-th to arrive,
+// nblocks = every block of the grid — gets true (in all its threads) and may read every block's
+// partials; it reads them through volatile loads (sum_partials_volatile: not from a stale L1
+// line). That block also resets *counter to 0 (all nblocks have counted by then), so the next
+// launch — or the next replay of a captured CUDA graph — starts from 0 again. The counter (one
+// unsigned int per concurrently running launch; launches on one stream run one after the other)
+// must be 0 before the first launch: rawgan/backend/cuda/common.workspace_counter zeroes it once
+// when it is created. Deterministic when the winner combines the partials in a fixed order: which
+// block arrives last varies, what it computes does not.
+static __device__ __forceinline__ bool grid_last_block(unsigned int* counter, unsigned int nblocks)
+{
+    __shared__ bool is_last;
+    __threadfence();  // this thread's partial stores are visible device-wide before the ticket
+    __syncthreads();  // every thread of the block has stored and fenced
+    if (threadIdx.x == 0) {
+        const unsigned int ticket = atomicAdd(counter, 1u);
+        is_last = ticket == nblocks - 1u;
+        if (is_last) {
+            *counter = 0u;  // every block has its ticket: ready for the next launch
+        }
+    }
+    __syncthreads();
+    return is_last;
+}
+
+// sum_partials for the block that grid_last_block chose: the same sum in the same index order
+// (bit-identical), through volatile loads issued 8 at a time (independent loads in flight
+// together, then the adds in order: ~count/8 L2 round trips instead of count).
+__device__ __forceinline__ float sum_partials_volatile(const volatile float* p, int count, int stride)
+{
+    float s = 0.0f;
+    int b = 0;
+    for (; b + 8 <= count; b += 8) {
+        float v[8];
+#pragma unroll
+        for (int u = 0; u < 8; ++u) {
+            v[u] = p[(long long)(b + u) * stride];
+        }
+#pragma unroll
+        for (int u = 0; u < 8; ++u) {
+            s += v[u];
+        }
+    }
+    for (; b < count; ++b) {
         s += p[(long long)b * stride];
     }
     return s;

@@ -9,6 +9,7 @@ sizes (32, 64, 256 threads: one warp, two warps, the GPU default).
 Kernel -> test:
     activations.cu  relu/leaky_relu/tanh/sigmoid _forward/_backward  test_activation_kernels
     bias.cu         bias_add, bias_grad, bias_grad_rows              test_bias_kernels, test_bias_grad_block_sizes
+                    bias_grad_2d (one launch, last block folds)      test_bias_grad_2d_one_launch_*
     batchnorm.cu    batchnorm_forward_train/_eval, batchnorm_backward test_batchnorm_*
     loss.cu         sigmoid_bce_with_logits_forward/_backward        test_loss_kernels
                     sigmoid_bce_with_logits_fused                    test_loss_fused_kernel_*
@@ -21,7 +22,7 @@ Kernel -> test:
                                                                      test_reductions_2d_*
     batchnorm.cu: fused activation (act = 1/2) and gradient write/accumulate flags, both forms
                                                                      test_batchnorm_act_kernels_*
-    bias.cu: write/accumulate flag of bias_grad, bias_grad_rows, bias_grad_combine
+    bias.cu: write/accumulate flag of bias_grad, bias_grad_rows, bias_grad_2d
                                                                      test_bias_grad_writes_or_accumulates
 """
 import numpy as np
@@ -439,7 +440,7 @@ def test_broken_reduction_is_caught(dev, broken):
         assert ok
 
 
-# -- 2-D (channel x row-chunk) reductions: batchnorm.cu / bias.cu *_partial, *_combine, *_apply ----
+# -- 2-D (channel x row-chunk) reductions: batchnorm.cu *_partial, *_combine, *_apply; bias.cu *_2d --
 # Odd sizes: M = N*H*W not a multiple of the chunk or the block; chunks from 2 to "one element
 # short of M" (the launcher caps chunks so that none is empty).
 RED_SHAPES = [(3, 5, 13, 7), (2, 3, 1, 1), (5, 2, 9, 11), (7, 4)]
@@ -577,6 +578,61 @@ def test_reductions_2d_are_bit_identical_across_runs_and_schedules(dev, monkeypa
         for other in runs[1:]:
             for k, v in runs[0].items():
                 np.testing.assert_array_equal(other[k], v, err_msg=f"{k}, chunks={chunks}")
+
+
+@pytest.mark.parametrize("shape,chunks", [((3, 5, 13, 7), 2), ((5, 3, 9, 11), 41), ((2, 1, 7, 5), 69),
+                                          ((4, 2, 17, 13), 9)])
+def test_bias_grad_2d_one_launch_is_bit_identical_on_every_run(dev, shape, chunks, schedule):
+    """bias_grad_2d ("last block done": the last block folds the partials in index order) is one
+    launch, matches float64 NumPy, gives the same bits on every repeated launch, and leaves its
+    ticket counter at 0 each time — also through a captured graph replayed three times inside a
+    StaticMemory (the counter belongs to it, zeroed once when created)."""
+    from rawgan.backend.cuda import common, conv
+    from rawgan.runtime import StaticMemory
+
+    rt, put = dev.rt, dev.put
+    rng = np.random.default_rng(31)
+    dy = rnd(rng, *shape) + 0.25
+    want = dy.astype(np.float64).sum(axis=(0, 2, 3))
+    dyd = put(dy)
+    runs = []
+    for _ in range(3):
+        before = rt.launches_by_name["bias_grad_2d"]
+        runs.append(Device.get(conv.bias_grad_nchw(rt, dyd, chunks)).copy())
+        assert rt.launches_by_name["bias_grad_2d"] == before + 1
+        assert int(Device.get(common.workspace_counter(rt, conv.WORKSPACE))[0]) == 0
+    np.testing.assert_allclose(runs[0], want, rtol=1e-5, atol=1e-5)
+    for r in runs[1:]:
+        np.testing.assert_array_equal(r, runs[0])
+    mem = StaticMemory(rt)
+    with rt.static_memory(mem):
+        db = conv.bias_grad_nchw(rt, dyd, chunks)            # eager: creates + zeroes the counter
+        counter = common.workspace_counter(rt, conv.WORKSPACE)
+    with rt.static_memory(mem), rt.capture() as graph:
+        conv.bias_grad_nchw(rt, dyd, chunks, out=db)
+    for _ in range(3):
+        db[...] = np.nan
+        graph.launch()
+        np.testing.assert_array_equal(Device.get(db), runs[0])
+        assert int(Device.get(counter)[0]) == 0
+
+
+def test_workspace_counter_is_zeroed_once_when_created(dev):
+    """A new counter buffer is zeroed (whatever its memory held); the same buffer again is not
+    touched (the kernels keep it at 0), inside a StaticMemory and outside."""
+    from rawgan.backend.cuda import common
+    from rawgan.runtime import StaticMemory
+
+    rt = dev.rt
+    for mem in (None, StaticMemory(rt)):
+        ctx = rt.static_memory(mem) if mem is not None else __import__("contextlib").nullcontext()
+        with ctx:
+            c = common.workspace_counter(rt, "test_counter")
+            assert c.shape == (1,) and c.dtype == np.uint32 and int(Device.get(c)[0]) == 0
+            c[...] = 7                                       # not a kernel's state: left alone
+            again = common.workspace_counter(rt, "test_counter")
+            assert again.data.ptr == c.data.ptr and int(Device.get(again)[0]) == 7
+            c[...] = 0
 
 
 def test_reductions_2d_reuse_their_workspace(dev):

@@ -150,6 +150,34 @@ def workspace_f32(rt, key: str, n: int):
     return workspace(rt, key, 4 * int(n))[:4 * int(n)].view(np.float32)
 
 
+_counters: dict[tuple, object] = {}
+
+
+def workspace_counter(rt, key: str):
+    """The ticket counter (one uint32, shape (1,)) of workspace ``key`` for the "last block done"
+    kernels (kernels/reduce.cuh ``grid_last_block``): 0 when created — zeroed here once, by
+    ``rt.upload`` (outside capture: a new buffer cannot be made inside one either) — and left 0 by
+    every launch that uses it (the last block resets it), so later launches and graph replays
+    find 0 without a fill kernel.
+
+    Inside a step's StaticMemory it is that memory's scratch slot ``key + ".done"`` (the step's,
+    like :func:`workspace_f32`: a captured graph keeps a valid pointer), else a cached buffer.
+    A buffer is recognised as new by its address; the previous one is kept referenced here, so a
+    new buffer can never reuse that address unzeroed."""
+    slot = key + ".done"
+    memory = getattr(rt, "memory", None)
+    if memory is not None:
+        buf = rt.scratch(slot, (1,), np.uint32)
+    else:
+        buf = workspace(rt, slot, 4)[:4].view(np.uint32)
+    k = (id(rt), id(memory), slot)
+    seen = _counters.get(k)
+    if seen is None or seen.data.ptr != buf.data.ptr:
+        rt.upload(buf, np.zeros((1,), np.uint32))
+        _counters[k] = buf
+    return buf
+
+
 _kernels: dict[tuple, object] = {}
 
 

@@ -21,13 +21,13 @@ The transposed convolution (rawgan.layers.ConvTranspose2d) calls these three exa
 the reference. Launch shapes: im2col (C·N·P·Q items) / col2im / swap_axes01 / bias_add are grid-stride (grid =
 min(ceil(total / 256), block cap), block = 256); bias_grad of a 4-D dy is one block per channel
 (block = common.reduce_block(rt, N·H·W)) or, where the cost model common.reduction_chunks says it
-pays (few channels of many elements: G's 3-channel output layer), the deterministic 2-D form
-bias_grad_partial (grid = (C, chunks)) + bias_grad_combine; bias_grad_rows (2-D dy) is one thread
-per column.
+pays (more blocks stream faster: G's 3-channel output layer, ...), the deterministic 2-D form
+bias_grad_2d (grid = (C, chunks); its last block folds the partials in index order, one launch);
+bias_grad_rows (2-D dy) is one thread per column.
 """
 from ..reference.conv import conv_output_size
 from .common import (channels_hw, check_int32, chunk_plan, contiguous, i32, i64, kernel, launch_1d,
-                     reduce_block, reduction_chunks, sm_count, workspace_f32)
+                     reduce_block, reduction_chunks, sm_count, workspace_counter, workspace_f32)
 
 MODULE = "conv"
 OPS = ("conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad", "bias_add", "bias_grad")
@@ -146,13 +146,14 @@ def bias_add(rt, y, b):
     return y
 
 
-WORKSPACE = "bias_grad"     # common.workspace key of the 2-D partials (C·chunks floats)
+WORKSPACE = "bias_grad"     # common.workspace key of the 2-D partials (C·chunks floats) + counter
 
 
 def bias_grad_chunks(rt, C: int, M: int) -> int:
     """Chunks per channel of a 4-D bias gradient (1 = one block per channel): dy is read once
-    (4 bytes/element) in both forms; the 2-D form adds one launch (the combine)."""
-    return reduction_chunks(C, M, 4.0 * C * M, extra_launches=1, sms=sm_count(rt))
+    (4 bytes/element) in both forms, and both are one launch (the 2-D form folds its partials
+    in its last block), so the 2-D form is chosen wherever more blocks stream faster."""
+    return reduction_chunks(C, M, 4.0 * C * M, extra_launches=0, sms=sm_count(rt))
 
 
 def bias_grad(rt, dy, out=None, accumulate=False):
@@ -161,8 +162,8 @@ def bias_grad(rt, dy, out=None, accumulate=False):
     ``out``: the gradient buffer ((C,), C-contiguous) the kernels write, or add to with
     ``accumulate`` (an int flag of the kernels; no separate accumulate kernel).
 
-    4-D: ``bias_grad`` (one block per channel) or the 2-D ``bias_grad_partial`` +
-    ``bias_grad_combine``, as :func:`bias_grad_chunks` decides; 2-D dy: ``bias_grad_rows``, one
+    4-D: ``bias_grad`` (one block per channel) or the 2-D ``bias_grad_2d`` (partials folded by
+    its last block), as :func:`bias_grad_chunks` decides; 2-D dy: ``bias_grad_rows``, one
     thread per column (a Linear layer: N is a batch of 64 rows, too short to split).
     """
     dy = contiguous(rt, dy)
@@ -195,7 +196,8 @@ def bias_grad_nchw(rt, dy, chunks: int, out=None, accumulate=False):
     chunk, chunks = chunk_plan(N * HW, chunks)
     check_int32("2-D reduction chunk end", N * HW + chunk)
     part = workspace_f32(rt, WORKSPACE, C * chunks)
-    kernel(rt, "bias", "bias_grad_partial")(
-        (C, chunks), (reduce_block(rt, chunk),), (dy, part, i32(N), i32(C), i32(HW), i32(chunk)))
-    launch_1d(rt, "bias", "bias_grad_combine", C, (part, db, i32(C), i32(chunks), acc))
+    done = workspace_counter(rt, WORKSPACE)
+    kernel(rt, "bias", "bias_grad_2d")(
+        (C, chunks), (reduce_block(rt, chunk),),
+        (dy, part, done, db, i32(N), i32(C), i32(HW), i32(chunk), acc))
     return db
