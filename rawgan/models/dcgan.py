@@ -12,7 +12,8 @@ Sizes follow the TensorFlow reference the paper matches (carpedm20/DCGAN-tensorf
 BN + ReLU/LeakyReLU pairs are ``BatchNormAct`` layers (one fused op on the CUDA backend; the
 same values as the two layers); D's conv biases before them are folded into their training
 forward (``fold_bias_into_bn``: exact, BN subtracts the batch mean; the bias still trains and
-still shifts the running mean). Parameter gradients are written straight into the flat
+still shifts the running mean), and conv1's into its LeakyReLU (``fold_bias_into_act``).
+Parameter gradients are written straight into the flat
 gradient buffers (``zero_grad(lazy=True)``: no fill or accumulate kernels; see layers/base.py).
 Biases on every conv/linear; weights N(0, 0.02) (the TF code uses a truncated normal for D's
 convs — a 2σ truncation that changes nothing measurable; we use the plain normal everywhere, as
@@ -41,7 +42,7 @@ import numpy as np
 
 from ..layers import (BatchNorm, BatchNormAct, Conv2d, ConvTranspose2d, Flatten, LeakyReLU, Linear,
                       Reshape, Sequential, SigmoidBCEWithLogits, Tanh, flatten_parameters,
-                      fold_bias_into_bn)
+                      fold_bias_into_act, fold_bias_into_bn)
 from ..optim import Adam
 
 
@@ -76,7 +77,9 @@ def build_discriminator(B, ndf=64, channels=3, image_size=64, rng=None):
     rng = rng if rng is not None else np.random.default_rng(1)
     s = image_size // 16
     c = [ndf, ndf * 2, ndf * 4, ndf * 8]
-    layers = [Conv2d(B, channels, c[0], 5, 2, "same", rng=rng), LeakyReLU(B, 0.2)]
+    conv1, act1 = Conv2d(B, channels, c[0], 5, 2, "same", rng=rng), LeakyReLU(B, 0.2)
+    fold_bias_into_act(conv1, act1)          # conv1's + b happens inside the LeakyReLU
+    layers = [conv1, act1]
     for cin, cout in zip(c[:-1], c[1:]):
         conv, bn = Conv2d(B, cin, cout, 5, 2, "same", rng=rng), BatchNormAct(B, cout, "leaky_relu", 0.2)
         fold_bias_into_bn(conv, bn)          # conv's + b happens only in bn's running mean
