@@ -74,7 +74,7 @@ extern "C" __global__ void bias_grad_rows(const float* __restrict__ dy, float* _
 // The 2-D bias gradient (4-D dy) in ONE launch: block (c, b) sums dy over the elements j in
 // [b*chunk, min((b+1)*chunk, M)) of channel c (M = N*HW; every chunk non-empty) into
 // partial[c*chunks + b]; the last block to finish (reduce.cuh grid_last_block, ticket counter
-// `done`, reset to 0 by that block) folds them: db[c] = sum of partial[c*chunks + b] for b = 0, 1,
+// `done` = common.grid_counter(rt, "bias_grad"), reset to 0 by that block) folds them: db[c] = sum of partial[c*chunks + b] for b = 0, 1,
 // ... in index order (one thread per channel). Deterministic: fixed per-block tree, fixed fold order.
 // Launch: grid = (C, chunks), block = 32..256 (a multiple of 32), shared_mem = 0 (32 floats + 1
 // bool static). partial: C*chunks floats of workspace; *done == 0 before the launch (and after it).
@@ -83,6 +83,7 @@ extern "C" __global__ void bias_grad_2d(const float* __restrict__ dy, float* par
                                         int N, int C, int HW, int chunk, int accumulate)
 {
     __shared__ float scratch[32];
+    __shared__ bool last;
     const int c = blockIdx.x;
     const int j0 = blockIdx.y * chunk, j1 = min(j0 + chunk, N * HW);   // this block's rows
     float s = 0.0f;
@@ -94,7 +95,7 @@ extern "C" __global__ void bias_grad_2d(const float* __restrict__ dy, float* par
     if (threadIdx.x == 0) {
         partial[(long long)c * gridDim.y + blockIdx.y] = s;
     }
-    if (!grid_last_block(done, gridDim.x * gridDim.y)) {
+    if (!grid_last_block(done, &last)) {
         return;
     }
     const int chunks = (int)gridDim.y;

@@ -47,33 +47,33 @@ __device__ __forceinline__ float sum_partials(const float* __restrict__ p, int c
     return s;
 }
 
-// "Last block done" (CUDA C++ Programming Guide, Memory Fence Functions): lets ONE launch both
-// write per-block partial results and combine them, instead of a partial kernel + a combine kernel.
-// Call it in every thread of a (1-D) block, after the block's partial results are stored in global
-// memory (collective: it contains __syncthreads). Each block fences its stores (__threadfence) and
-// then takes a ticket with atomicAdd(counter, 1); exactly one block — the nblocks-th to arrive,
-// nblocks = every block of the grid — gets true (in all its threads) and may read every block's
-// partials; it reads them through volatile loads (sum_partials_volatile: not from a stale L1
-// line). That block also resets *counter to 0 (all nblocks have counted by then), so the next
-// launch — or the next replay of a captured CUDA graph — starts from 0 again. The counter (one
-// unsigned int per concurrently running launch; launches on one stream run one after the other)
-// must be 0 before the first launch: rawgan/backend/cuda/common.workspace_counter zeroes it once
-// when it is created. Deterministic when the winner combines the partials in a fixed order: which
-// block arrives last varies, what it computes does not.
-static __device__ __forceinline__ bool grid_last_block(unsigned int* counter, unsigned int nblocks)
+// "Last block done" (CUDA Programming Guide, memory fence functions; the threadFenceReduction
+// sample): collective over the block, true in every thread of the one block that finishes last
+// in a grid of gridDim.x * gridDim.y * gridDim.z blocks. That block may then read what every other
+// block wrote before calling this (their writes are fenced before they count themselves done)
+// and combine it in a fixed order — so a partial-sum reduction and its combine, or an update and
+// a state advance that must follow it, are ONE launch. `counter` is a device unsigned int that is
+// 0 before the launch; the last block resets it to 0, so the next launch (or graph replay) finds
+// it ready. All kernels sharing one counter must run in stream order (never concurrently).
+// `last` is a __shared__ bool of the calling kernel (a __shared__ variable inside a header's
+// inline function would be one per translation unit on the emulator, not one per kernel).
+__device__ __forceinline__ bool grid_last_block(unsigned int* counter, bool* last_flag)
 {
-    __shared__ bool is_last;
-    __threadfence();  // this thread's partial stores are visible device-wide before the ticket
-    __syncthreads();  // every thread of the block has stored and fenced
-    if (threadIdx.x == 0) {
-        const unsigned int ticket = atomicAdd(counter, 1u);
-        is_last = ticket == nblocks - 1u;
-        if (is_last) {
-            *counter = 0u;  // every block has its ticket: ready for the next launch
+    bool& last = *last_flag;
+    __syncthreads();                       // the block's own writes are done
+    if (threadIdx.x == 0 && threadIdx.y == 0 && threadIdx.z == 0) {
+        __threadfence();                   // ... and visible to every other block
+        const unsigned int total = gridDim.x * gridDim.y * gridDim.z;
+        last = atomicAdd(counter, 1u) == total - 1u;
+        if (last) {
+            counter[0] = 0u;               // ready for the next launch
         }
     }
     __syncthreads();
-    return is_last;
+    if (last) {
+        __threadfence();                   // see the other blocks' writes
+    }
+    return last;
 }
 
 // sum_partials for the block that grid_last_block chose: the same sum in the same index order

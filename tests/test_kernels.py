@@ -97,6 +97,10 @@ def test_activation_kernels(dev, shape):
         close(getattr(ops, f"{name}_backward")(put(dy), put(y_ref)), getattr(R, f"{name}_backward")(dy, y_ref))
     close(ops.leaky_relu_forward(put(x), 0.2), R.leaky_relu_forward(x, 0.2))
     close(ops.leaky_relu_backward(put(dy), put(x), 0.2), R.leaky_relu_backward(dy, x, 0.2))
+    if x.ndim == 4:                                      # + a folded per-channel bias (axis 1)
+        b = rnd(rng, shape[1])
+        np.testing.assert_array_equal(Device.get(ops.leaky_relu_forward(put(x), 0.2, put(b))),
+                                      R.leaky_relu_forward(x, 0.2, b))
 
 
 def test_sigmoid_extreme_logits(dev):
@@ -585,8 +589,8 @@ def test_reductions_2d_are_bit_identical_across_runs_and_schedules(dev, monkeypa
 def test_bias_grad_2d_one_launch_is_bit_identical_on_every_run(dev, shape, chunks, schedule):
     """bias_grad_2d ("last block done": the last block folds the partials in index order) is one
     launch, matches float64 NumPy, gives the same bits on every repeated launch, and leaves its
-    ticket counter at 0 each time — also through a captured graph replayed three times inside a
-    StaticMemory (the counter belongs to it, zeroed once when created)."""
+    ticket counter (common.grid_counter) at 0 each time — also through a captured graph replayed
+    three times inside a StaticMemory."""
     from rawgan.backend.cuda import common, conv
     from rawgan.runtime import StaticMemory
 
@@ -600,14 +604,14 @@ def test_bias_grad_2d_one_launch_is_bit_identical_on_every_run(dev, shape, chunk
         before = rt.launches_by_name["bias_grad_2d"]
         runs.append(Device.get(conv.bias_grad_nchw(rt, dyd, chunks)).copy())
         assert rt.launches_by_name["bias_grad_2d"] == before + 1
-        assert int(Device.get(common.workspace_counter(rt, conv.WORKSPACE))[0]) == 0
+        assert int(Device.get(common.grid_counter(rt, conv.WORKSPACE))[0]) == 0
     np.testing.assert_allclose(runs[0], want, rtol=1e-5, atol=1e-5)
     for r in runs[1:]:
         np.testing.assert_array_equal(r, runs[0])
     mem = StaticMemory(rt)
     with rt.static_memory(mem):
-        db = conv.bias_grad_nchw(rt, dyd, chunks)            # eager: creates + zeroes the counter
-        counter = common.workspace_counter(rt, conv.WORKSPACE)
+        db = conv.bias_grad_nchw(rt, dyd, chunks)            # eager: the buffers, then capture
+        counter = common.grid_counter(rt, conv.WORKSPACE)
     with rt.static_memory(mem), rt.capture() as graph:
         conv.bias_grad_nchw(rt, dyd, chunks, out=db)
     for _ in range(3):
@@ -615,24 +619,6 @@ def test_bias_grad_2d_one_launch_is_bit_identical_on_every_run(dev, shape, chunk
         graph.launch()
         np.testing.assert_array_equal(Device.get(db), runs[0])
         assert int(Device.get(counter)[0]) == 0
-
-
-def test_workspace_counter_is_zeroed_once_when_created(dev):
-    """A new counter buffer is zeroed (whatever its memory held); the same buffer again is not
-    touched (the kernels keep it at 0), inside a StaticMemory and outside."""
-    from rawgan.backend.cuda import common
-    from rawgan.runtime import StaticMemory
-
-    rt = dev.rt
-    for mem in (None, StaticMemory(rt)):
-        ctx = rt.static_memory(mem) if mem is not None else __import__("contextlib").nullcontext()
-        with ctx:
-            c = common.workspace_counter(rt, "test_counter")
-            assert c.shape == (1,) and c.dtype == np.uint32 and int(Device.get(c)[0]) == 0
-            c[...] = 7                                       # not a kernel's state: left alone
-            again = common.workspace_counter(rt, "test_counter")
-            assert again.data.ptr == c.data.ptr and int(Device.get(again)[0]) == 7
-            c[...] = 0
 
 
 def test_reductions_2d_reuse_their_workspace(dev):

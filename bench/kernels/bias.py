@@ -95,6 +95,7 @@ extern "C" __global__ void bias_grad_2d_vec4(const float* __restrict__ dy, float
                                              int N, int C, int HW, int chunk)
 {
     __shared__ float scratch[32];
+    __shared__ bool last;
     const int c = blockIdx.x;
     const int j0 = blockIdx.y * chunk, j1 = min(j0 + chunk, N * HW);   // this block's rows
     float s = 0.0f;
@@ -107,7 +108,7 @@ extern "C" __global__ void bias_grad_2d_vec4(const float* __restrict__ dy, float
     if (threadIdx.x == 0) {
         partial[(long long)c * gridDim.y + blockIdx.y] = s;
     }
-    if (!grid_last_block(done, gridDim.x * gridDim.y)) {
+    if (!grid_last_block(done, &last)) {
         return;
     }
     for (int k = threadIdx.x; k < C; k += blockDim.x) {
@@ -143,7 +144,7 @@ def v3_applies(dy):
 def grad_v3(rt, dy):
     from harness import module
     from rawgan.backend.cuda.common import (chunk_plan, check_int32, i32, reduce_block,
-                                            workspace_counter, workspace_f32)
+                                            grid_counter, workspace_f32)
 
     N, C, H, W = dy.shape
     M = N * H * W
@@ -153,7 +154,7 @@ def grad_v3(rt, dy):
     chunks = -(-M // chunk)
     check_int32("bias_grad v3", M + chunk)
     part = workspace_f32(rt, "bench_bias_v3", C * chunks)
-    done = workspace_counter(rt, "bench_bias_v3")
+    done = grid_counter(rt, "bench_bias_v3")
     db = rt.xp.empty((C,), dtype=dy.dtype)
     k = module(rt, "bench_bias_v3", V3_SOURCE).get_function("bias_grad_2d_vec4")
     k((C, chunks), (reduce_block(rt, chunk // 4),), (dy, part, done, db, i32(N), i32(C), i32(H * W), i32(chunk)))

@@ -153,28 +153,16 @@ def workspace_f32(rt, key: str, n: int):
 _counters: dict[tuple, object] = {}
 
 
-def workspace_counter(rt, key: str):
-    """The ticket counter (one uint32, shape (1,)) of workspace ``key`` for the "last block done"
-    kernels (kernels/reduce.cuh ``grid_last_block``): 0 when created — zeroed here once, by
-    ``rt.upload`` (outside capture: a new buffer cannot be made inside one either) — and left 0 by
-    every launch that uses it (the last block resets it), so later launches and graph replays
-    find 0 without a fill kernel.
-
-    Inside a step's StaticMemory it is that memory's scratch slot ``key + ".done"`` (the step's,
-    like :func:`workspace_f32`: a captured graph keeps a valid pointer), else a cached buffer.
-    A buffer is recognised as new by its address; the previous one is kept referenced here, so a
-    new buffer can never reuse that address unzeroed."""
-    slot = key + ".done"
-    memory = getattr(rt, "memory", None)
-    if memory is not None:
-        buf = rt.scratch(slot, (1,), np.uint32)
-    else:
-        buf = workspace(rt, slot, 4)[:4].view(np.uint32)
-    k = (id(rt), id(memory), slot)
-    seen = _counters.get(k)
-    if seen is None or seen.data.ptr != buf.data.ptr:
-        rt.upload(buf, np.zeros((1,), np.uint32))
-        _counters[k] = buf
+def grid_counter(rt, key: str):
+    """A (1,) uint32 device counter, zero, cached per (runtime, key): the ``counter`` of the
+    "last block done" kernels (kernels/reduce.cuh, grid_last_block), which leave it at zero
+    after every launch. Zeroed once, when first asked for — outside a capture (the warm-up step
+    asks first) and outside a step's StaticMemory (it is not per step: kernels of one stream
+    share it in order). Never freed, so captured graphs keep a valid pointer."""
+    k = (id(rt), key)
+    buf = _counters.get(k)
+    if buf is None:
+        buf = _counters[k] = rt.xp.zeros((1,), dtype=np.uint32)
     return buf
 
 

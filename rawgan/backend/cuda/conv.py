@@ -26,8 +26,8 @@ bias_grad_2d (grid = (C, chunks); its last block folds the partials in index ord
 bias_grad_rows (2-D dy) is one thread per column.
 """
 from ..reference.conv import conv_output_size
-from .common import (channels_hw, check_int32, chunk_plan, contiguous, i32, i64, kernel, launch_1d,
-                     reduce_block, reduction_chunks, sm_count, workspace_counter, workspace_f32)
+from .common import (channels_hw, check_int32, chunk_plan, contiguous, grid_counter, i32, i64, kernel,
+                     launch_1d, reduce_block, reduction_chunks, sm_count, workspace_f32)
 
 MODULE = "conv"
 OPS = ("conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad", "bias_add", "bias_grad")
@@ -196,7 +196,7 @@ def bias_grad_nchw(rt, dy, chunks: int, out=None, accumulate=False):
     chunk, chunks = chunk_plan(N * HW, chunks)
     check_int32("2-D reduction chunk end", N * HW + chunk)
     part = workspace_f32(rt, WORKSPACE, C * chunks)
-    done = workspace_counter(rt, WORKSPACE)
+    done = grid_counter(rt, WORKSPACE)
     kernel(rt, "bias", "bias_grad_2d")(
         (C, chunks), (reduce_block(rt, chunk),),
         (dy, part, done, db, i32(N), i32(C), i32(HW), i32(chunk), acc))
