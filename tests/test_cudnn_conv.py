@@ -330,3 +330,36 @@ def test_measurement_uses_only_installed_cupy_names():
     for name in ("record", "synchronize"):
         assert callable(getattr(cupy.cuda.Event, name))
     assert "stream" in cupy.cuda.Event.record.__doc__.split("\n")[0]
+
+
+@pytest.mark.parametrize("choose", ["cudnn", "kernels"])
+def test_kept_cols_through_the_cudnn_dispatcher(choose):
+    """fprop(keep_cols=True) returns (y, cols): cols = None where cuDNN ran the pass (it builds
+    none), the kernels' im2col(x) where they did; the wgrad takes either and gives the
+    reference's dw (the kernels' wgrad with the given cols launches no im2col); Conv2d trains
+    through both."""
+    from rawgan.backend.reference import conv as reference_conv
+    from rawgan.layers import Conv2d
+
+    xs, ws, stride, pad = CASES[0]
+    fake = FakeCudnn()
+    B = cudnn_backend(fake, choose=choose)
+    rt = B.ops.rt
+    rng = np.random.default_rng(15)
+    x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
+    y, cols = B.ops.conv2d_fprop(B.asarray(x), B.asarray(w), None, stride, pad, keep_cols=True)
+    np.testing.assert_allclose(B.to_numpy(y), R.conv2d_fprop(x, w, None, stride, pad), rtol=1e-4, atol=1e-4)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    if choose == "cudnn":
+        assert cols is None
+    else:
+        np.testing.assert_array_equal(B.to_numpy(cols), reference_conv.im2col(x, ws, stride, pad))
+    before = rt.launches_by_name["im2col"]
+    dw = B.ops.conv2d_wgrad(B.asarray(dy), B.asarray(x), ws, stride, pad, cols=cols)
+    assert rt.launches_by_name["im2col"] == before              # neither side rebuilds them
+    np.testing.assert_allclose(B.to_numpy(dw), R.conv2d_wgrad(dy, x, ws, stride, pad), rtol=1e-4, atol=1e-4)
+    conv = Conv2d(B, xs[1], ws[0], ws[2], stride[0], "same", rng=np.random.default_rng(2))
+    conv.forward(B.asarray(x))
+    assert (conv.cols is None) == (choose == "cudnn")
+    conv.backward(B.asarray(rng.standard_normal(conv.output_shape(xs)).astype(np.float32)))
+    assert conv.cols is None
