@@ -140,9 +140,13 @@ class RunLog:
             return
         with frozen_buffers(G, D):
             D.train()
-            logits_real = D.forward(x)
-            G.train()
-            logits_fake = D.forward(G.forward(z))
+            D.set_requires_grad(False)        # no backward follows: keep no im2col columns
+            try:
+                logits_real = D.forward(x)
+                G.train()
+                logits_fake = D.forward(G.forward(z))
+            finally:
+                D.set_requires_grad(True)
         self.tb.histogram("z", z, step)
         self.tb.histogram("logits/D_x", logits_real, step)
         self.tb.histogram("logits/D_G_z", logits_fake, step)

@@ -421,3 +421,28 @@ def test_resume_command_keeps_the_per_invocation_flags():
     assert resume_command(args) == ("python -m rawgan.train --out run --resume --backend emulated "
                                     "--conv-impl cudnn --precision fp32 --no-graph")
     assert "--precision" not in resume_command(build_parser().parse_args(["--out", "run"]))
+
+
+def test_histograms_keep_no_im2col_columns(tmp_path):
+    """The TensorBoard histograms run D forwards with no backward after them: D's convolutions
+    must not hold their window matrices (hundreds of MB at batch 64) until the next step, and
+    D's requires_grad is restored."""
+    from rawgan.backend import PhiloxState, get_backend
+    from rawgan.layers import Conv2d
+    from rawgan.models.dcgan import DCGAN
+    from rawgan.runlog import RunLog
+
+    B = get_backend("numpy")
+    model = DCGAN(B, ngf=8, ndf=8, seed=0)
+    log = RunLog(tmp_path, B, model, None, True)
+    try:
+        x = B.uniform(PhiloxState(1), (4, 3, 64, 64), -1, 1)
+        z = B.uniform(PhiloxState(2), (4, 100))
+        log.histograms(1, x, z)
+    finally:
+        log.close()
+    convs = [l for l in model.D.layers if isinstance(l, Conv2d)]
+    assert len(convs) == 4 and all(c.cols is None for c in convs)
+    assert model.D.requires_grad and all(l.requires_grad for l in model.D.layers)
+    model.D.forward(x)                                  # a training forward does keep them
+    assert all(c.cols is not None for c in convs)

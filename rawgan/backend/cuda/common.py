@@ -162,7 +162,9 @@ def grid_counter(rt, key: str):
     k = (id(rt), key)
     buf = _counters.get(k)
     if buf is None:
-        buf = _counters[k] = rt.xp.zeros((1,), dtype=np.uint32)
+        buf = rt.xp.empty((1,), dtype=np.uint32)
+        rt.upload(buf, np.zeros((1,), np.uint32))      # on the runtime's stream, before any use
+        _counters[k] = buf
     return buf
 
 
