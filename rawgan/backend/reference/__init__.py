@@ -13,7 +13,7 @@ behind it in ``kernels/*.cu``, which run the same algorithms). Arrays are NCHW (
     loss.py         <-> kernels/loss.cu          sigmoid cross-entropy with logits
     adam.py         <-> kernels/adam.cu          Adam update over a flat buffer
     rng.py          <-> kernels/rng.cu           Philox4x32-10 uniform / normal
-    tensor.py       <-> kernels/tensor.cu        fill, accumulate, uint8 -> float, metrics
+    tensor.py       <-> kernels/tensor.cu        fill, accumulate, uint8 -> float, metrics, concat
 """
 from .activations import (relu_forward, relu_backward, leaky_relu_forward, leaky_relu_backward,
                           tanh_forward, tanh_backward, sigmoid_forward, sigmoid_backward)
