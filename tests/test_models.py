@@ -138,3 +138,9 @@ def test_d_step_in_one_pass_equals_two_passes(backend, dtype, rtol):
     fake pass: metrics, D's gradients and updated weights, BN running statistics."""
     one, two = d_step_one_pass_vs_two(get_backend(backend, dtype))
     assert_d_step_one_pass_matches(one, two, rtol)
+
+
+def test_d_step_in_one_pass_needs_equal_halves():
+    model = DCGAN(B, ngf=4, ndf=4, seed=0)
+    with pytest.raises(ValueError, match="same size in one pass"):
+        model.d_step(B.zeros((4, 3, 64, 64)), B.zeros((2, 100)))

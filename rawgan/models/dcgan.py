@@ -113,7 +113,8 @@ class DCGAN:
         ``ops.concat_batch``) with 2 ghost batches in its BN layers, and one loss kernel gives
         both halves' losses (targets 1 and 0), gradients (each half's mean) and D(x) means; else
         a real pass then a fake pass. Same values: BN statistics and running updates per half in
-        the same order, gradients the sum of the halves'."""
+        the same order, gradients the sum of the halves'. Raises ValueError in one pass when
+        x_real and z differ in batch size."""
         G, D, loss = self.G, self.D, self.loss
         G.train()
         D.train()
@@ -121,6 +122,9 @@ class DCGAN:
         D.zero_grad(lazy=True)                    # real pass writes the gradients, fake adds
         fake = G.forward(z)                       # G's activations are not needed after this
         if self.d_one_pass:
+            if x_real.shape[0] != fake.shape[0]:
+                raise ValueError(f"d_step: the real batch ({x_real.shape[0]}) and z "
+                                 f"({fake.shape[0]}) must have the same size in one pass")
             both = self.B.ops.concat_batch(x_real, fake)
             with ghost_batches(D, 2):             # BN: real half, then fake half, own statistics
                 (l_real, l_fake), dlogits, (d_real, d_fake), d_loss = \
