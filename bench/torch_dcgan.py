@@ -127,25 +127,38 @@ class TorchDCGAN:
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr, betas=betas, eps=eps)
 
     def train_step(self, x_real, z, g_steps=1):
+        """rawgan's ``DCGAN.train_step`` (with its default ``reuse_g_forward``): G(z) of the D
+        update also serves the first G update — the pytorch/examples DCGAN idiom (``D(fake.
+        detach())`` for D, ``D(fake)`` for G) — and G's BN running statistics take both
+        updates at once (momentum 1 − (1 − m)², rawgan.models.dcgan.running_updates)."""
         G, D = self.G, self.D
         bce = F.binary_cross_entropy_with_logits
+        bns = [m for m in G.modules() if isinstance(m, nn.BatchNorm2d)]
         # D update: real batch and fake batch in separate passes (separate BN statistics).
         self.opt_D.zero_grad(set_to_none=False)
-        with torch.no_grad():
-            fake = G(z)
+        saved = [m.momentum for m in bns]
+        if g_steps >= 1:
+            for m in bns:
+                m.momentum = 1.0 - (1.0 - m.momentum) ** 2
+        try:
+            with torch.set_grad_enabled(g_steps >= 1):
+                fake = G(z)                   # its graph is kept for the first G update
+        finally:
+            for m, mom in zip(bns, saved):
+                m.momentum = mom
         lr_ = D(x_real)
         l_real = bce(lr_, torch.ones_like(lr_))
         l_real.backward()
-        lf = D(fake)
+        lf = D(fake.detach())
         l_fake = bce(lf, torch.zeros_like(lf))
         l_fake.backward()
         self.opt_D.step()
         # G updates: D's weights get no gradients.
         for p in D.parameters():
             p.requires_grad_(False)
-        for _ in range(g_steps):
+        for i in range(g_steps):
             self.opt_G.zero_grad(set_to_none=False)
-            logits = D(G(z))
+            logits = D(fake if i == 0 else G(z))
             g_loss = bce(logits, torch.ones_like(logits))
             g_loss.backward()
             self.opt_G.step()

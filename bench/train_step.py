@@ -6,8 +6,9 @@
     python bench/train_step.py --backend emulated --count               # launches/allocations per step
 
 One step (batch B=64, ``--g-steps 1``): G(z) once; D forward+backward on the real batch and on
-the fake batch (separate BN statistics); one Adam step for D; then ``g_steps`` × [G forward,
-D forward, D backward to its input (no D weight gradients), G backward (no dz), Adam step for G].
+the fake batch (separate BN statistics); one Adam step for D; then ``g_steps`` × [G forward
+(not in the first: the D update's G(z) is reused, ``DCGAN.reuse_g_forward``), D forward, D
+backward to its input (no D weight gradients), G backward (no dz), Adam step for G].
 This is exactly ``rawgan.models.dcgan.DCGAN.train_step`` and ``bench/torch_dcgan.TorchDCGAN``.
 
 Method. Each side runs in its own child process (so its peak resident memory,
@@ -47,8 +48,10 @@ fprop, dgrad and wgrad each cost MACs. At B=64, ngf=ndf=64:
     D update:   G fwd + 2 × (D fwd + D wgrad (all) + D dgrad (all but conv1))     = 144.19 GFLOP
     G update:   G fwd + D fwd + D dgrad (all, linear included) + G wgrad (all) + G dgrad (all
                 but the linear's dz)                                               = 104.02 GFLOP
-    total (g_steps=1) = 248.21 GFLOP. The team's earlier anchor was 248.1 (torch's FLOP counter); the
-    0.1 GFLOP difference is the size of one pass of G's 100→8192 linear (0.105 GFLOP).
+                (the first one without its G fwd, reused from the D update:          83.15 GFLOP)
+    total (g_steps=1) = 227.34 GFLOP (g_steps=2: 331.36). Before the reuse: 248.21; the team's
+    earlier anchor for that was 248.1 (torch's FLOP counter); the 0.1 GFLOP difference is the size
+    of one pass of G's 100→8192 linear (0.105 GFLOP).
 
 Elementwise work (BN, activations, Adam) is not counted.
 
@@ -115,7 +118,8 @@ def step_flops(batch=64, g_steps=1):
     dgrad_G = sum(m for m, first in G if not first)
     d_update = fwd_G + 2 * (fwd_D + wgrad_D + dgrad_D_no_first)
     g_update = fwd_G + fwd_D + dgrad_D_all + wgrad_G + dgrad_G
-    return 2 * (d_update + g_steps * g_update), 2 * fwd_G, 2 * fwd_D
+    reused = fwd_G if g_steps >= 1 else 0          # DCGAN.reuse_g_forward
+    return 2 * (d_update + g_steps * g_update - reused), 2 * fwd_G, 2 * fwd_D
 
 
 # --------------------------------------------------------------------------- precision

@@ -4,7 +4,7 @@
 // Launch (every kernel here): grid = min(ceil(n / 256), the runtime's block cap), block = 256,
 // shared_mem = 0. Grid-stride loops, so any grid covers any n. float32, contiguous, any shape
 // (flattened to n elements). Backward kernels take what their forward saved: y for ReLU, tanh
-// and sigmoid; x for LeakyReLU.
+// and sigmoid; x for LeakyReLU (or y, the same sign for slope > 0, when a bias was folded in).
 
 // ---- ReLU -----------------------------------------------------------------------------------
 // y = max(x, 0)
@@ -27,13 +27,16 @@ extern "C" __global__ void relu_backward(const float* __restrict__ dy, const flo
 }
 
 // ---- LeakyReLU ------------------------------------------------------------------------------
-// y = x if x > 0 else slope * x
-extern "C" __global__ void leaky_relu_forward(const float* __restrict__ x, float* __restrict__ y,
-                                              float slope, long long n)
+// y = v if v > 0 else slope * v,  v = x + bias[c]  (c = (i / HW) % C, the channel of NCHW
+// element i) when bias is not null, else v = x: a convolution's bias folded into its activation
+// (rawgan.layers.fold_bias_into_act), one read and one write instead of bias_add's extra pass.
+extern "C" __global__ void leaky_relu_forward(const float* __restrict__ x,
+                                              const float* __restrict__ bias, float* __restrict__ y,
+                                              float slope, int C, int HW, long long n)
 {
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (long long)blockDim.x * gridDim.x) {
-        const float v = x[i];
+        const float v = bias ? x[i] + bias[(int)((i / HW) % C)] : x[i];
         y[i] = v > 0.0f ? v : v * slope;
     }
 }

@@ -45,3 +45,32 @@ __device__ __forceinline__ float sum_partials(const float* __restrict__ p, int c
     }
     return s;
 }
+
+// "Last block done" (CUDA Programming Guide, memory fence functions; the threadFenceReduction
+// sample): collective over the block, true in every thread of the one block that finishes last
+// in a grid of gridDim.x * gridDim.y * gridDim.z blocks. That block may then read what every other
+// block wrote before calling this (their writes are fenced before they count themselves done)
+// and combine it in a fixed order — so a partial-sum reduction and its combine, or an update and
+// a state advance that must follow it, are ONE launch. `counter` is a device unsigned int that is
+// 0 before the launch; the last block resets it to 0, so the next launch (or graph replay) finds
+// it ready. All kernels sharing one counter must run in stream order (never concurrently).
+// `last` is a __shared__ bool of the calling kernel (a __shared__ variable inside a header's
+// inline function would be one per translation unit on the emulator, not one per kernel).
+__device__ __forceinline__ bool grid_last_block(unsigned int* counter, bool* last_flag)
+{
+    bool& last = *last_flag;
+    __syncthreads();                       // the block's own writes are done
+    if (threadIdx.x == 0 && threadIdx.y == 0 && threadIdx.z == 0) {
+        __threadfence();                   // ... and visible to every other block
+        const unsigned int total = gridDim.x * gridDim.y * gridDim.z;
+        last = atomicAdd(counter, 1u) == total - 1u;
+        if (last) {
+            counter[0] = 0u;               // ready for the next launch
+        }
+    }
+    __syncthreads();
+    if (last) {
+        __threadfence();                   // see the other blocks' writes
+    }
+    return last;
+}

@@ -5,6 +5,7 @@
 //
 // Element i of a draw with state (seed, offset) is Philox4x32-10 of the counter
 // (lo(i), hi(i), lo(offset), hi(offset)) under the key (lo(seed), hi(seed)).
+#include "reduce.cuh"
 // The integer words are exact. The uniform is (word0 >> 8) * 2^-24 (exact in float32), then
 // low + (high - low) * u with explicitly rounded __fadd_rn/__fmul_rn, so FMA contraction cannot
 // change it: bit-exact with the NumPy reference. The normal (Box-Muller) agrees to float32
@@ -66,21 +67,28 @@ __device__ __forceinline__ float normal_at(long long i, unsigned long long seed,
 }
 
 // The stream position is the host value `offset`, or, when `offset_dev` is not null, the device
-// value offset_dev[0] (a captured graph cannot take it from the host: TrainStep keeps it there
-// and philox_advance moves it by n after each draw).
+// value offset_dev[0] (a captured graph cannot take it from the host: TrainStep keeps it there),
+// which the draw then advances by n itself: the last block to finish (grid_last_block, counter
+// `done`, may be null without offset_dev) writes offset + n — one launch per draw, not two.
 // Launch: grid = min(ceil(n / 256), block cap), block = 256, shared_mem = 0 (grid-stride).
 // Napkin: 4 B written per value, ~10 rounds of 32-bit multiplies: write-bound.
 
 // out[i] = low + (high - low) * u_i,  u_i = unit(word0)
 extern "C" __global__ void philox_uniform(float* __restrict__ out, long long n,
                                           unsigned long long seed, unsigned long long offset,
-                                          const unsigned long long* __restrict__ offset_dev,
-                                          float low, float high)
+                                          unsigned long long* __restrict__ offset_dev,
+                                          unsigned int* __restrict__ done, float low, float high)
 {
     const unsigned long long off = offset_dev ? offset_dev[0] : offset;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (long long)blockDim.x * gridDim.x) {
         out[i] = uniform_at(i, seed, off, low, high);
+    }
+    if (offset_dev) {                                 // uniform over the grid: every block takes it
+        __shared__ bool last;
+        if (grid_last_block(done, &last) && threadIdx.x == 0) {
+            offset_dev[0] = off + (unsigned long long)n;   // the next draw starts after this one
+        }
     }
 }
 
@@ -88,21 +96,18 @@ extern "C" __global__ void philox_uniform(float* __restrict__ out, long long n,
 // u2 = unit(word1) in [0, 1)
 extern "C" __global__ void philox_normal(float* __restrict__ out, long long n,
                                          unsigned long long seed, unsigned long long offset,
-                                         const unsigned long long* __restrict__ offset_dev,
-                                         float mean, float std)
+                                         unsigned long long* __restrict__ offset_dev,
+                                         unsigned int* __restrict__ done, float mean, float std)
 {
     const unsigned long long off = offset_dev ? offset_dev[0] : offset;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (long long)blockDim.x * gridDim.x) {
         out[i] = normal_at(i, seed, off, mean, std);
     }
-}
-
-// Launch: grid = 1, block = 32 (thread 0 works).
-// offset[0] += n (after a draw of n values: the next draw starts at the next counter).
-extern "C" __global__ void philox_advance(unsigned long long* __restrict__ offset, long long n)
-{
-    if (blockIdx.x == 0 && threadIdx.x == 0) {
-        offset[0] += (unsigned long long)n;
+    if (offset_dev) {                                 // uniform over the grid: every block takes it
+        __shared__ bool last;
+        if (grid_last_block(done, &last) && threadIdx.x == 0) {
+            offset_dev[0] = off + (unsigned long long)n;   // the next draw starts after this one
+        }
     }
 }

@@ -19,7 +19,7 @@ from rawgan.backend import PhiloxState, get_backend
 from rawgan.backend import reference as R
 from rawgan.backend.cuda import cudnn_conv, make_backend
 from rawgan.runtime import devarray
-from rawgan.layers import (BatchNorm, BatchNormAct, fold_bias_into_bn, Conv2d, ConvTranspose2d, LeakyReLU, Linear, ReLU, Sigmoid,
+from rawgan.layers import (BatchNorm, BatchNormAct, fold_bias_into_act, fold_bias_into_bn, Conv2d, ConvTranspose2d, LeakyReLU, Linear, ReLU, Sigmoid,
                            SigmoidBCEWithLogits, Tanh)
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -172,6 +172,44 @@ def test_conv_bias_folded_into_batchnorm_act(schedule, dut, shape):
         for i, (got, want) in enumerate(zip(res[name], res["plain"])):
             # i == 2: b's gradient, Σ of BN's dx — 0 up to rounding, compared at that level
             close(got, want, atol=5e-3 if i == 2 else 1e-4 * max(1.0, float(np.abs(want).max())))
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 7, 9), (2, 4, 32, 32)])
+def test_conv_bias_folded_into_leaky_relu(schedule, dut, shape):
+    """fold_bias_into_act (D's conv1): Conv2d skips + b in training forwards, LeakyReLU computes
+    lrelu(x + b) in one op. The unfolded pair's outputs and gradients (b's included) exactly on
+    the emulator (the same float additions), to rounding on the reference; eval adds b as usual."""
+    rng = np.random.default_rng(26)
+    C = shape[1]
+    x, dy = rng.standard_normal(shape), rng.standard_normal(shape)
+    res = {}
+    for name, B, fold in (("plain", NP, False), ("ref", NP, True), ("dut_plain", dut, False),
+                          ("dut", dut, True)):
+        conv = Conv2d(B, C, C, 3, 1, "same", rng=np.random.default_rng(3))
+        conv.params["b"][...] = B.asarray(np.linspace(-0.5, 0.5, C))
+        act = LeakyReLU(B, 0.2)
+        if fold:
+            fold_bias_into_act(conv, act)
+        y = act.forward(conv.forward(B.asarray(x)))
+        dx = conv.backward(act.backward(B.asarray(dy)))
+        act.train(False)
+        conv.train(False)
+        y_eval = act.forward(conv.forward(B.asarray(x)))
+        res[name] = [host(a).copy() for a in (y, dx, conv.grads["w"], conv.grads["b"], y_eval)]
+    for got, want in zip(res["dut"], res["dut_plain"]):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(res["ref"], res["plain"]):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(res["dut"], res["plain"]):
+        close(got, want, atol=1e-4 * max(1.0, float(np.abs(want).max())))
+    assert (res["plain"][0] < 0).any() and (res["plain"][0] > 0).any()
+
+
+def test_fold_bias_into_act_checks():
+    with pytest.raises(ValueError, match="no per-channel bias"):
+        fold_bias_into_act(Conv2d(EM, 3, 4, 3, 1, "same", bias=False), LeakyReLU(EM, 0.2))
+    with pytest.raises(ValueError, match="slope > 0"):
+        fold_bias_into_act(Conv2d(EM, 3, 4, 3, 1, "same"), LeakyReLU(EM, 0.0))
 
 
 def test_fold_bias_into_bn_checks_channels():

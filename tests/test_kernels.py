@@ -99,6 +99,10 @@ def test_activation_kernels(dev, shape):
         close(getattr(ops, f"{name}_backward")(put(dy), put(y_ref)), getattr(R, f"{name}_backward")(dy, y_ref))
     close(ops.leaky_relu_forward(put(x), 0.2), R.leaky_relu_forward(x, 0.2))
     close(ops.leaky_relu_backward(put(dy), put(x), 0.2), R.leaky_relu_backward(dy, x, 0.2))
+    if x.ndim == 4:                                      # + a folded per-channel bias (axis 1)
+        b = rnd(rng, shape[1])
+        np.testing.assert_array_equal(Device.get(ops.leaky_relu_forward(put(x), 0.2, put(b))),
+                                      R.leaky_relu_forward(x, 0.2, b))
 
 
 def test_sigmoid_extreme_logits(dev):

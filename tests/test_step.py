@@ -701,3 +701,34 @@ def test_cublas_strided_batched_call_reads_and_writes_nchw_views():
             np.testing.assert_allclose(dcols.get(), want_dcols + beta, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="do not match"):
         rt.gemm(xp.asarray(w), xp.asarray(dy), xp.empty((N, K, PQ), dtype=np.float32))
+
+
+def test_last_block_advances_leave_the_counters_at_zero(schedule, dut):
+    """adam_step_dev and the device-offset draws advance their state in the grid's last block
+    (kernels/reduce.cuh, grid_last_block): over many-block grids (the emulator's block cap) and
+    repeated launches t and the offset advance exactly once per launch, the results match the
+    reference, and the shared counters are back at 0 after every launch."""
+    from rawgan.backend.cuda.common import grid_counter
+
+    rt = dut.ops.rt
+    n = 40_000                                   # 157 blocks of 256 -> capped: several passes
+    rng = np.random.default_rng(8)
+    p = rng.standard_normal(n).astype(np.float32)
+    ref = [p.copy(), np.zeros(n, np.float32), np.zeros(n, np.float32), np.zeros(1, np.int64)]
+    dev = [dut.asarray(p.copy()), dut.asarray(np.zeros(n)), dut.asarray(np.zeros(n)),
+           dut.asarray(np.zeros(1, np.int64), dtype=np.int64)]
+    off = dut.asarray(np.array([5], np.uint64), dtype=np.uint64)
+    off_ref = np.array([5], np.uint64)
+    for _ in range(4):
+        g = rng.standard_normal(n).astype(np.float32)
+        R.adam_step(*ref[:1], g, *ref[1:], 1e-3, 0.5, 0.999, 1e-8)
+        dut.ops.adam_step(dev[0], dut.asarray(g), *dev[1:], 1e-3, 0.5, 0.999, 1e-8)
+        got = dut.to_numpy(dut.ops.philox_uniform_next(n, 99, off, -1.0, 1.0, np.float32))
+        np.testing.assert_array_equal(got, R.philox_uniform_next(n, 99, off_ref, -1.0, 1.0,
+                                                                 np.float32))
+        for key in ("adam", "rng"):
+            assert int(dut.to_numpy(grid_counter(rt, key))[0]) == 0
+    for r, d in zip(ref, dev):
+        np.testing.assert_array_equal(dut.to_numpy(d), r)
+    assert int(dut.to_numpy(dev[3])[0]) == 4
+    assert int(dut.to_numpy(off)[0]) == 5 + 4 * n

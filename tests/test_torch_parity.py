@@ -187,3 +187,45 @@ def test_adam_matches_torch_over_several_steps():
             np.testing.assert_allclose(p, pt.detach().numpy(), rtol=1e-5, atol=1e-6,  # 1e-4·lr
                                        err_msg=f"step {step} {name}")
     assert opt.t == 6
+
+
+@pytest.mark.parametrize("g_steps", [1, 2])
+def test_torch_twin_train_step_is_rawgans_train_step(g_steps):
+    """bench/torch_dcgan.py's TorchDCGAN (the benchmark's and the quality comparison's peer)
+    runs rawgan's DCGAN.train_step: from the same weights, the same losses, and G's BN running
+    means — which the shared G forward updates once with momentum 1 − 0.9² — agree. (One step:
+    from the next on, Adam turns the float32 noise in the gradients of the biases before BN into
+    ±lr updates that the two frameworks draw differently; see test_cuda_backend's trajectory
+    test.)"""
+    import sys
+    from pathlib import Path
+
+    from rawgan.models.dcgan import DCGAN
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    try:
+        from torch_dcgan import TorchDCGAN, to_rawgan
+    finally:
+        sys.path.pop(0)
+    torch.manual_seed(0)
+    twin = TorchDCGAN(seed=3)
+    model = DCGAN(get_backend("numpy", "float32"), seed=0)
+    to_rawgan(twin, model)
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-1, 1, (8, 3, 64, 64)).astype(np.float32)
+    z = rng.uniform(-1, 1, (8, 100)).astype(np.float32)
+    theirs = twin.train_step(torch.from_numpy(x), torch.from_numpy(z), g_steps)
+    ours = model.train_step(x, z, g_steps)
+    for k in ("d_loss", "g_loss"):
+        np.testing.assert_allclose(float(ours[k]), float(theirs[k]), rtol=1e-4, atol=1e-5)
+    t_means = [m.running_mean.numpy() for m in twin.G.modules()
+               if isinstance(m, torch.nn.BatchNorm2d)]
+    r_means = [np.asarray(b) for n, b in model.G.named_buffers() if n.endswith("running_mean")]
+    assert len(t_means) == len(r_means) == 4
+    # after a G update (g_steps 2) G's pre-BN biases differ by Adam's ±lr noise steps, and the
+    # running means track them (momentum 0.1 x 2 x lr = 4e-5); a missed second update would be off
+    # by ~0.09 x the batch mean (~5e-3 here)
+    atol = 1e-5 if g_steps == 1 else 1e-4
+    for t, r in zip(t_means, r_means):
+        np.testing.assert_allclose(r, t, rtol=1e-3, atol=atol)
+    assert max(np.abs(r).max() for r in r_means) > 1e-3

@@ -30,14 +30,23 @@ class ReLU(_Activation):
 
 
 class LeakyReLU(_Activation):
-    """y = x if x > 0 else slope·x (DCGAN's discriminator: slope 0.2)."""
+    """y = x if x > 0 else slope·x (DCGAN's discriminator: slope 0.2).
+
+    With a convolution's bias folded in (:func:`fold_bias_into_act`, training mode) the forward
+    is y = lrelu(x + b) in one op, and the backward reads the derivative off y instead of x + b
+    (the same sign for slope > 0)."""
 
     def __init__(self, backend, slope=0.2):
         super().__init__(backend)
         self.slope = float(slope)
+        self.bias_from = None          # the Conv2d whose bias is folded in (fold_bias_into_act)
 
     def forward(self, x):
         self._check(x)
+        if self.bias_from is not None and self.training:
+            y = self.B.ops.leaky_relu_forward(x, self.slope, self.bias_from.params["b"])
+            self.x = y                 # sign(y) = sign(x + b): what the backward needs
+            return y
         self.x = x
         return self.B.ops.leaky_relu_forward(x, self.slope)
 
@@ -73,3 +82,17 @@ class Sigmoid(_Activation):
     def backward(self, dy, need_dx=True):
         self._check_grad(dy)
         return self.B.ops.sigmoid_backward(dy, self.y) if need_dx else None
+
+
+def fold_bias_into_act(conv, act: LeakyReLU) -> None:
+    """Fold ``conv``'s per-channel bias into the LeakyReLU ``act`` that directly follows it (in
+    training mode): conv skips ``+ b`` and act computes lrelu(x + b) in the same op — on the CUDA
+    backend one kernel instead of bias_add + leaky_relu_forward (DCGAN's D conv1, once per D
+    forward). Exact: the same additions in the same order. b's gradient is unchanged (conv's
+    backward sums its dy, act's dx). In eval mode conv adds its bias as usual. Raises ValueError
+    unless conv has a bias and act's slope is > 0 (the backward reads the sign of y)."""
+    if "b" not in conv.params or conv.params["b"].ndim != 1:
+        raise ValueError(f"fold_bias_into_act: {conv} has no per-channel bias")
+    if not act.slope > 0:
+        raise ValueError(f"fold_bias_into_act: {act} needs a slope > 0 (its backward reads sign(y))")
+    conv.bias_into, act.bias_from = act, conv

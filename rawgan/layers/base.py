@@ -30,7 +30,7 @@ class Layer:
         self.training = True
         self.requires_grad = True
         self._grads_stale = False     # zero_grad(lazy=True): the next backward writes, not adds
-        self.bias_into = None         # Conv2d: the BatchNormAct its bias is folded into, if any
+        self.bias_into = None         # Conv2d: the BatchNormAct/LeakyReLU its bias is folded into
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _add_param(self, name, value: np.ndarray):

@@ -53,7 +53,8 @@ class Conv2d(Layer):
             raise ValueError(f"{self}: input {tuple(x.shape)} is smaller than the kernel "
                              f"{self.kernel_size} with padding {self.pad}")
         self.x = x
-        # b is None while the bias is folded into a training-mode BatchNormAct (fold_bias_into_bn)
+        # b is None while the bias is folded into the next layer in training mode
+        # (fold_bias_into_bn, fold_bias_into_act)
         b = None if self.bias_into is not None and self.bias_into.training else self.params.get("b")
         return self._out(self.B.ops.conv2d_fprop(x, self.params["w"], b,
                                                  self.stride, self.pad))

@@ -4,7 +4,7 @@ Signatures match rawgan.backend.reference.activations (after ``rt`` is bound). A
 float32; outputs come from ``rt.empty`` (the input's shape). Launch: grid-stride, grid =
 min(ceil(n / 256), block cap), block = 256.
 """
-from .common import contiguous, f32, i64, launch_1d
+from .common import channels_hw, contiguous, f32, i32, i64, launch_1d
 
 MODULE = "activations"
 OPS = ("relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
@@ -35,11 +35,15 @@ def relu_backward(rt, dy, y):
     return _binary(rt, "relu_backward", dy, y)
 
 
-def leaky_relu_forward(rt, x, slope):
-    """y = x if x > 0 else slope·x."""
+def leaky_relu_forward(rt, x, slope, bias=None):
+    """y = x if x > 0 else slope·x; with ``bias`` (C,) y = lrelu(x + b[c]) over the channels of
+    axis 1, in the same kernel (a convolution's folded bias: no bias_add launch)."""
     x = contiguous(rt, x)
     y = rt.empty(x.shape, x.dtype)
-    launch_1d(rt, MODULE, "leaky_relu_forward", x.size, (x, y, f32(slope), i64(x.size)))
+    C, HW = (1, 1) if bias is None else channels_hw(x)[1:]
+    bias = None if bias is None else contiguous(rt, bias)
+    launch_1d(rt, MODULE, "leaky_relu_forward", x.size,
+              (x, bias, y, f32(slope), i32(C), i32(HW), i64(x.size)))
     return y
 
 

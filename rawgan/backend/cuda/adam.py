@@ -6,13 +6,13 @@ step = lr / (1 − β₁ᵗ) and bc2 = 1 − β₂ᵗ in double precision, passe
 as the reference computes them; nothing is read back from the device.
 Launch: grid-stride, grid = min(ceil(n / 256), block cap), block = 256.
 
-``adam_step`` keeps the step count on the device (a (1,) int64 array ``t``): ``adam_begin_step``
-(one thread) advances it and writes step and bc2 (same double-precision formulas) into a (2,)
-float32 buffer, which ``adam_update_dev`` reads — so a captured graph replays correct steps.
+``adam_step`` keeps the step count on the device (a (1,) int64 array ``t``) and is ONE launch,
+``adam_step_dev``: each block computes step and bc2 of t + 1 from the device's t (same
+double-precision formulas), updates its elements, and the last block to finish advances t
+(kernels/reduce.cuh, grid_last_block, with the counter common.grid_counter(rt, "adam")) — so a
+captured graph replays correct steps.
 """
-import numpy as np
-
-from .common import f32, i64, kernel, launch_1d
+from .common import f32, grid_counter, i64, launch_1d
 
 MODULE = "adam"
 OPS = ("adam_update", "adam_step")
@@ -27,9 +27,8 @@ def adam_update(rt, p, g, m, v, t, lr, beta1, beta2, eps):
 
 
 def adam_step(rt, p, g, m, v, t, lr, beta1, beta2, eps):
-    """t[0] += 1 on the device, then one Adam step at that count (two launches, no host value
-    of t). ``t`` is a (1,) int64 device array; p, g, m, v as in :func:`adam_update`."""
-    scal = rt.empty((2,), np.float32)
-    kernel(rt, MODULE, "adam_begin_step")((1,), (32,), (t, scal, float(lr), float(beta1), float(beta2)))
-    launch_1d(rt, MODULE, "adam_update_dev", p.size,
-              (p, g, m, v, i64(p.size), scal, f32(beta1), f32(beta2), f32(eps)))
+    """One Adam step at step count t[0] + 1, then t[0] += 1 — on the device, in one launch (no
+    host value of t). ``t`` is a (1,) int64 device array; p, g, m, v as in :func:`adam_update`."""
+    launch_1d(rt, MODULE, "adam_step_dev", p.size,
+              (p, g, m, v, i64(p.size), t, grid_counter(rt, MODULE), float(lr), float(beta1),
+               float(beta2), f32(eps)))

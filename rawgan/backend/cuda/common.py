@@ -153,6 +153,22 @@ def workspace_f32(rt, key: str, n: int):
     return workspace(rt, key, 4 * int(n))[:4 * int(n)].view(np.float32)
 
 
+_counters: dict[tuple, object] = {}
+
+
+def grid_counter(rt, key: str):
+    """A (1,) uint32 device counter, zero, cached per (runtime, key): the ``counter`` of the
+    "last block done" kernels (kernels/reduce.cuh, grid_last_block), which leave it at zero
+    after every launch. Zeroed once, when first asked for — outside a capture (the warm-up step
+    asks first) and outside a step's StaticMemory (it is not per step: kernels of one stream
+    share it in order). Never freed, so captured graphs keep a valid pointer."""
+    k = (id(rt), key)
+    buf = _counters.get(k)
+    if buf is None:
+        buf = _counters[k] = rt.xp.zeros((1,), dtype=np.uint32)
+    return buf
+
+
 _kernels: dict[tuple, object] = {}
 
 

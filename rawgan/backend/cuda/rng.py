@@ -2,12 +2,13 @@
 
 Signatures and semantics: rawgan.backend.reference.rng (after ``rt`` is bound). The uniform is
 bit-exact with the reference; the normal agrees to float32 rounding of log/cos/sqrt.
-Launch: grid-stride, grid = min(ceil(n / 256), block cap), block = 256. Outputs are 1-D float32
+Launch: grid-stride, grid = min(ceil(n / 256), block cap), block = 256; one launch per draw,
+also with a device-side position (``*_next``: the last block advances it). Outputs are 1-D float32
 (the kernels are float32 only; ``dtype`` must be float32).
 """
 import numpy as np
 
-from .common import f32, i64, kernel, launch_1d, u64
+from .common import f32, grid_counter, i64, launch_1d, u64
 
 MODULE = "rng"
 OPS = ("philox_uniform", "philox_normal", "philox_uniform_next", "philox_normal_next")
@@ -40,10 +41,11 @@ def philox_normal_next(rt, n, seed, offset, mean, std, dtype):
 
 
 def _draw(rt, name, n, seed, offset, offset_dev, a, b, dtype):
-    """One draw of n values; with a device position ``offset_dev`` also philox_advance it."""
+    """One draw of n values — one launch; with a device position ``offset_dev`` the kernel's last
+    block also advances it by n (counter common.grid_counter(rt, "rng"))."""
     out = _out(rt, n, dtype)
+    done = None if offset_dev is None else grid_counter(rt, MODULE)
     launch_1d(rt, MODULE, name, n, (out, i64(n), u64(seed & 0xFFFFFFFFFFFFFFFF),
-                                    u64(offset & 0xFFFFFFFFFFFFFFFF), offset_dev, f32(a), f32(b)))
-    if offset_dev is not None:
-        kernel(rt, MODULE, "philox_advance")((1,), (32,), (offset_dev, i64(n)))
+                                    u64(offset & 0xFFFFFFFFFFFFFFFF), offset_dev, done, f32(a),
+                                    f32(b)))
     return out

@@ -37,11 +37,14 @@ def relu_backward(dy, y):
     return dx
 
 
-def leaky_relu_forward(x, slope):
-    """y = x if x > 0 else slope·x (Maas et al. 2013; DCGAN's D uses slope 0.2).
+def leaky_relu_forward(x, slope, bias=None):
+    """y = x if x > 0 else slope·x (Maas et al. 2013; DCGAN's D uses slope 0.2); ``bias`` (C,):
+    y = lrelu(x + b per channel of axis 1) (rawgan.backend.reference.activations).
 
     For 0 ≤ slope ≤ 1 this is max(x, slope·x) (two passes, no mask); NaN propagates either way.
     """
+    if bias is not None:
+        x = x + bias.reshape((1, -1) + (1,) * (x.ndim - 2))
     a = x.dtype.type(slope)
     if not 0 <= slope <= 1 or x.ndim == 0:
         return np.where(x > 0, x, x * a)

@@ -17,8 +17,14 @@ def relu_backward(dy, y):
     return dy * (y > 0)
 
 
-def leaky_relu_forward(x, slope):
-    """y = x if x > 0 else slope·x (Maas et al. 2013; DCGAN's D uses slope 0.2). NaN propagates."""
+def leaky_relu_forward(x, slope, bias=None):
+    """y = x if x > 0 else slope·x (Maas et al. 2013; DCGAN's D uses slope 0.2). NaN propagates.
+
+    ``bias``: optional (C,) array added per channel (axis 1 of an (N, C, ...) x) first,
+    y = lrelu(x + b) — a convolution's bias folded into its activation
+    (rawgan.layers.fold_bias_into_act)."""
+    if bias is not None:
+        x = x + bias.reshape((1, -1) + (1,) * (x.ndim - 2))
     return np.where(x > 0, x, x * x.dtype.type(slope))
 
 
