@@ -45,7 +45,23 @@
 //
 // Gradient outputs (dgamma, dbeta) are the parameter gradients themselves (views of the flat
 // gradient buffer): accumulate = 0 writes them, accumulate = 1 adds to them (D's fake pass
-// after its real pass) — no separate accumulate/fill kernels.
+// after its real pass, in the two-pass D step) — no separate accumulate/fill kernels.
+//
+// Ghost batches (G >= 1, training mode; Hoffer et al. 2017; rawgan/backend/reference/batchnorm.py):
+// the batch axis is split into G equal consecutive sub-batches of N/G samples (Mg = M/G elements
+// per channel), each normalised with its own statistics — exactly G separate launches, in one.
+// Saved statistics are indexed s = g*C + c (a (G, C) array), the running statistics are updated
+// once per sub-batch in order g = 0, 1, ..., and dgamma/dbeta get sub-batch 0's sums written (or
+// added, per accumulate) and the others' added. The DCGAN's D runs its real and fake halves as
+// one batch of 2N with G = 2 (one pass instead of two, the same values). Without extra launches:
+//   one block per channel: grid = C, the block loops over g (stats, y or dx, running update);
+//   2-D: the partial grid is (C*G, chunks) over the sub-batches (blockIdx.x = g*C + c, chunks of
+//        each sub-batch's Mg elements), the combine is one thread per channel looping g in order,
+//        the apply reads the statistics of (g, c), g = n / (N/G).
+// With the same block size / chunk count, every value is bit-identical to G separate launches
+// (the same per-thread order and reduction tree over each sub-batch, the same combine order).
+// Napkin math: unchanged per element (the bytes and FLOPs of the G separate passes, minus G - 1
+// launches per kernel; the one-block form's C blocks each stream G sub-batches in turn).
 #include "reduce.cuh"
 
 // The activation after BN (see above).
@@ -101,18 +117,18 @@ __device__ __forceinline__ void bn_backward_sums(
     *dg = block_reduce_sum(sdyx, scratch);
 }
 
-// Channel c's batch statistics for the backward pass (save_mean, save_invstd) and the momentum
-// update of the running statistics (running_var unbiased by M/(M-1) if asked; the running mean
-// also takes a conv bias folded out of the forward, in_bias, which the batch mean cancelled).
-// Shared by the one-block and the 2-D training forwards.
+// Channel c's batch statistics for the backward pass (save_mean, save_invstd at index s = g*C + c
+// for ghost batch g) and the momentum update of the running statistics (running_var unbiased by
+// M/(M-1) if asked; the running mean also takes a conv bias folded out of the forward, in_bias,
+// which the batch mean cancelled). Shared by the one-block and the 2-D training forwards.
 __device__ __forceinline__ void bn_store_stats(
-    int c, float mean, float var, float invstd, int M, float momentum, int unbiased,
+    int c, int s, float mean, float var, float invstd, int M, float momentum, int unbiased,
     const float* __restrict__ in_bias, float* __restrict__ save_mean,
     float* __restrict__ save_invstd, float* __restrict__ running_mean,
     float* __restrict__ running_var)
 {
-    save_mean[c] = mean;
-    save_invstd[c] = invstd;
+    save_mean[s] = mean;
+    save_invstd[s] = invstd;
     const float var_run = (unbiased && M > 1) ? var * ((float)M / (float)(M - 1)) : var;
     const float shift = in_bias ? in_bias[c] : 0.0f;
     running_mean[c] = running_mean[c] * (1.0f - momentum) + momentum * (mean + shift);
@@ -124,40 +140,45 @@ __device__ __forceinline__ void bn_store_stats(
 // Writes save_mean[c], save_invstd[c] = 1/sqrt(var + eps) for the backward, and updates
 //   running_mean = (1 - momentum) * running_mean + momentum * mean
 //   running_var  = (1 - momentum) * running_var  + momentum * (unbiased ? var * M/(M-1) : var)
+// With G ghost batches (G divides N) the block does all of this for each sub-batch of
+// Mg = (N/G)*HW elements in turn, g = 0 first: statistics at s = g*C + c, G running updates.
 // Backward partner: batchnorm_backward with train = 1.
 extern "C" __global__ void batchnorm_forward_train(
     const float* __restrict__ x, const float* __restrict__ gamma, const float* __restrict__ beta,
     float* __restrict__ running_mean, float* __restrict__ running_var,
     float* __restrict__ y, float* __restrict__ save_mean, float* __restrict__ save_invstd,
     int N, int C, int HW, float momentum, float eps, int unbiased, int act, float slope,
-    const float* __restrict__ in_bias)
+    const float* __restrict__ in_bias, int G)
 {
     __shared__ float scratch[32];
     const int c = blockIdx.x;
-    const int M = N * HW;
+    const int Mg = (N / G) * HW;                 // elements of channel c per ghost batch
+    const float gam = gamma[c], b = beta[c];
 
-    float s = 0.0f;
-    for (int j = threadIdx.x; j < M; j += blockDim.x) {
-        s += x[bn_index(j, c, C, HW)];
-    }
-    const float mean = block_reduce_sum(s, scratch) / (float)M;
+    for (int g = 0; g < G; ++g) {
+        const int j0 = g * Mg, j1 = j0 + Mg;     // this sub-batch's rows of the channel
+        float s = 0.0f;
+        for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+            s += x[bn_index(j, c, C, HW)];
+        }
+        const float mean = block_reduce_sum(s, scratch) / (float)Mg;
 
-    float q = 0.0f;
-    for (int j = threadIdx.x; j < M; j += blockDim.x) {
-        const float d = x[bn_index(j, c, C, HW)] - mean;
-        q += d * d;
-    }
-    const float var = block_reduce_sum(q, scratch) / (float)M;
-    const float invstd = 1.0f / sqrtf(var + eps);
+        float q = 0.0f;
+        for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+            const float d = x[bn_index(j, c, C, HW)] - mean;
+            q += d * d;
+        }
+        const float var = block_reduce_sum(q, scratch) / (float)Mg;
+        const float invstd = 1.0f / sqrtf(var + eps);
 
-    const float g = gamma[c], b = beta[c];
-    for (int j = threadIdx.x; j < M; j += blockDim.x) {
-        const long long k = bn_index(j, c, C, HW);
-        y[k] = bn_act((x[k] - mean) * invstd * g + b, act, slope);
-    }
-    if (threadIdx.x == 0) {
-        bn_store_stats(c, mean, var, invstd, M, momentum, unbiased, in_bias, save_mean,
-                       save_invstd, running_mean, running_var);
+        for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+            const long long k = bn_index(j, c, C, HW);
+            y[k] = bn_act((x[k] - mean) * invstd * gam + b, act, slope);
+        }
+        if (threadIdx.x == 0) {                  // g in order: the running update of G launches
+            bn_store_stats(c, g * C + c, mean, var, invstd, Mg, momentum, unbiased, in_bias,
+                           save_mean, save_invstd, running_mean, running_var);
+        }
     }
 }
 
@@ -183,50 +204,59 @@ extern "C" __global__ void batchnorm_forward_eval(
 //              dx = gamma * invstd / M * (M * dy - dbeta - xhat * dgamma)
 //   train = 0: mean = running_mean, invstd = 1/sqrt(stat + eps) (stat = running_var),
 //              dx = dy * gamma * invstd   (the statistics are constants)
-// Two passes: the two sums (one block_reduce_sum each), then dx.
+// Two passes: the two sums (one block_reduce_sum each), then dx. With G ghost batches (train = 1
+// only; eval passes G = 1) the block does this for each sub-batch of Mg = (N/G)*HW elements in
+// turn, with its statistics mean/stat[g*C + c]; sub-batch 0 writes (or adds, per accumulate)
+// dgamma/dbeta, the others add — as G launches would.
 extern "C" __global__ void batchnorm_backward(
     const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ gamma,
     const float* __restrict__ mean, const float* __restrict__ stat, float eps, int train,
     const float* __restrict__ y, int act, float slope,
     float* __restrict__ dx, float* __restrict__ dgamma, float* __restrict__ dbeta,
-    int N, int C, int HW, int accumulate)
+    int N, int C, int HW, int accumulate, int G)
 {
     __shared__ float scratch[32];
     const int c = blockIdx.x;
-    const int M = N * HW;
-    const float mu = mean[c];
-    const float invstd = train ? stat[c] : 1.0f / sqrtf(stat[c] + eps);
-
-    float db, dg;
-    bn_backward_sums(dy, x, y, act, slope, c, C, HW, 0, M, mu, invstd, scratch, &db, &dg);
-
+    const int Mg = (N / G) * HW;                 // elements of channel c per ghost batch
     const float gam = gamma[c];
-    if (train) {
-        const float k0 = gam * invstd / (float)M;
-        for (int j = threadIdx.x; j < M; j += blockDim.x) {
-            const long long k = bn_index(j, c, C, HW);
-            const float xhat = (x[k] - mu) * invstd;
-            dx[k] = k0 * ((float)M * bn_act_grad(dy, y, k, act, slope) - db - xhat * dg);
+
+    for (int g = 0; g < G; ++g) {
+        const int j0 = g * Mg, j1 = j0 + Mg;     // this sub-batch's rows of the channel
+        const int s = g * C + c;
+        const float mu = mean[s];
+        const float invstd = train ? stat[s] : 1.0f / sqrtf(stat[s] + eps);
+
+        float db, dg;
+        bn_backward_sums(dy, x, y, act, slope, c, C, HW, j0, j1, mu, invstd, scratch, &db, &dg);
+
+        if (train) {
+            const float k0 = gam * invstd / (float)Mg;
+            for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+                const long long k = bn_index(j, c, C, HW);
+                const float xhat = (x[k] - mu) * invstd;
+                dx[k] = k0 * ((float)Mg * bn_act_grad(dy, y, k, act, slope) - db - xhat * dg);
+            }
+        } else {
+            const float k0 = gam * invstd;
+            for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+                const long long k = bn_index(j, c, C, HW);
+                dx[k] = bn_act_grad(dy, y, k, act, slope) * k0;
+            }
         }
-    } else {
-        const float k0 = gam * invstd;
-        for (int j = threadIdx.x; j < M; j += blockDim.x) {
-            const long long k = bn_index(j, c, C, HW);
-            dx[k] = bn_act_grad(dy, y, k, act, slope) * k0;
+        if (threadIdx.x == 0) {
+            write_grad(dgamma + c, dg, accumulate || g > 0);
+            write_grad(dbeta + c, db, accumulate || g > 0);
         }
-    }
-    if (threadIdx.x == 0) {
-        write_grad(dgamma + c, dg, accumulate);
-        write_grad(dbeta + c, db, accumulate);
     }
 }
 
 // ---- 2-D reductions ----------------------------------------------------------------------------
-// Elements of chunk b of channel c: j in [b*chunk, min((b+1)*chunk, M)); the launcher makes every
-// chunk non-empty (chunks = ceil(M / chunk)).
+// Elements of chunk b of channel c in ghost batch g (G = 1: the whole channel, Mg = M):
+// j in [g*Mg + b*chunk, g*Mg + min((b+1)*chunk, Mg)); the launcher makes every chunk non-empty
+// (chunks = ceil(Mg / chunk)). Block (g*C + c, b) of the grid (C*G, chunks) reduces that chunk.
 
-// The 2-D (channel x row-chunk) kernels below: thread 0 of block (c, chunk) stores its two sums
-// at partial[(c * chunks + chunk) * 2 + {0, 1}] (chunks = gridDim.y).
+// The 2-D (channel x row-chunk) kernels below: thread 0 of block (s, chunk), s = g*C + c, stores
+// its two sums at partial[(s * chunks + chunk) * 2 + {0, 1}] (chunks = gridDim.y).
 __device__ __forceinline__ void store_chunk_pair(float* __restrict__ partial, float a, float b)
 {
     if (threadIdx.x == 0) {
@@ -236,16 +266,18 @@ __device__ __forceinline__ void store_chunk_pair(float* __restrict__ partial, fl
     }
 }
 
-// Pass 1 of the 2-D training forward: per (channel, chunk) the chunk's mean and M2 (sum of squared
-// deviations from the chunk mean), two passes over the chunk like the one-block kernel.
-// Launch: grid = (C, chunks), block = 32..256 (a multiple of 32), shared_mem = 0 (32 floats
-// static). Writes partial[(c*chunks + b)*2] = chunk mean, [.. + 1] = chunk M2.
+// Pass 1 of the 2-D training forward: per (ghost batch, channel, chunk) the chunk's mean and M2
+// (sum of squared deviations from the chunk mean), two passes over the chunk like the one-block
+// kernel. Launch: grid = (C*G, chunks), block = 32..256 (a multiple of 32), shared_mem = 0
+// (32 floats static). Writes partial[(s*chunks + b)*2] = chunk mean, [.. + 1] = chunk M2.
 extern "C" __global__ void batchnorm_stats_partial(
-    const float* __restrict__ x, float* __restrict__ partial, int N, int C, int HW, int chunk)
+    const float* __restrict__ x, float* __restrict__ partial, int N, int C, int HW, int chunk,
+    int G)
 {
     __shared__ float scratch[32];
-    const int c = blockIdx.x;
-    const int j0 = blockIdx.y * chunk, j1 = min(j0 + chunk, N * HW);   // this block's rows
+    const int c = blockIdx.x % C, g = blockIdx.x / C;
+    const int Mg = (N / G) * HW;
+    const int j0 = g * Mg + blockIdx.y * chunk, j1 = min(j0 + chunk, (g + 1) * Mg);  // rows
     const float cnt = (float)(j1 - j0);
 
     float s = 0.0f;
@@ -267,98 +299,124 @@ extern "C" __global__ void batchnorm_stats_partial(
 //   n = na + nb, d = mean_b - mean_a, mean = mean_a + d*nb/n, M2 = M2a + M2b + d*d*na*nb/n,
 // then var = M2 / M (biased) and the same outputs as batchnorm_forward_train: save_mean,
 // save_invstd = 1/sqrt(var + eps), running_mean/var updated with momentum (unbiased: var*M/(M-1)).
+// M is the elements per channel of one ghost batch; the thread does ghost batches g = 0..G-1 in
+// order (statistics at s = g*C + c, one running update each, as G launches would).
 // Launch: grid = min(ceil(C / 256), block cap), block = 256, shared_mem = 0 (grid-stride over C).
 extern "C" __global__ void batchnorm_stats_combine(
     const float* __restrict__ partial, float* __restrict__ running_mean,
     float* __restrict__ running_var, float* __restrict__ save_mean, float* __restrict__ save_invstd,
     int C, int M, int chunk, int chunks, float momentum, float eps, int unbiased,
-    const float* __restrict__ in_bias)
+    const float* __restrict__ in_bias, int G)
 {
     for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < C; c += blockDim.x * gridDim.x) {
-        const float* p = partial + (long long)c * chunks * 2;
-        float n = 0.0f, mean = 0.0f, m2 = 0.0f;
-        for (int b = 0; b < chunks; ++b) {
-            const float nb = (float)(min((b + 1) * chunk, M) - b * chunk);
-            const float n_new = n + nb;
-            const float d = p[2 * b] - mean;
-            mean += d * (nb / n_new);
-            m2 += p[2 * b + 1] + d * d * (n * nb / n_new);
-            n = n_new;
+        for (int g = 0; g < G; ++g) {
+            const int s = g * C + c;
+            const float* p = partial + (long long)s * chunks * 2;
+            float n = 0.0f, mean = 0.0f, m2 = 0.0f;
+            for (int b = 0; b < chunks; ++b) {
+                const float nb = (float)(min((b + 1) * chunk, M) - b * chunk);
+                const float n_new = n + nb;
+                const float d = p[2 * b] - mean;
+                mean += d * (nb / n_new);
+                m2 += p[2 * b + 1] + d * d * (n * nb / n_new);
+                n = n_new;
+            }
+            const float var = m2 / (float)M;
+            bn_store_stats(c, s, mean, var, 1.0f / sqrtf(var + eps), M, momentum, unbiased,
+                           in_bias, save_mean, save_invstd, running_mean, running_var);
         }
-        const float var = m2 / (float)M;
-        bn_store_stats(c, mean, var, 1.0f / sqrtf(var + eps), M, momentum, unbiased, in_bias,
-                       save_mean, save_invstd, running_mean, running_var);
     }
 }
 
-// Pass 3 of the 2-D training forward: y = act((x - mean[c]) * invstd[c] * gamma[c] + beta[c]).
+// Element k = (n*C + c)*HW + i of x: its channel c and the index s = g*C + c of its ghost
+// batch's statistics, g = n / rows (rows = N/G samples per ghost batch; G = 1: s = c).
+__device__ __forceinline__ int bn_stat_index(long long k, int C, int HW, int rows, int* c)
+{
+    const long long q = k / HW;                  // n*C + c
+    *c = (int)(q % C);
+    return (int)(q / C / rows) * C + *c;
+}
+
+// Pass 3 of the 2-D training forward: y = act((x - mean[s]) * invstd[s] * gamma[c] + beta[c]),
+// s = g*C + c the statistics of the element's ghost batch (rows = N/G samples each).
 // Launch: grid = min(ceil(N*C*HW / 256), block cap), block = 256, shared_mem = 0 (grid-stride).
 extern "C" __global__ void batchnorm_apply(
     const float* __restrict__ x, const float* __restrict__ gamma, const float* __restrict__ beta,
     const float* __restrict__ mean, const float* __restrict__ invstd, float* __restrict__ y,
-    int C, int HW, long long total, int act, float slope)
+    int C, int HW, long long total, int act, float slope, int rows)
 {
     for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < total;
          k += (long long)blockDim.x * gridDim.x) {
-        const int c = (int)((k / HW) % C);
-        y[k] = bn_act((x[k] - mean[c]) * invstd[c] * gamma[c] + beta[c], act, slope);
+        int c;
+        const int s = bn_stat_index(k, C, HW, rows, &c);
+        y[k] = bn_act((x[k] - mean[s]) * invstd[s] * gamma[c] + beta[c], act, slope);
     }
 }
 
 // Pass 1 of the 2-D backward (both modes; mean/stat/eps/train as in batchnorm_backward): per
-// (channel, chunk) partial[(c*chunks + b)*2] = sum dy, [.. + 1] = sum dy * xhat over the chunk.
-// Launch: grid = (C, chunks), block = 32..256 (a multiple of 32), shared_mem = 0 (32 floats static).
+// (ghost batch, channel, chunk) partial[(s*chunks + b)*2] = sum dy, [.. + 1] = sum dy * xhat over
+// the chunk, s = g*C + c (eval: G = 1).
+// Launch: grid = (C*G, chunks), block = 32..256 (a multiple of 32), shared_mem = 0 (32 floats
+// static).
 extern "C" __global__ void batchnorm_backward_partial(
     const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ mean,
     const float* __restrict__ stat, float eps, int train, const float* __restrict__ y, int act,
-    float slope, float* __restrict__ partial, int N, int C, int HW, int chunk)
+    float slope, float* __restrict__ partial, int N, int C, int HW, int chunk, int G)
 {
     __shared__ float scratch[32];
-    const int c = blockIdx.x;
-    const int j0 = blockIdx.y * chunk, j1 = min(j0 + chunk, N * HW);   // this block's rows
-    const float mu = mean[c];
-    const float invstd = train ? stat[c] : 1.0f / sqrtf(stat[c] + eps);
+    const int s = blockIdx.x, c = s % C, g = s / C;
+    const int Mg = (N / G) * HW;
+    const int j0 = g * Mg + blockIdx.y * chunk, j1 = min(j0 + chunk, (g + 1) * Mg);  // rows
+    const float mu = mean[s];
+    const float invstd = train ? stat[s] : 1.0f / sqrtf(stat[s] + eps);
     float db, dg;
     bn_backward_sums(dy, x, y, act, slope, c, C, HW, j0, j1, mu, invstd, scratch, &db, &dg);
     store_chunk_pair(partial, db, dg);
 }
 
-// Pass 2 of the 2-D backward: the chunks' sums in index order -> sums[2c] = this pass's
-// dbeta[c], sums[2c + 1] = dgamma[c] (what the apply pass needs), also written to (accumulate = 0)
-// or added to (accumulate = 1) the gradient buffers dbeta/dgamma.
+// Pass 2 of the 2-D backward: the chunks' sums in index order -> sums[2s] = this pass's
+// dbeta of (ghost batch g, channel c), sums[2s + 1] = its dgamma (s = g*C + c: what the apply pass
+// needs); the thread loops g = 0..G-1 in order and writes (accumulate = 0; g = 0 only) or adds
+// (accumulate = 1, or g > 0) each to the gradient buffers dbeta[c]/dgamma[c].
 // Launch: grid = min(ceil(C / 256), block cap), block = 256, shared_mem = 0 (grid-stride over C).
 extern "C" __global__ void batchnorm_backward_combine(
     const float* __restrict__ partial, float* __restrict__ sums, float* __restrict__ dgamma,
-    float* __restrict__ dbeta, int C, int chunks, int accumulate)
+    float* __restrict__ dbeta, int C, int chunks, int accumulate, int G)
 {
     for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < C; c += blockDim.x * gridDim.x) {
-        const float* p = partial + (long long)c * chunks * 2;
-        const float db = sum_partials(p, chunks, 2);
-        const float dg = sum_partials(p + 1, chunks, 2);
-        sums[2 * c] = db;
-        sums[2 * c + 1] = dg;
-        write_grad(dbeta + c, db, accumulate);
-        write_grad(dgamma + c, dg, accumulate);
+        for (int g = 0; g < G; ++g) {
+            const int s = g * C + c;
+            const float* p = partial + (long long)s * chunks * 2;
+            const float db = sum_partials(p, chunks, 2);
+            const float dg = sum_partials(p + 1, chunks, 2);
+            sums[2 * s] = db;
+            sums[2 * s + 1] = dg;
+            write_grad(dbeta + c, db, accumulate || g > 0);
+            write_grad(dgamma + c, dg, accumulate || g > 0);
+        }
     }
 }
 
-// Pass 3 of the 2-D backward: dx from this pass's sums (dbeta = sums[2c], dgamma = sums[2c + 1]),
-// exactly the formulas of batchnorm_backward (activation derivative included).
+// Pass 3 of the 2-D backward: dx from this pass's sums (dbeta = sums[2s], dgamma = sums[2s + 1],
+// s = g*C + c of the element's ghost batch, rows = N/G samples each; M = the elements per channel
+// of one ghost batch), exactly the formulas of batchnorm_backward (activation derivative included).
 // Launch: grid = min(ceil(N*C*HW / 256), block cap), block = 256, shared_mem = 0 (grid-stride).
 extern "C" __global__ void batchnorm_backward_apply(
     const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ gamma,
     const float* __restrict__ mean, const float* __restrict__ stat, float eps, int train,
     const float* __restrict__ y, int act, float slope,
-    const float* __restrict__ sums, float* __restrict__ dx, int C, int HW, int M, long long total)
+    const float* __restrict__ sums, float* __restrict__ dx, int C, int HW, int M, long long total,
+    int rows)
 {
     for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < total;
          k += (long long)blockDim.x * gridDim.x) {
-        const int c = (int)((k / HW) % C);
-        const float invstd = train ? stat[c] : 1.0f / sqrtf(stat[c] + eps);
+        int c;
+        const int s = bn_stat_index(k, C, HW, rows, &c);
+        const float invstd = train ? stat[s] : 1.0f / sqrtf(stat[s] + eps);
         const float g = bn_act_grad(dy, y, k, act, slope);
         if (train) {
-            const float xhat = (x[k] - mean[c]) * invstd;
-            dx[k] = gamma[c] * invstd / (float)M * ((float)M * g - sums[2 * c] - xhat * sums[2 * c + 1]);
+            const float xhat = (x[k] - mean[s]) * invstd;
+            dx[k] = gamma[c] * invstd / (float)M * ((float)M * g - sums[2 * s] - xhat * sums[2 * s + 1]);
         } else {
             dx[k] = g * (gamma[c] * invstd);
         }

@@ -460,3 +460,12 @@ def test_launch_forms_of_the_2d_cases_above():
     assert conv.bias_grad_chunks(rt, 3, 4 * 64 * 64) == 8
     assert batchnorm.forward_chunks(rt, 8, 3 * 6 * 6) == 1
     assert conv.bias_grad_chunks(rt, 4, 2 * 4 * 4) == 1
+
+
+def test_d_step_in_one_pass_equals_two_passes_emulated(schedule, dut):
+    """The emulated D step in one pass (concat_f32, ghost-batch BN kernels, the halves loss
+    kernel) == its two-pass D step (tests/test_models.py has the reference backends)."""
+    from test_models import assert_d_step_one_pass_matches, d_step_one_pass_vs_two
+
+    one, two = d_step_one_pass_vs_two(dut)
+    assert_d_step_one_pass_matches(one, two, 1e-5)

@@ -302,3 +302,35 @@ def test_dcgan_training_steps_equal_reference():
             for k in lr.buffers:
                 np.testing.assert_allclose(lf.buffers[k], lr.buffers[k], rtol=1e-10, atol=1e-8,
                                            err_msg=f"{type(lr).__name__} {i} {k}")
+
+
+@pytest.mark.parametrize("shape", [(6, 5, 3, 7), (64, 8, 4, 4), (8, 11)])
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("G", [2, 3])
+def test_batchnorm_ghost_batches_equal_reference(shape, layout, G, two_threads):
+    """ghost_batches on the rows form (sub-batch g = a row range of the channels-last view) and
+    the NCHW fallback, BN and BN + LeakyReLU with a folded bias, against the reference."""
+    if shape[0] % G:
+        G = 2
+    rng = np.random.default_rng(43)
+    C = shape[1]
+    x = (rng.standard_normal(shape) * 2 + 0.5).astype(np.float32)
+    x += np.linspace(-2, 2, shape[0]).reshape((-1,) + (1,) * (len(shape) - 1)).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    g, b, bias = (rng.standard_normal(C).astype(np.float32) for _ in range(3))
+    lay = channels_last if (layout == "nhwc" and x.ndim == 4) else (lambda a: a)
+    out = {}
+    for name, ops, xa, dya in (("ref", reference, x, dy), ("fast", fastcpu, lay(x), lay(dy))):
+        rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
+        y, mean, invstd = ops.batchnorm_forward_train(xa, g, b, rm, rv, 0.1, 1e-5, True, G)
+        grads = ops.batchnorm_backward_train(dya, xa, g, mean, invstd, ghost_batches=G)
+        ya, ma, ia = ops.batchnorm_act_forward_train(xa, g, b, rm, rv, 0.1, 1e-5, True,
+                                                     "leaky_relu", 0.2, bias, G)
+        dg, db = np.ones(C, np.float32), np.ones(C, np.float32)
+        agrads = ops.batchnorm_act_backward_train(dya, ya, xa, g, ma, ia, "leaky_relu", 0.2, dg,
+                                                  db, True, G)
+        out[name] = (y, mean, invstd, *grads, ya, ma, ia, rm, rv, *agrads)
+    assert out["fast"][1].shape == (G, C)
+    for got, want in zip(out["fast"], out["ref"]):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

@@ -24,6 +24,10 @@ Kernel -> test:
                                                                      test_batchnorm_act_kernels_*
     bias.cu: write/accumulate flag of bias_grad, bias_grad_rows, bias_grad_2d
                                                                      test_bias_grad_writes_or_accumulates
+    batchnorm.cu: ghost batches (G sub-batches in one launch), both forms
+                                                                     test_batchnorm_ghost_*
+    loss.cu         sigmoid_bce_with_logits_halves                   test_loss_halves_kernel_*
+    tensor.cu       concat_f32                                       test_concat_batch_kernel
 """
 import numpy as np
 import pytest
@@ -199,7 +203,7 @@ def test_batchnorm_block_sizes(dev, block):
     mod = dev.rt.module("batchnorm")
     mod.get_function("batchnorm_forward_train")(
         (C,), (block,), (put(x), put(g), put(b), rm, rv, y, sm, si, i32(N), i32(C), i32(H * W),
-                         f32(0.1), f32(1e-5), i32(0), i32(0), f32(0), None))
+                         f32(0.1), f32(1e-5), i32(0), i32(0), f32(0), None, i32(1)))
     y_r, sm_r, si_r = R.batchnorm_forward_train(x, g, b, np.zeros(C, np.float32), np.ones(C, np.float32),
                                                 0.1, 1e-5)
     close(y, y_r, rtol=1e-4, atol=1e-5)
@@ -208,7 +212,7 @@ def test_batchnorm_block_sizes(dev, block):
     dx, dg, db = (put(np.full(s, np.nan, np.float32)) for s in ((N, C, H, W), (C,), (C,)))
     mod.get_function("batchnorm_backward")(
         (C,), (block,), (put(dy), put(x), put(g), put(sm_r), put(si_r), f32(0), i32(1), None, i32(0),
-                         f32(0), dx, dg, db, i32(N), i32(C), i32(H * W), i32(0)))
+                         f32(0), dx, dg, db, i32(N), i32(C), i32(H * W), i32(0), i32(1)))
     for a, r in zip((dx, dg, db), R.batchnorm_backward_train(dy, x, g, sm_r, si_r)):
         close(a, r, rtol=1e-4, atol=1e-5)
 
@@ -433,7 +437,7 @@ def test_broken_reduction_is_caught(dev, broken):
     mod.get_function("batchnorm_forward_train")(
         (C,), (64,), (put(x), put(g), put(b), put(np.zeros(C, np.float32)), put(np.ones(C, np.float32)),
                       y, sm, si, i32(N), i32(C), i32(H * W), f32(0.1), f32(1e-5), i32(0), i32(0),
-                      f32(0), None))
+                      f32(0), None, i32(1)))
     y_ref, mean_ref, _ = R.batchnorm_forward_train(x, g, b, np.zeros(C, np.float32),
                                                    np.ones(C, np.float32), 0.1, 1e-5)
     ok = (np.allclose(dev.get(sm), mean_ref, rtol=1e-5, atol=1e-6)
@@ -658,3 +662,185 @@ def test_workspace_uses_only_cupy_ndarray_api():
     for name in ("view", "size", "__getitem__"):
         assert hasattr(cupy.ndarray, name), name
     assert callable(cupy.empty) and cupy.uint8 is np.uint8 and cupy.float32 is np.float32
+
+
+# -- ghost batches: batchnorm.cu with G sub-batches in one launch; loss.cu halves; concat_f32 ----
+GHOST_CASES = [((6, 5, 3, 7), 2), ((6, 5, 3, 7), 3), ((4, 3), 2), ((8, 3, 9, 11), 2), ((9, 2, 5, 1), 3)]
+
+
+def _bn_ghost_run(dev, x, g, b, dy, chunks, G, act, in_bias):
+    """Forward (act, in_bias) and backward through bn.forward_train/bn.backward with the launch
+    form ``chunks``: one call with ``ghost_batches=G`` (``G`` an int) or G separate calls on the
+    sub-batches (``G`` = ("separate", G)), in order, sharing the running statistics and the
+    gradient buffers (first call writes, the rest add). Returns a dict of host arrays."""
+    from rawgan.backend.cuda import batchnorm as bn
+
+    put, C = dev.put, x.shape[1]
+    code = bn.ACT_CODES[act] if act else 0
+    rm, rv = put(np.linspace(-1, 1, C).astype(np.float32)), put(np.linspace(0.5, 2, C).astype(np.float32))
+    dg, db = put(np.full(C, 7.0, np.float32)), put(np.full(C, -3.0, np.float32))
+    gk, bk = put(g), put(b)
+    bias = None if in_bias is None else put(in_bias)
+    if isinstance(G, tuple):
+        parts = []
+        for i, (xs, dys) in enumerate(zip(np.split(x, G[1]), np.split(dy, G[1]))):
+            y, sm, si = bn.forward_train(dev.rt, put(xs), gk, bk, rm, rv, 0.1, 1e-5, True, chunks,
+                                         code, 0.2, bias)
+            dx, _, _ = bn.backward(dev.rt, put(dys), put(xs), gk, sm, si, 0.0, 1, chunks,
+                                   y=y if act else None, act=code, slope=0.2, dgamma_out=dg,
+                                   dbeta_out=db, accumulate=i > 0)
+            parts.append([Device.get(a).copy() for a in (y, sm, si, dx)])
+        y, sm, si, dx = (np.concatenate([p[0] for p in parts]), np.stack([p[1] for p in parts]),
+                         np.stack([p[2] for p in parts]), np.concatenate([p[3] for p in parts]))
+    else:
+        y, sm, si = bn.forward_train(dev.rt, put(x), gk, bk, rm, rv, 0.1, 1e-5, True, chunks, code,
+                                     0.2, bias, G)
+        dx, dg2, db2 = bn.backward(dev.rt, put(dy), put(x), gk, sm, si, 0.0, 1, chunks,
+                                   y=y if act else None, act=code, slope=0.2, dgamma_out=dg,
+                                   dbeta_out=db, accumulate=False, ghost_batches=G)
+        assert dg2 is dg and db2 is db
+        assert tuple(sm.shape) == tuple(si.shape) == (G, C)
+    return {k: Device.get(v).copy() for k, v in dict(y=y, mean=sm, invstd=si, rm=rm, rv=rv, dx=dx,
+                                                  dg=dg, db=db).items()}
+
+
+@pytest.mark.parametrize("chunks", [1, 2, 5])
+@pytest.mark.parametrize("shape,G", GHOST_CASES)
+@pytest.mark.parametrize("act,with_bias", [(None, False), ("leaky_relu", True), ("relu", False)])
+def test_batchnorm_ghost_batches_are_bit_identical_to_separate_launches(dev, shape, G, chunks, act,
+                                                                        with_bias):
+    """ghost_batches = G in one launch per kernel == G separate launches on the sub-batches, in
+    order, bit for bit: y, the (G, C) saved statistics, the running statistics after G updates,
+    dx, and dgamma/dbeta (sub-batch 0 written over stale values, the rest added) — one block per
+    channel (chunks = 1) and the 2-D form (chunks > 1), both schedules, odd sizes."""
+    rng = np.random.default_rng(31)
+    C = shape[1]
+    x = rnd(rng, *shape, scale=2) + np.linspace(-1, 3, shape[0]).reshape((-1,) + (1,) * (len(shape) - 1)).astype(np.float32)
+    g, b, dy = rnd(rng, C), rnd(rng, C), rnd(rng, *shape)
+    bias = rnd(rng, C, scale=2) if with_bias else None
+    one = _bn_ghost_run(dev, x, g, b, dy, chunks, G, act, bias)
+    sep = _bn_ghost_run(dev, x, g, b, dy, chunks, ("separate", G), act, bias)
+    for k in one:
+        np.testing.assert_array_equal(one[k], sep[k], err_msg=k)
+    # and the values are the reference's ghost batches (sub-batch statistics differ: x's mean
+    # drifts along the batch, so a whole-batch normalisation would fail this)
+    rm, rv = np.linspace(-1, 1, C).astype(np.float32), np.linspace(0.5, 2, C).astype(np.float32)
+    a = act or "relu"
+    if act:
+        y_r, m_r, i_r = R.batchnorm_act_forward_train(x, g, b, rm, rv, 0.1, 1e-5, True, a, 0.2, bias, G)
+        want = R.batchnorm_act_backward_train(dy, y_r, x, g, m_r, i_r, a, 0.2, ghost_batches=G)
+    else:
+        y_r, m_r, i_r = R.batchnorm_forward_train(x, g, b, rm, rv, 0.1, 1e-5, True, G)
+        want = R.batchnorm_backward_train(dy, x, g, m_r, i_r, ghost_batches=G)
+    close(one["y"], y_r, rtol=1e-4, atol=1e-4)
+    close(one["mean"], m_r, atol=1e-5)
+    close(one["invstd"], i_r, rtol=1e-4)
+    close(one["rm"], rm, atol=1e-5)
+    close(one["rv"], rv, rtol=1e-5)
+    for k, r in zip(("dx", "dg", "db"), want):
+        close(one[k], r, rtol=1e-3, atol=1e-4)
+    _, m_whole, _ = R.batchnorm_forward_train(x, g, b, rm.copy(), rv.copy(), 0.1, 1e-5)
+    assert not np.allclose(one["mean"][0], m_whole, atol=1e-3)
+
+
+@pytest.mark.parametrize("shape,G", [((6, 5, 3, 7), 2), ((4, 3), 2), ((64, 4, 8, 8), 2)])
+def test_batchnorm_ghost_batches_through_the_ops(dev, shape, G):
+    """The public ops (launch form from the cost model, with ghost_batches) against the
+    reference; eval mode ignores ghost_batches; a G that does not divide N is a ValueError."""
+    ops, put = dev.ops, dev.put
+    rng = np.random.default_rng(32)
+    C = shape[1]
+    x, dy = rnd(rng, *shape, scale=2) + 1, rnd(rng, *shape)
+    g, b = rnd(rng, C), rnd(rng, C)
+    rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
+    rmk, rvk = put(rm), put(rv)
+    y, sm, si = ops.batchnorm_forward_train(put(x), put(g), put(b), rmk, rvk, 0.1, 1e-5, False, G)
+    y_r, m_r, i_r = R.batchnorm_forward_train(x, g, b, rm, rv, 0.1, 1e-5, False, G)
+    for a, r in ((y, y_r), (sm, m_r), (si, i_r), (rmk, rm), (rvk, rv)):
+        close(a, r, rtol=1e-4, atol=1e-5)
+    for a, r in zip(ops.batchnorm_backward_train(put(dy), put(x), put(g), sm, si, ghost_batches=G),
+                    R.batchnorm_backward_train(dy, x, g, m_r, i_r, ghost_batches=G)):
+        close(a, r, rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="does not divide the batch size"):
+        ops.batchnorm_forward_train(put(x[:3]), put(g), put(b), rmk, rvk, 0.1, 1e-5, False, 2)
+    with pytest.raises(ValueError, match="int >= 1"):
+        ops.batchnorm_forward_train(put(x), put(g), put(b), rmk, rvk, 0.1, 1e-5, False, 0)
+
+
+def test_batchnorm_ghost_launch_plan(dev):
+    """Planned for C·G reductions of M/G elements: the cost model sees the 2-D form's C·G·chunks
+    blocks and the one-block form's C blocks; G launches' worth of work in one launch each."""
+    from rawgan.backend.cuda import batchnorm as bn
+
+    rt = dev.rt
+    # D's 128-channel BN at batch 2 x 64 (M/G = 16384): 2-D, with chunks of each half
+    assert bn.forward_chunks(rt, 128, 2 * 16384, 2) == bn.reduction_chunks(
+        256, 16384, 16.0 * 128 * 2 * 16384, extra_launches=2, sms=132, one_block_blocks=128) > 1
+    # G = 1 is the plan of before
+    assert bn.forward_chunks(rt, 512, 1024) == bn.reduction_chunks(512, 1024, 16.0 * 512 * 1024, 2, 132)
+    rng = np.random.default_rng(33)
+    x = dev.put(rnd(rng, 8, 3, 5, 5))
+    g = dev.put(np.ones(3, np.float32))
+    before = dict(rt.launches_by_name)
+    bn.forward_train(rt, x, g, g, dev.put(np.zeros(3, np.float32)), dev.put(np.ones(3, np.float32)),
+                     0.1, 1e-5, False, 3, ghost_batches=2)
+    after = {k: v - before.get(k, 0) for k, v in rt.launches_by_name.items() if v - before.get(k, 0)}
+    assert after == {"batchnorm_stats_partial": 1, "batchnorm_stats_combine": 1, "batchnorm_apply": 1}
+
+
+def test_batchnorm_ghost_batches_are_deterministic(dev, monkeypatch):
+    """Same bits on repeated runs under forward, reverse, forward schedules, both forms."""
+    rng = np.random.default_rng(34)
+    shape = (6, 3, 17, 13)
+    x, dy = rnd(rng, *shape, scale=5) + 3, rnd(rng, *shape)
+    g, b = rnd(rng, 3), rnd(rng, 3)
+    for chunks in (1, 5):
+        runs = []
+        for sched in ("forward", "reverse", "forward"):
+            monkeypatch.setenv("RAWGAN_EMU_SCHEDULE", sched)
+            runs.append(_bn_ghost_run(dev, x, g, b, dy, chunks, 3, "leaky_relu", None))
+        for other in runs[1:]:
+            for k, v in runs[0].items():
+                np.testing.assert_array_equal(other[k], v, err_msg=f"{k}, chunks={chunks}")
+
+
+@pytest.mark.parametrize("shape", [(2, 1), (14, 1), (600, 3), (2, 5)])
+@pytest.mark.parametrize("targets", [(1.0, 0.0), (0.9, 0.1)])
+def test_loss_halves_kernel_is_bit_identical_to_two_fused_launches(dev, shape, targets):
+    """sigmoid_bce_with_logits_halves: per-half loss, dlogits (each half's mean: scale 1/half)
+    and mean σ, and their loss sum, in one launch — bit for bit the fused kernel on each half and
+    add_scalars, and close to the reference."""
+    ops, put = dev.ops, dev.put
+    rng = np.random.default_rng(35)
+    x = rnd(rng, *shape, scale=5)
+    half = shape[0] // 2
+    (l0, l1), dx, (s0, s1), total = ops.sigmoid_bce_with_logits_forward_backward_halves(
+        put(x), targets, 2.0)
+    assert dx.shape == x.shape and all(a.shape == () for a in (l0, l1, s0, s1, total))
+    la, da, sa = ops.sigmoid_bce_with_logits_forward_backward(put(x[:half]), targets[0], 2.0)
+    lb, db, sb = ops.sigmoid_bce_with_logits_forward_backward(put(x[half:]), targets[1], 2.0)
+    for got, want in ((l0, la), (l1, lb), (s0, sa), (s1, sb), (total, ops.scalar_add(la, lb))):
+        np.testing.assert_array_equal(Device.get(got), Device.get(want))
+    np.testing.assert_array_equal(Device.get(dx), np.concatenate([Device.get(da), Device.get(db)]))
+    (rl0, rl1), rdx, (rs0, rs1), rtot = R.sigmoid_bce_with_logits_forward_backward_halves(x, targets, 2.0)
+    for got, want in ((l0, rl0), (l1, rl1), (dx, rdx), (s0, rs0), (s1, rs1), (total, rtot)):
+        close(got, want, rtol=1e-5)
+    close(dx[:half], 2.0 * (1 / (1 + np.exp(-x[:half])) - targets[0]) / x[:half].size, rtol=1e-5)
+    with pytest.raises(ValueError, match="two halves"):
+        ops.sigmoid_bce_with_logits_forward_backward_halves(put(x[:1]), targets)
+    with pytest.raises(ValueError, match="pair"):
+        ops.sigmoid_bce_with_logits_forward_backward_halves(put(x), (1.0,))
+
+
+@pytest.mark.parametrize("shapes", [((3, 2, 5, 7), (4, 2, 5, 7)), ((1, 1), (1, 1)), ((300, 9), (2, 9))])
+def test_concat_batch_kernel(dev, shapes):
+    """concat_f32 (ops.concat_batch): a's samples then b's, one launch; shape errors."""
+    rng = np.random.default_rng(36)
+    a, b = rnd(rng, *shapes[0]), rnd(rng, *shapes[1])
+    before = dev.rt.launches
+    out = dev.ops.concat_batch(dev.put(a), dev.put(b))
+    assert dev.rt.launches - before == 1
+    np.testing.assert_array_equal(Device.get(out), np.concatenate([a, b]))
+    np.testing.assert_array_equal(R.concat_batch(a, b), np.concatenate([a, b]))
+    with pytest.raises(ValueError, match="batch axis"):
+        dev.ops.concat_batch(dev.put(a), dev.put(np.zeros((2,) + a.shape[1:] + (1,), np.float32)))

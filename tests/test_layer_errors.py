@@ -182,3 +182,31 @@ def test_backward_before_forward_and_wrong_dy_shape():
 def test_non_array_input_is_named():
     with pytest.raises(ValueError, match=r"Conv2d.*expected a 4-D array of the numpy backend, got list"):
         Conv2d(B, 1, 1, 1).forward([[1.0]])
+
+
+def test_batchnorm_ghost_batches_errors_and_context():
+    from rawgan.layers import BatchNormAct, Sequential, ghost_batches
+
+    bn = BatchNorm(B, 3, ghost_batches=4)
+    with pytest.raises(ValueError, match=r"BatchNorm\(3\): ghost_batches=4 does not divide the batch size N=6"):
+        bn.forward(B.zeros((6, 3, 2, 2)))
+    bn.ghost_batches = 0
+    with pytest.raises(ValueError, match="int >= 1"):
+        bn.forward(B.zeros((6, 3, 2, 2)))
+    bn.ghost_batches = 6
+    with pytest.raises(ValueError, match="single value per channel in each sub-batch"):
+        bn.forward(B.zeros((6, 3)))
+    bn.eval()
+    assert bn.forward(B.zeros((6, 3))).shape == (6, 3)       # eval: running statistics, no split
+    inner = Sequential(B, [BatchNormAct(B, 3, "relu")])
+    net = Sequential(B, [BatchNorm(B, 3), ReLU(B), inner])
+    with ghost_batches(net, 2):
+        assert [net.layers[0].ghost_batches, inner.layers[0].ghost_batches] == [2, 2]
+        y = net.forward(B.asarray(np.random.default_rng(0).standard_normal((4, 3, 2, 2))))
+    assert [net.layers[0].ghost_batches, inner.layers[0].ghost_batches] == [1, 1]
+    assert net.layers[0].save_mean.shape == (2, 3)
+    dx = net.backward(B.asarray(np.random.default_rng(1).standard_normal(y.shape)))
+    assert dx.shape == y.shape and np.isfinite(dx).all()      # with the G its forward ran with
+    with pytest.raises(RuntimeError, match="boom"), ghost_batches(net, 2):
+        raise RuntimeError("boom")
+    assert net.layers[0].ghost_batches == 1

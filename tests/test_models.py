@@ -95,3 +95,52 @@ def test_g_step_leaves_d_weights_and_grads_alone():
 def test_bad_image_size():
     with pytest.raises(ValueError, match="multiple of 16"):
         build_generator(B, image_size=60)
+
+
+def d_step_one_pass_vs_two(B, n=4, seed=7):
+    """One d_step with d_one_pass True and False from the same weights and batch: per run the
+    metrics, D's gradients, D's updated parameters and its BN running statistics (float64)."""
+    rng = np.random.default_rng(seed)
+    x, z = rng.uniform(-1, 1, (n, 3, 64, 64)), rng.uniform(-1, 1, (n, 100))
+    out = {}
+    for one in (True, False):
+        model = DCGAN(B, ngf=8, ndf=8, seed=5, d_one_pass=one)
+        m = model.d_step(B.asarray(x.astype(B.dtype)), B.asarray(z.astype(B.dtype)))
+        f = lambda a: B.to_numpy(a).astype(np.float64).copy()  # noqa: E731
+        out[one] = ({k: float(f(v)) for k, v in m.items()}, f(model.D.flat_grads),
+                    f(model.D.flat_params), [f(b) for _, b in model.D.named_buffers()])
+        assert all(l.ghost_batches == 1 for l in model.D.layers if isinstance(l, BatchNormAct))
+    return out[True], out[False]
+
+
+def assert_d_step_one_pass_matches(one, two, rtol):
+    """Metrics and gradients to ``rtol`` (of the largest gradient), running statistics likewise;
+    parameters where the gradient is not roundoff noise (Adam's first step is lr·sign(g): a
+    gradient that is 0 in exact arithmetic — the biases folded into BN — has a random sign)."""
+    assert set(one[0]) == {"d_loss_real", "d_loss_fake", "d_loss", "d_real", "d_fake"}
+    for k in one[0]:
+        np.testing.assert_allclose(one[0][k], two[0][k], rtol=rtol, err_msg=k)
+    scale = np.abs(two[1]).max()
+    assert np.abs(one[1] - two[1]).max() <= rtol * scale
+    real = np.abs(two[1]) > 1e-3 * scale
+    assert real.mean() > 0.5
+    np.testing.assert_allclose(one[2][real], two[2][real], rtol=0, atol=1e-7)
+    for a, b in zip(one[3], two[3]):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)
+    assert one[3][0].shape == two[3][0].shape and not np.allclose(one[3][0], 0)
+
+
+@pytest.mark.parametrize("backend,dtype,rtol", [("reference", "float64", 1e-12),
+                                                ("reference", "float32", 1e-5),
+                                                ("numpy", "float32", 1e-5)])
+def test_d_step_in_one_pass_equals_two_passes(backend, dtype, rtol):
+    """DCGAN.d_step over 2N samples with 2 ghost batches in D's BN == the real pass then the
+    fake pass: metrics, D's gradients and updated weights, BN running statistics."""
+    one, two = d_step_one_pass_vs_two(get_backend(backend, dtype))
+    assert_d_step_one_pass_matches(one, two, rtol)
+
+
+def test_d_step_in_one_pass_needs_equal_halves():
+    model = DCGAN(B, ngf=4, ndf=4, seed=0)
+    with pytest.raises(ValueError, match="same size in one pass"):
+        model.d_step(B.zeros((4, 3, 64, 64)), B.zeros((2, 100)))

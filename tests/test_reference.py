@@ -177,3 +177,60 @@ def test_every_op_returns_nchw_memory_of_the_input_dtype(dtype):
     outs += [yb, mean, invstd, *B.ops.batchnorm_backward_train(x, x, g, mean, invstd)]
     for out in outs:
         assert out.dtype == dtype and out.flags.c_contiguous
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,G", [((6, 5, 3, 7), 3), ((4, 3), 2)])
+def test_batchnorm_ghost_batches_are_separate_passes(shape, G, dtype):
+    """ghost_batches = G: y, dx are the per-sub-batch formulas (written out here with NumPy, not
+    with the op), statistics (G, C), running statistics updated G times in order, dγ/dβ the sum
+    of the sub-batches' added to (accumulate) or written over the given buffers."""
+    rng = np.random.default_rng(41)
+    C = shape[1]
+    x = (rng.standard_normal(shape) * 2 + np.arange(shape[0]).reshape((-1,) + (1,) * (len(shape) - 1))).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    g, b = rng.standard_normal(C).astype(dtype), rng.standard_normal(C).astype(dtype)
+    rm, rv = np.zeros(C, dtype), np.ones(C, dtype)
+    y, mean, invstd = R.batchnorm_forward_train(x, g, b, rm, rv, 0.1, 1e-5, True, G)
+    assert mean.shape == invstd.shape == (G, C) and y.dtype == dtype
+    axes = (0,) + tuple(range(2, x.ndim))
+    bs = (1, -1) + (1,) * (x.ndim - 2)
+    want_rm, want_rv = np.zeros(C), np.ones(C)
+    dg_want, db_want = np.full(C, 2.0), np.full(C, -1.0)       # accumulate onto these
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    for k, (xs, dys) in enumerate(zip(np.split(x.astype(np.float64), G), np.split(dy.astype(np.float64), G))):
+        M = xs.size // C
+        mu, var = xs.mean(axis=axes), xs.var(axis=axes)
+        xhat = (xs - mu.reshape(bs)) / np.sqrt(var.reshape(bs) + 1e-5)
+        np.testing.assert_allclose(y[k * len(xs):(k + 1) * len(xs)], g.reshape(bs) * xhat + b.reshape(bs), **tol)
+        np.testing.assert_allclose(mean[k], mu, **tol)
+        want_rm = 0.9 * want_rm + 0.1 * mu
+        want_rv = 0.9 * want_rv + 0.1 * var * M / (M - 1)
+        dbeta, dgamma = dys.sum(axis=axes), (dys * xhat).sum(axis=axes)
+        dg_want, db_want = dg_want + dgamma, db_want + dbeta
+    np.testing.assert_allclose(rm, want_rm, **tol)
+    np.testing.assert_allclose(rv, want_rv, **tol)
+    dg, db = np.full(C, 2.0, dtype), np.full(C, -1.0, dtype)
+    dx, dg2, db2 = R.batchnorm_backward_train(dy, x, g, mean, invstd, dg, db, True, G)
+    assert dg2 is dg and db2 is db
+    np.testing.assert_allclose(dg, dg_want, **tol)
+    np.testing.assert_allclose(db, db_want, **tol)
+    for k in range(G):                                  # each sub-batch's own coupled gradient
+        sl = slice(k * (shape[0] // G), (k + 1) * (shape[0] // G))
+        want = R.batchnorm_backward_train(dy[sl], x[sl], g, mean[k], invstd[k])[0]
+        np.testing.assert_array_equal(dx[sl], want)
+    _, dg3, _ = R.batchnorm_backward_train(dy, x, g, mean, invstd, dg.copy(), db.copy(), False, G)
+    np.testing.assert_allclose(dg3, dg_want - 2.0, **tol)   # written, not added, by sub-batch 0
+
+
+def test_batchnorm_ghost_batches_errors():
+    x = np.zeros((6, 2, 1, 1), np.float32)
+    args = (np.ones(2, np.float32), np.zeros(2, np.float32), np.zeros(2, np.float32),
+            np.ones(2, np.float32), 0.1, 1e-5, False)
+    with pytest.raises(ValueError, match="ghost_batches=4 does not divide the batch size N=6"):
+        R.batchnorm_forward_train(x, *args, 4)
+    with pytest.raises(ValueError, match="single value per channel"):
+        R.batchnorm_forward_train(x, *args, 6)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="int >= 1"):
+            R.batchnorm_forward_train(x, *args, bad)

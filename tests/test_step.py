@@ -160,7 +160,7 @@ def test_steady_state_allocates_nothing_and_a_graph_step_is_one_launch(dut):
     eager, graph = per_step[False], per_step[True]
     # The graph replays exactly the eager step's launches.
     assert [c["launches"] for c in graph] == [c["launches"] for c in eager]
-    assert eager[1]["launches"] > 200            # a whole step (~300 launches at g_steps 2)
+    assert eager[1]["launches"] > 150            # a whole step (~200 launches at g_steps 2, ngf 4)
 
 
 @pytest.mark.parametrize("g_steps", [1, 2])
@@ -221,7 +221,7 @@ def test_capture_forbidden_actions_raise():
     assert not rt.capturing
     # ... and the warmed-up step captures fine afterwards.
     step(data[1])
-    assert step.graph is not None and step.graph.num_launches > 200
+    assert step.graph is not None and step.graph.num_launches > 150
 
 
 def test_capture_records_instead_of_running():

@@ -15,6 +15,15 @@ Versions (both forward and backward):
       fixed order, an elementwise apply): all SMs stream. The backend launches whichever the cost
       model (rawgan/backend/cuda/common.reduction_chunks) estimates faster per shape; here v2 is
       forced to at least 2 chunks so it is always exercised.
+
+Ghost batches (``*_ghost2``: a batch of 2N normalised per half, the DCGAN's D step in one pass;
+the same bytes and FLOPs as two passes over N — 16/20 B per element — in one launch per kernel
+instead of two):
+  1 = two calls, one per half (the two-pass D step: 2 launches per kernel, each over N);
+  2 = one block per channel looping over the halves (grid = C; running update in order);
+  3 = the 2-D form over (C*2, chunks) partials, a combine looping the halves in order, an apply
+      reading the statistics of (half, channel). v2/v3 are bit-identical to v1 with the same
+      launch form (tests/test_kernels.py); the check here is against the NumPy reference.
 """
 import sys
 from pathlib import Path
@@ -91,6 +100,90 @@ def bwd(chunks_fn):
     return run
 
 
+def ghost_shapes(fast):
+    if fast:
+        return [("4x5x13x7", (4, 5, 13, 7)), ("2x3x40x40", (2, 3, 40, 40))]
+    return [("D bn 2x64x128x16x16", (128, 128, 16, 16)), ("D bn 2x64x256x8x8", (128, 256, 8, 8)),
+            ("D bn 2x64x512x4x4", (128, 512, 4, 4))]
+
+
+def ghost_fwd_cases(fast):
+    rng = np.random.default_rng(2)
+    out = []
+    for name, s in ghost_shapes(fast):
+        C = s[1]
+        x = (rng.standard_normal(s) * 2 + 1).astype(np.float32)
+        x[s[0] // 2:] -= 1.5                     # the halves differ, like real and fake samples
+        out.append(Case(name, {"x": x, "gamma": rng.standard_normal(C).astype(np.float32),
+                               "beta": rng.standard_normal(C).astype(np.float32),
+                               "rm": np.zeros(C, np.float32), "rv": np.ones(C, np.float32)},
+                        nbytes=16 * int(np.prod(s))))
+    return out
+
+
+def ghost_bwd_cases(fast):
+    rng = np.random.default_rng(3)
+    out = []
+    for c in ghost_fwd_cases(fast):
+        x = c.inputs["x"]
+        C = x.shape[1]
+        _, mean, invstd = R.batchnorm_forward_train(x, np.ones(C, np.float32), np.zeros(C, np.float32),
+                                                    np.zeros(C, np.float32), np.ones(C, np.float32),
+                                                    0.1, 1e-5, False, 2)
+        out.append(Case(c.name, {"dy": rng.standard_normal(x.shape).astype(np.float32), "x": x,
+                                 "gamma": rng.standard_normal(C).astype(np.float32),
+                                 "mean": mean, "invstd": invstd}, nbytes=20 * x.size))
+    return out
+
+
+def ghost_fwd_ref(x, gamma, beta, rm, rv):
+    rm, rv = rm.copy(), rv.copy()
+    y, mean, invstd = R.batchnorm_forward_train(x, gamma, beta, rm, rv, 0.1, 1e-5, False, 2)
+    return y, mean, invstd, rm, rv
+
+
+def _chunks_of(rt, x, which, G, form):
+    """Chunks per (half, channel): 1 (one block) or the cost model's 2-D plan, at least 2."""
+    if form == 1:
+        return 1
+    N, C = x.shape[:2]
+    M = N * x.shape[2] * x.shape[3]
+    fn = bn.forward_chunks if which == "fwd" else bn.backward_chunks
+    return max(2, fn(rt, C, M, G))
+
+
+def ghost_fwd(form):
+    def run(rt, x, gamma, beta, rm, rv):
+        if form == 0:                            # two calls, one per half
+            h = x.shape[0] // 2
+            outs = [bn.forward_train(rt, rt.xp.ascontiguousarray(xs), gamma, beta, rm, rv, 0.1,
+                                     1e-5, False, _chunks_of(rt, xs, "fwd", 1, 2))
+                    for xs in (x[:h], x[h:])]
+            return (rt.xp.concatenate([o[0] for o in outs]), rt.xp.stack([o[1] for o in outs]),
+                    rt.xp.stack([o[2] for o in outs]), rm, rv)
+        y, mean, invstd = bn.forward_train(rt, x, gamma, beta, rm, rv, 0.1, 1e-5, False,
+                                           _chunks_of(rt, x, "fwd", 2, form), ghost_batches=2)
+        return y, mean, invstd, rm, rv
+    return run
+
+
+def ghost_bwd(form):
+    def run(rt, dy, x, gamma, mean, invstd):
+        if form == 0:
+            h = x.shape[0] // 2
+            dg, db = rt.xp.empty_like(gamma), rt.xp.empty_like(gamma)
+            dxs = []
+            for i, sl in enumerate((slice(0, h), slice(h, None))):
+                xs, dys = rt.xp.ascontiguousarray(x[sl]), rt.xp.ascontiguousarray(dy[sl])
+                dxs.append(bn.backward(rt, dys, xs, gamma, mean[i], invstd[i], 0.0, 1,
+                                       _chunks_of(rt, xs, "bwd", 1, 2), dgamma_out=dg,
+                                       dbeta_out=db, accumulate=i > 0)[0])
+            return rt.xp.concatenate(dxs), dg, db
+        return bn.backward(rt, dy, x, gamma, mean, invstd, 0.0, 1,
+                           _chunks_of(rt, x, "bwd", 2, form), ghost_batches=2)
+    return run
+
+
 KERNELS = [
     Kernel("batchnorm_forward_train", fwd_ref,
            [Version(1, "one block per channel", fwd(lambda rt, C, M: 1)),
@@ -101,6 +194,18 @@ KERNELS = [
            [Version(1, "one block per channel", bwd(lambda rt, C, M: 1)),
             Version(2, "2-D partials + combine + apply", bwd(lambda rt, C, M: chunks_2d(rt, C, M, "bwd")))],
            bwd_cases, rtol=1e-3, atol=1e-3),
+    Kernel("batchnorm_forward_train_ghost2", ghost_fwd_ref,
+           [Version(1, "two calls, one per half (2-D form)", ghost_fwd(0)),
+            Version(2, "one block per channel, halves in turn", ghost_fwd(1)),
+            Version(3, "2-D over (C*2, chunks) + combine + apply", ghost_fwd(2))],
+           ghost_fwd_cases, rtol=1e-4, atol=1e-5),
+    Kernel("batchnorm_backward_train_ghost2",
+           lambda dy, x, gamma, mean, invstd: R.batchnorm_backward_train(dy, x, gamma, mean, invstd,
+                                                                         ghost_batches=2),
+           [Version(1, "two calls, one per half (2-D form)", ghost_bwd(0)),
+            Version(2, "one block per channel, halves in turn", ghost_bwd(1)),
+            Version(3, "2-D over (C*2, chunks) + combine + apply", ghost_bwd(2))],
+           ghost_bwd_cases, rtol=1e-3, atol=1e-3),
 ]
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@ grid-stride. A large case (1 M logits) shows the bandwidth the forward's single 
 (~6 GB/s by Little's law: a reason to keep it for small N only).
 
 Versions: production only (1 = one block forward, grid-stride backward).
+
+``sigmoid_bce_with_logits_halves`` (the D step's loss in one pass: 2 x 64 logits, targets 1 and
+0 per half; per-half losses, dlogits, mean σ and the loss sum): 1 = two fused launches and an
+add_scalars (the two-pass D step's three launches), 2 = one launch (production); bit-identical.
 """
 import sys
 from pathlib import Path
@@ -35,6 +39,30 @@ def bwd_cases(fast):
     return [Case(c.name, c.inputs, nbytes=8 * c.inputs["x"].size) for c in cases(fast)]
 
 
+def halves_cases(fast):
+    return [Case(c.name.replace("64x1", "2x64x1"), {"x": np.concatenate([c.inputs["x"]] * 2)},
+                 nbytes=8 * 2 * c.inputs["x"].size) for c in cases(fast)]
+
+
+def halves_v1(rt, x):
+    ops = make_ops(rt)
+    h = x.shape[0] // 2
+    la, da, sa = ops.sigmoid_bce_with_logits_forward_backward(x[:h], 1.0)
+    lb, db, sb = ops.sigmoid_bce_with_logits_forward_backward(x[h:], 0.0)
+    return la, lb, rt.xp.concatenate([da, db]), sa, sb, ops.scalar_add(la, lb)
+
+
+def halves_v2(rt, x):
+    (la, lb), dx, (sa, sb), total = make_ops(rt).sigmoid_bce_with_logits_forward_backward_halves(
+        x, (1.0, 0.0))
+    return la, lb, dx, sa, sb, total
+
+
+def halves_ref(x):
+    (la, lb), dx, (sa, sb), total = R.sigmoid_bce_with_logits_forward_backward_halves(x, (1.0, 0.0))
+    return la, lb, dx, sa, sb, total
+
+
 KERNELS = [
     Kernel("sigmoid_bce_with_logits_forward",
            lambda x: (R.sigmoid_bce_with_logits_forward(x, 1.0),),
@@ -47,6 +75,10 @@ KERNELS = [
                     lambda rt, x: (make_ops(rt).sigmoid_bce_with_logits_backward(x, 0.0, 2.0),),
                     production=True)],
            bwd_cases, rtol=1e-5, atol=1e-7),
+    Kernel("sigmoid_bce_with_logits_halves", halves_ref,
+           [Version(1, "two fused launches + add_scalars", halves_v1),
+            Version(2, "one block, both halves", halves_v2, production=True)],
+           halves_cases, rtol=1e-5, atol=1e-6),
 ]
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
 """Batch normalization layer (train and eval modes)."""
+import contextlib
+
 import numpy as np
 
 from .base import Layer
@@ -14,17 +16,26 @@ class BatchNorm(Layer):
     reference); ``unbiased_running_var=True`` gives PyTorch's. Eval mode uses the running
     statistics. eps = 1e-5. Math and sources: rawgan.backend.reference.batchnorm.
 
+    ``ghost_batches`` (attribute, int >= 1, default 1; Hoffer et al. 2017, "Train longer,
+    generalize better"): in training mode the batch of N is split into that many equal
+    consecutive sub-batches, each normalised with its own statistics (and the running statistics
+    updated once per sub-batch, in order) — the values of separate forward/backward passes over
+    the sub-batches, in one pass. The backward uses the value the forward ran with. The DCGAN's D
+    runs its real and fake halves this way (:func:`ghost_batches` context).
+
     Parameters: ``gamma`` (C,) = 1, ``beta`` (C,) = 0 (or gamma ~ N(1, gamma_std²) if given).
-    Raises ValueError for an input that is not 2-D/4-D, a channel or dtype mismatch, or a
-    training-mode batch with a single value per channel (variance undefined).
+    Raises ValueError for an input that is not 2-D/4-D, a channel or dtype mismatch, a
+    training-mode batch (or ghost sub-batch) with a single value per channel (variance
+    undefined), a ``ghost_batches`` that is not an int >= 1 or does not divide N.
     """
 
     def __init__(self, backend, num_features, momentum=0.1, eps=1e-5, unbiased_running_var=False,
-                 rng=None, gamma_std=0.0):
+                 rng=None, gamma_std=0.0, ghost_batches=1):
         super().__init__(backend)
         check_sizes("BatchNorm", num_features=num_features)
         self.num_features = num_features
         self.momentum, self.eps, self.unbiased = momentum, eps, unbiased_running_var
+        self.ghost_batches = ghost_batches
         gamma = np.ones(num_features)
         if gamma_std:
             gamma = (rng or np.random.default_rng(0)).normal(1.0, gamma_std, num_features)
@@ -41,6 +52,18 @@ class BatchNorm(Layer):
         if self.training and x.size // x.shape[1] < 2:
             raise ValueError(f"{self}: training mode needs more than one value per channel, "
                              f"got input of shape {tuple(x.shape)}")
+        self.ghost = 1
+        if self.training:
+            G = self.ghost_batches
+            if isinstance(G, bool) or not isinstance(G, (int, np.integer)) or G < 1:
+                raise ValueError(f"{self}: ghost_batches must be an int >= 1, got {G!r}")
+            if x.shape[0] % G:
+                raise ValueError(f"{self}: ghost_batches={G} does not divide the batch size "
+                                 f"N={x.shape[0]} (input of shape {tuple(x.shape)})")
+            if G > 1 and (x.size // x.shape[1]) // G < 2:
+                raise ValueError(f"{self}: ghost_batches={G} leaves a single value per channel "
+                                 f"in each sub-batch of an input of shape {tuple(x.shape)}")
+            self.ghost = int(G)              # what the backward must use
 
     def forward(self, x):
         self._check_bn_input(x)
@@ -50,7 +73,7 @@ class BatchNorm(Layer):
         if self.training:
             y, self.save_mean, self.save_invstd = ops.batchnorm_forward_train(
                 x, p["gamma"], p["beta"], buf["running_mean"], buf["running_var"],
-                self.momentum, self.eps, self.unbiased)
+                self.momentum, self.eps, self.unbiased, self.ghost)
             return self._out(y)
         return self._out(ops.batchnorm_forward_eval(x, p["gamma"], p["beta"], buf["running_mean"],
                                                     buf["running_var"], self.eps))
@@ -64,7 +87,8 @@ class BatchNorm(Layer):
         acc = self._accumulate_grads() if self.requires_grad else False
         if self.mode_train:
             dx, _, _ = ops.batchnorm_backward_train(dy, self.x, p["gamma"], self.save_mean,
-                                                    self.save_invstd, *out, accumulate=acc)
+                                                    self.save_invstd, *out, accumulate=acc,
+                                                    ghost_batches=self.ghost)
         else:
             dx, _, _ = ops.batchnorm_backward_eval(dy, self.x, p["gamma"], buf["running_mean"],
                                                    buf["running_var"], self.eps, *out,
@@ -111,7 +135,7 @@ class BatchNormAct(BatchNorm):
             in_bias = self.bias_from.params["b"] if self.bias_from is not None else None
             self.y, self.save_mean, self.save_invstd = ops.batchnorm_act_forward_train(
                 x, p["gamma"], p["beta"], buf["running_mean"], buf["running_var"],
-                self.momentum, self.eps, self.unbiased, self.act, self.slope, in_bias)
+                self.momentum, self.eps, self.unbiased, self.act, self.slope, in_bias, self.ghost)
         else:
             self.y = ops.batchnorm_act_forward_eval(x, p["gamma"], p["beta"], buf["running_mean"],
                                                     buf["running_var"], self.eps, self.act,
@@ -126,7 +150,7 @@ class BatchNormAct(BatchNorm):
         if self.mode_train:
             dx, _, _ = ops.batchnorm_act_backward_train(
                 dy, self.y, self.x, p["gamma"], self.save_mean, self.save_invstd, self.act,
-                self.slope, *out, accumulate=acc)
+                self.slope, *out, accumulate=acc, ghost_batches=self.ghost)
         else:
             dx, _, _ = ops.batchnorm_act_backward_eval(
                 dy, self.y, self.x, p["gamma"], buf["running_mean"], buf["running_var"], self.eps,
@@ -152,3 +176,26 @@ def fold_bias_into_bn(conv, bn: BatchNormAct) -> None:
         raise ValueError(f"fold_bias_into_bn: {conv} has no per-channel bias of "
                          f"{bn.num_features} channels for {bn}")
     conv.bias_into, bn.bias_from = bn, conv
+
+
+@contextlib.contextmanager
+def ghost_batches(net, G: int):
+    """Within the block, every BatchNorm (and BatchNormAct) layer of ``net`` (a layer or a
+    possibly nested Sequential) normalises training batches in ``G`` ghost batches
+    (:class:`BatchNorm`); on exit each gets its previous ``ghost_batches`` back (also on an
+    exception). A forward run inside the block keeps its G for its backward, even if the
+    backward runs outside."""
+    layers, stack = [], [net]
+    while stack:
+        layer = stack.pop()
+        if isinstance(layer, BatchNorm):
+            layers.append(layer)
+        stack.extend(getattr(layer, "layers", ()))
+    saved = [(layer, layer.ghost_batches) for layer in layers]
+    try:
+        for layer in layers:
+            layer.ghost_batches = G
+        yield net
+    finally:
+        for layer, g in saved:
+            layer.ghost_batches = g

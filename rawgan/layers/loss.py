@@ -35,6 +35,21 @@ class SigmoidBCEWithLogits(Layer):
         self._check(logits, targets)
         return self.B.ops.sigmoid_bce_with_logits_forward_backward(logits, targets, dloss)
 
+    def forward_backward_halves(self, logits, targets, dloss=1.0):
+        """The loss of a batch of two halves with one scalar target each — ``targets`` a pair of
+        numbers (first half, second half) — each half its own mean loss: the DCGAN's D step over
+        real and fake samples in one batch, ``targets`` = (1.0, 0.0). Returns ``((loss_0,
+        loss_1), dlogits, (mean σ half 0, mean σ half 1), loss_0 + loss_1)``, the values of
+        ``forward_backward`` on each half (one kernel on the CUDA backend instead of three).
+        Raises ValueError for logits of another dtype or an odd batch, ValueError/TypeError for
+        targets that are not a pair of numbers. ``backward`` afterwards is not defined."""
+        if getattr(logits, "dtype", None) != self.B.dtype:
+            raise ValueError(f"{self}: expected logits of dtype {self.B.dtype.name}, got "
+                             f"{getattr(logits, 'dtype', type(logits).__name__)}")
+        if hasattr(self, "logits"):
+            del self.logits                      # a later backward() has no single target
+        return self.B.ops.sigmoid_bce_with_logits_forward_backward_halves(logits, targets, dloss)
+
     def backward(self, dloss=1.0, need_dx=True):
         if not hasattr(self, "logits"):
             raise RuntimeError(f"{self}: backward called before forward")

@@ -21,9 +21,12 @@ the DCGAN paper states), biases 0, BN γ = 1, β = 0, momentum 0.1 (TF decay 0.9
 Parameter counts at the defaults: G 5,135,363, D 4,316,545.
 
 Losses (sigmoid cross-entropy with logits, mean over the batch): d_loss = d_loss_real (target 1)
-+ d_loss_fake (target 0); g_loss is the non-saturating loss (fake with target 1). D sees the real
-and the fake batch in separate passes, so its BN statistics are real-only / fake-only, as in the
-reference. Each iteration: one D update, then ``g_steps`` G updates on the same z (TF: 2).
++ d_loss_fake (target 0); g_loss is the non-saturating loss (fake with target 1). D's BN statistics
+are real-only / fake-only, as in the reference's separate passes; by default (``d_one_pass``) the
+D update runs both as ONE batch of 2N (real then fake) whose BN layers normalise each half with
+its own statistics ("ghost batches", Hoffer et al. 2017) — the values of the two passes (up to
+float summation order in the convolutions' weight gradients) in half the launches of D.
+Each iteration: one D update, then ``g_steps`` G updates on the same z (TF: 2).
 
 G's forward is computed once for the D update and the first G update (``reuse_g_forward``,
 default on): both run G on the same z with the same weights (the D update changes only D) in
@@ -42,7 +45,7 @@ import numpy as np
 
 from ..layers import (BatchNorm, BatchNormAct, Conv2d, ConvTranspose2d, Flatten, LeakyReLU, Linear,
                       Reshape, Sequential, SigmoidBCEWithLogits, Tanh, flatten_parameters,
-                      fold_bias_into_act, fold_bias_into_bn)
+                      fold_bias_into_act, fold_bias_into_bn, ghost_batches)
 from ..optim import Adam
 
 
@@ -97,16 +100,20 @@ class DCGAN:
         B: backend. z_dim, ngf, ndf: sizes (100, 64, 64). lr, beta1, beta2, eps: Adam
         (2e-4, 0.5, 0.999, 1e-8). seed: weight init (numpy Generator, so every backend starts
         from the same weights). reuse_g_forward: the D update's G(z) also serves the first G
-        update (module docstring); False recomputes it, as the TF reference does.
+        update (module docstring); False recomputes it, as the TF reference does. d_one_pass:
+        D's update as one pass over the real and fake samples with per-half BN statistics
+        (default), or as two passes (False; the same math).
     All metrics are returned as 0-d backend arrays so a step never synchronises with the host;
     every piece of a step is a backend op (on the CUDA backend: kernel launches and rt.gemm only),
     so rawgan.models.step can run it from static memory and capture it as one CUDA graph.
     """
 
     def __init__(self, B, z_dim=100, ngf=64, ndf=64, channels=3, image_size=64, lr=2e-4,
-                 beta1=0.5, beta2=0.999, eps=1e-8, seed=0, reuse_g_forward=True):
+                 beta1=0.5, beta2=0.999, eps=1e-8, seed=0, reuse_g_forward=True,
+                 d_one_pass=True):
         self.B, self.z_dim = B, z_dim
         self.reuse_g_forward = bool(reuse_g_forward)
+        self.d_one_pass = bool(d_one_pass)
         self._fake = None                         # the D update's G(z), for the first G update
         rng = np.random.default_rng([seed, 0xDC6A])
         self.G = build_generator(B, z_dim, ngf, channels, image_size, rng=rng)
@@ -121,7 +128,14 @@ class DCGAN:
 
         ``g_running_updates``: how many forwards G(z) stands for in G's BN running statistics
         (2 when the next G update reuses it: see ``running_updates``). G's activations stay
-        cached, so ``g_step(z, reuse_forward=True)`` can backpropagate through them."""
+        cached, so ``g_step(z, reuse_forward=True)`` can backpropagate through them.
+
+        ``d_one_pass``: D runs forward and backward once over the 2N samples (x_real then G(z),
+        ``ops.concat_batch``) with 2 ghost batches in its BN layers, and one loss kernel gives
+        both halves' losses (targets 1 and 0), gradients (each half's mean) and D(x) means; else
+        a real pass then a fake pass. Same values: BN statistics and running updates per half in
+        the same order, gradients the sum of the halves'. Raises ValueError in one pass when
+        x_real and z differ in batch size."""
         G, D, loss = self.G, self.D, self.loss
         G.train()
         D.train()
@@ -129,6 +143,18 @@ class DCGAN:
         D.zero_grad(lazy=True)                    # real pass writes the gradients, fake adds
         with running_updates(G, g_running_updates):
             fake = self._fake = G.forward(z)      # kept for g_step(reuse_forward=True)
+        if self.d_one_pass:
+            if x_real.shape[0] != fake.shape[0]:
+                raise ValueError(f"d_step: the real batch ({x_real.shape[0]}) and z "
+                                 f"({fake.shape[0]}) must have the same size in one pass")
+            both = self.B.ops.concat_batch(x_real, fake)
+            with ghost_batches(D, 2):             # BN: real half, then fake half, own statistics
+                (l_real, l_fake), dlogits, (d_real, d_fake), d_loss = \
+                    loss.forward_backward_halves(D.forward(both), (1.0, 0.0))
+                D.backward(dlogits, need_dx=False)
+            self.opt_D.step()
+            return {"d_loss_real": l_real, "d_loss_fake": l_fake, "d_loss": d_loss,
+                    "d_real": d_real, "d_fake": d_fake}
         # loss.forward_backward = loss.forward + loss.backward() + sigmoid_mean (one kernel on CUDA)
         l_real, dlogits, d_real = loss.forward_backward(D.forward(x_real), 1.0)
         D.backward(dlogits, need_dx=False)

@@ -13,12 +13,12 @@ rawgan.backend.reference:
                                                  wgrad only; bias add/grad
     linear.py       <-> kernels/bias.cu          GEMMs by rt.gemm + the bias kernels
     batchnorm.py    <-> kernels/batchnorm.cu     train/eval forward, fused backward; BN + ReLU /
-                                                 LeakyReLU fused (batchnorm_act_*)
+                                                 LeakyReLU fused (batchnorm_act_*); ghost batches
     loss.py         <-> kernels/loss.cu          sigmoid cross-entropy with logits (+ one fused
-                                                 forward/backward/mean-σ kernel)
+                                                 forward/backward/mean-σ kernel, also per half)
     adam.py         <-> kernels/adam.cu          fused Adam over a flat buffer
     rng.py          <-> kernels/rng.cu           Philox4x32-10 uniform / normal
-    tensor.py       <-> kernels/tensor.cu        fill, accumulate, uint8 -> float, metrics
+    tensor.py       <-> kernels/tensor.cu        fill, accumulate, uint8 -> float, metrics, concat
     cudnn_conv.py   <-> kernels/pad.cu (+ cuDNN)  conv fprop/dgrad/wgrad with conv_impl="cudnn"
 
 Each op is written as ``op(rt, *reference_args)``; :func:`make_ops` binds ``rt`` so the namespace

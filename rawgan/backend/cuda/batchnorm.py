@@ -27,8 +27,17 @@ not a training step) stays BN-eval + the activation kernel.
 Parameter gradients: ``dgamma_out``/``dbeta_out`` (views of the flat gradient buffer) are
 written by the reduction kernels themselves, or added to with ``accumulate=True``; no
 accumulate/fill kernels.
+
+Ghost batches (``ghost_batches`` = G, training ops; semantics: the reference module): the same
+launches as G = 1, with G passed to the kernels — the one-block form's blocks loop over the G
+sub-batches, the 2-D form's partial grid is (C·G, chunks) over chunks of each sub-batch's
+M/G elements (see kernels/batchnorm.cu). The saved statistics are (G, C) for G > 1. Launch form
+and block size are planned for C·G reductions of M/G elements (``forward_chunks``/
+``backward_chunks`` with ``ghost_batches``); with the same ones as G separate calls, every value
+is bit-identical to theirs.
 """
 from . import activations
+from ..reference.batchnorm import ghost_split
 from .common import (channels_hw, check_int32, chunk_plan, contiguous, f32, i32, i64, kernel,
                      launch_1d, reduce_block, reduction_chunks, sm_count, workspace_f32)
 
@@ -50,72 +59,91 @@ def act_code(act, slope) -> int:
 WORKSPACE = "batchnorm"          # common.workspace key of the 2-D partials (C·chunks·2 floats)
 
 
-def forward_chunks(rt, C: int, M: int) -> int:
-    """Chunks per channel of the training forward (1 = one block per channel): 16 bytes/element
-    (x read 3 times, y written) in both forms; the 2-D form adds 2 launches."""
-    return reduction_chunks(C, M, 16.0 * C * M, extra_launches=2, sms=sm_count(rt))
+def _chunks(rt, C: int, M: int, bytes_per_element: float, ghost_batches: int) -> int:
+    """reduction_chunks for C·G reductions of M/G elements each (G = ghost_batches): the 2-D
+    form runs C·G·chunks blocks, the one-block form C blocks (each looping over the G
+    sub-batches)."""
+    G = int(ghost_batches)
+    return reduction_chunks(C * G, M // G, bytes_per_element * C * M, extra_launches=2,
+                            sms=sm_count(rt), one_block_blocks=C)
 
 
-def backward_chunks(rt, C: int, M: int) -> int:
-    """Chunks per channel of the backward: 20 bytes/element (dy and x read twice, dx written);
-    the 2-D form adds 2 launches."""
-    return reduction_chunks(C, M, 20.0 * C * M, extra_launches=2, sms=sm_count(rt))
+def forward_chunks(rt, C: int, M: int, ghost_batches: int = 1) -> int:
+    """Chunks per sub-batch and channel of the training forward (1 = one block per channel) over
+    M elements per channel in ``ghost_batches`` sub-batches: 16 bytes/element (x read 3 times,
+    y written) in both forms; the 2-D form adds 2 launches."""
+    return _chunks(rt, C, M, 16.0, ghost_batches)
+
+
+def backward_chunks(rt, C: int, M: int, ghost_batches: int = 1) -> int:
+    """Chunks per sub-batch and channel of the backward: 20 bytes/element (dy and x read twice,
+    dx written); the 2-D form adds 2 launches."""
+    return _chunks(rt, C, M, 20.0, ghost_batches)
 
 
 def batchnorm_forward_train(rt, x, gamma, beta, running_mean, running_var, momentum, eps,
-                            unbiased=False):
+                            unbiased=False, ghost_batches=1):
     """Training forward; updates running_mean/running_var in place (on the device).
 
-    Returns ``(y, save_mean, save_invstd)`` — y like x, the saved statistics (C,).
+    Returns ``(y, save_mean, save_invstd)`` — y like x, the saved statistics (C,), or (G, C)
+    with ``ghost_batches`` G > 1 (one sub-batch per row, as the reference). Raises ValueError
+    for a G that does not divide N.
     """
     x = contiguous(rt, x)
+    G = ghost_split(x, ghost_batches)
     N, C, HW = channels_hw(x)
     return forward_train(rt, x, gamma, beta, running_mean, running_var, momentum, eps, unbiased,
-                         forward_chunks(rt, C, N * HW))
+                         forward_chunks(rt, C, N * HW, G), ghost_batches=G)
 
 
 def batchnorm_act_forward_train(rt, x, gamma, beta, running_mean, running_var, momentum, eps,
-                                unbiased, act, slope=0.0, in_bias=None):
+                                unbiased, act, slope=0.0, in_bias=None, ghost_batches=1):
     """Training forward of BN followed by ``act`` ("relu" or "leaky_relu" with ``slope``), in
     the BN kernels. Returns ``(y, save_mean, save_invstd)``; updates the running statistics.
     ``in_bias`` (C,): the input is x + in_bias (the previous layer's bias, never added: only the
-    running mean gets + in_bias; see kernels/batchnorm.cu); save_mean is then mean(x)."""
+    running mean gets + in_bias; see kernels/batchnorm.cu); save_mean is then mean(x).
+    ``ghost_batches``: as :func:`batchnorm_forward_train`."""
     code = act_code(act, slope)
     x = contiguous(rt, x)
+    G = ghost_split(x, ghost_batches)
     N, C, HW = channels_hw(x)
     return forward_train(rt, x, gamma, beta, running_mean, running_var, momentum, eps, unbiased,
-                         forward_chunks(rt, C, N * HW), code, slope, in_bias)
+                         forward_chunks(rt, C, N * HW, G), code, slope, in_bias, G)
 
 
 def forward_train(rt, x, gamma, beta, running_mean, running_var, momentum, eps, unbiased, chunks,
-                  act=0, slope=0.0, in_bias=None):
+                  act=0, slope=0.0, in_bias=None, ghost_batches=1):
     """batchnorm_forward_train with an explicit launch form: ``chunks`` = 1 (one block per
-    channel) or > 1 (2-D; capped so no chunk is empty) and activation code ``act`` (0 = none).
-    x must be C-contiguous."""
+    channel) or > 1 (2-D, chunks per sub-batch; capped so no chunk is empty), activation code
+    ``act`` (0 = none) and ``ghost_batches`` G (must divide N). x must be C-contiguous."""
     N, C, HW = channels_hw(x)
-    M = N * HW
+    G = int(ghost_batches)
+    Mg = (N // G) * HW                              # elements per channel of one sub-batch
     check_int32("batchnorm_forward_train", x.size)
     y = rt.empty(x.shape, x.dtype)
-    save_mean = rt.empty((C,), x.dtype)
-    save_invstd = rt.empty((C,), x.dtype)
+    stat_shape = (C,) if G == 1 else (G, C)
+    save_mean = rt.empty(stat_shape, x.dtype)
+    save_invstd = rt.empty(stat_shape, x.dtype)
     flag = i32(1 if unbiased else 0)
     if chunks <= 1:
         kernel(rt, MODULE, "batchnorm_forward_train")(
-            (C,), (reduce_block(rt, M),),
+            (C,), (reduce_block(rt, Mg),),
             (x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd,
-             i32(N), i32(C), i32(HW), f32(momentum), f32(eps), flag, i32(act), f32(slope), in_bias))
+             i32(N), i32(C), i32(HW), f32(momentum), f32(eps), flag, i32(act), f32(slope), in_bias,
+             i32(G)))
         return y, save_mean, save_invstd
-    chunk, chunks = chunk_plan(M, chunks)
-    check_int32("2-D reduction chunk end", M + chunk)
-    part = workspace_f32(rt, WORKSPACE, C * chunks * 2)
+    chunk, chunks = chunk_plan(Mg, chunks)
+    check_int32("2-D reduction chunk end", N * HW + chunk)
+    part = workspace_f32(rt, WORKSPACE, C * G * chunks * 2)
     kernel(rt, MODULE, "batchnorm_stats_partial")(
-        (C, chunks), (reduce_block(rt, chunk),), (x, part, i32(N), i32(C), i32(HW), i32(chunk)))
+        (C * G, chunks), (reduce_block(rt, chunk),),
+        (x, part, i32(N), i32(C), i32(HW), i32(chunk), i32(G)))
     launch_1d(rt, MODULE, "batchnorm_stats_combine", C,
-              (part, running_mean, running_var, save_mean, save_invstd, i32(C), i32(M),
-               i32(chunk), i32(chunks), f32(momentum), f32(eps), flag, in_bias))
+              (part, running_mean, running_var, save_mean, save_invstd, i32(C), i32(Mg),
+               i32(chunk), i32(chunks), f32(momentum), f32(eps), flag, in_bias, i32(G)))
     launch_1d(rt, MODULE, "batchnorm_apply", x.size,
               (x, gamma, beta, save_mean, save_invstd, y, i32(C), i32(HW), i64(x.size), i32(act),
-               f32(slope)))
+               f32(slope), i32(N // G)))
     return y, save_mean, save_invstd
 
 
@@ -140,51 +168,59 @@ def _grad_buffer(rt, out, C, dtype):
 
 
 def backward(rt, dy, x, gamma, mean, stat, eps, train, chunks=None, y=None, act=0, slope=0.0,
-             dgamma_out=None, dbeta_out=None, accumulate=False):
+             dgamma_out=None, dbeta_out=None, accumulate=False, ghost_batches=1):
     """Both backwards: ``(dx, dgamma, dbeta)``. ``train`` = 1 (mean/stat = save_mean/save_invstd)
     or 0 (running_mean/running_var); ``chunks`` None = the cost model's choice, 1 = one block per
-    channel, > 1 = the 2-D form; ``act`` (0 = none, 1 ReLU, 2 LeakyReLU(slope)) with ``y`` the
-    forward's output: dy is the gradient of the activation's output. ``dgamma_out``/``dbeta_out``:
-    the gradient buffers written (``accumulate``: added to) by the kernels."""
+    channel, > 1 = the 2-D form (chunks per sub-batch); ``act`` (0 = none, 1 ReLU, 2
+    LeakyReLU(slope)) with ``y`` the forward's output: dy is the gradient of the activation's
+    output. ``dgamma_out``/``dbeta_out``: the gradient buffers written (``accumulate``: added to)
+    by the kernels. ``ghost_batches`` G (train = 1 only; must divide N): mean/stat are the
+    forward's (G, C) statistics."""
     dy, x = contiguous(rt, dy), contiguous(rt, x)
     y = None if y is None else contiguous(rt, y)
     N, C, HW = channels_hw(x)
-    M = N * HW
+    G = int(ghost_batches)
+    if G != 1 and not train:
+        raise ValueError("batchnorm backward: ghost_batches applies to training mode only")
+    Mg = (N // G) * HW                              # elements per channel of one sub-batch
     check_int32("batchnorm_backward", x.size)
     if chunks is None:
-        chunks = backward_chunks(rt, C, M)
+        chunks = backward_chunks(rt, C, N * HW, G)
     dx = rt.empty(x.shape, x.dtype)
     dgamma = _grad_buffer(rt, dgamma_out, C, x.dtype)
     dbeta = _grad_buffer(rt, dbeta_out, C, x.dtype)
     acc = i32(1 if accumulate and dgamma_out is not None else 0)
     if chunks <= 1:
         kernel(rt, MODULE, "batchnorm_backward")(
-            (C,), (reduce_block(rt, M),),
+            (C,), (reduce_block(rt, Mg),),
             (dy, x, gamma, mean, stat, f32(eps), i32(train), y, i32(act), f32(slope), dx, dgamma,
-             dbeta, i32(N), i32(C), i32(HW), acc))
+             dbeta, i32(N), i32(C), i32(HW), acc, i32(G)))
         return dx, dgamma, dbeta
-    chunk, chunks = chunk_plan(M, chunks)
-    check_int32("2-D reduction chunk end", M + chunk)
-    work = workspace_f32(rt, WORKSPACE, C * chunks * 2 + 2 * C)
-    part, sums = work[:C * chunks * 2], work[C * chunks * 2:]
+    chunk, chunks = chunk_plan(Mg, chunks)
+    check_int32("2-D reduction chunk end", N * HW + chunk)
+    n_part = C * G * chunks * 2
+    work = workspace_f32(rt, WORKSPACE, n_part + 2 * C * G)
+    part, sums = work[:n_part], work[n_part:]
     kernel(rt, MODULE, "batchnorm_backward_partial")(
-        (C, chunks), (reduce_block(rt, chunk),),
+        (C * G, chunks), (reduce_block(rt, chunk),),
         (dy, x, mean, stat, f32(eps), i32(train), y, i32(act), f32(slope), part, i32(N), i32(C),
-         i32(HW), i32(chunk)))
+         i32(HW), i32(chunk), i32(G)))
     launch_1d(rt, MODULE, "batchnorm_backward_combine", C,
-              (part, sums, dgamma, dbeta, i32(C), i32(chunks), acc))
+              (part, sums, dgamma, dbeta, i32(C), i32(chunks), acc, i32(G)))
     launch_1d(rt, MODULE, "batchnorm_backward_apply", x.size,
               (dy, x, gamma, mean, stat, f32(eps), i32(train), y, i32(act), f32(slope), sums, dx,
-               i32(C), i32(HW), i32(M), i64(x.size)))
+               i32(C), i32(HW), i32(Mg), i64(x.size), i32(N // G)))
     return dx, dgamma, dbeta
 
 
 def batchnorm_backward_train(rt, dy, x, gamma, save_mean, save_invstd, dgamma_out=None,
-                             dbeta_out=None, accumulate=False):
+                             dbeta_out=None, accumulate=False, ghost_batches=1):
     """Training backward (batch-coupled). Returns ``(dx, dgamma, dbeta)``; gradient buffers as
-    the reference (written, or added to with ``accumulate``)."""
+    the reference (written, or added to with ``accumulate``); ``ghost_batches`` G with the
+    forward's (G, C) statistics (sub-batch 0 writes or adds, the others add)."""
+    G = ghost_split(x, ghost_batches)
     return backward(rt, dy, x, gamma, save_mean, save_invstd, 0.0, 1, dgamma_out=dgamma_out,
-                    dbeta_out=dbeta_out, accumulate=accumulate)
+                    dbeta_out=dbeta_out, accumulate=accumulate, ghost_batches=G)
 
 
 def batchnorm_backward_eval(rt, dy, x, gamma, running_mean, running_var, eps, dgamma_out=None,
@@ -205,13 +241,15 @@ def batchnorm_act_forward_eval(rt, x, gamma, beta, running_mean, running_var, ep
 
 
 def batchnorm_act_backward_train(rt, dy, y, x, gamma, save_mean, save_invstd, act, slope=0.0,
-                                 dgamma_out=None, dbeta_out=None, accumulate=False):
+                                 dgamma_out=None, dbeta_out=None, accumulate=False,
+                                 ghost_batches=1):
     """Training backward of BN + ``act`` given dy (of the activation's output y) and the BN input
     x: the activation's derivative is applied inside the BN backward kernels. Returns
-    ``(dx, dgamma, dbeta)``."""
+    ``(dx, dgamma, dbeta)``; ``ghost_batches`` as :func:`batchnorm_backward_train`."""
+    G = ghost_split(x, ghost_batches)
     return backward(rt, dy, x, gamma, save_mean, save_invstd, 0.0, 1, y=y,
                     act=act_code(act, slope), slope=slope, dgamma_out=dgamma_out,
-                    dbeta_out=dbeta_out, accumulate=accumulate)
+                    dbeta_out=dbeta_out, accumulate=accumulate, ghost_batches=G)
 
 
 def batchnorm_act_backward_eval(rt, dy, y, x, gamma, running_mean, running_var, eps, act,

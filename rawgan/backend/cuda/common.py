@@ -95,7 +95,8 @@ def stream_time(nbytes: float, blocks: int, sms: int) -> float:
     return nbytes / bw
 
 
-def reduction_chunks(C: int, M: int, nbytes: float, extra_launches: int, sms: int = H200_SMS) -> int:
+def reduction_chunks(C: int, M: int, nbytes: float, extra_launches: int, sms: int = H200_SMS,
+                     one_block_blocks: int | None = None) -> int:
     """Row-chunks per channel for a per-channel reduction over C channels of M elements each.
 
     Returns 1 when one block per channel is estimated faster (or as fast), else the number of
@@ -104,13 +105,15 @@ def reduction_chunks(C: int, M: int, nbytes: float, extra_launches: int, sms: in
     ``extra_launches`` the kernels the 2-D form adds (a combine, and an apply where the one-block
     form wrote its output in the same kernel). Estimates (see the constants above):
     t1 = LAUNCH_S + stream_time(nbytes, C), t2 = (1 + extra) * LAUNCH_S + stream_time(nbytes,
-    C * chunks); the 2-D form is chosen when t2 < t1.
+    C * chunks); the 2-D form is chosen when t2 < t1. ``one_block_blocks``: the blocks of the
+    one-block form when it is not C (batchnorm's ghost batches: C·G reductions run by C blocks
+    that loop over the G sub-batches).
     """
     C, M = int(C), int(M)
     chunks = min(-(-TARGET_BLOCKS_PER_SM * sms // C), M // MIN_CHUNK)
     if chunks < 2:
         return 1
-    t1 = LAUNCH_S + stream_time(nbytes, C, sms)
+    t1 = LAUNCH_S + stream_time(nbytes, C if one_block_blocks is None else one_block_blocks, sms)
     t2 = (1 + extra_launches) * LAUNCH_S + stream_time(nbytes, C * chunks, sms)
     return chunks if t2 < t1 else 1
 

@@ -9,11 +9,13 @@ array); backward — grid-stride, grid = min(ceil(n / 256), block cap), block = 
 """
 import numpy as np
 
+from ..reference.loss import halves_targets
 from .common import contiguous, f32, i64, kernel, launch_1d
 
 MODULE = "loss"
 OPS = ("sigmoid_bce_with_logits_forward", "sigmoid_bce_with_logits_backward",
-       "sigmoid_bce_with_logits_forward_backward")
+       "sigmoid_bce_with_logits_forward_backward",
+       "sigmoid_bce_with_logits_forward_backward_halves")
 
 
 def _targets(rt, targets, x):
@@ -63,3 +65,23 @@ def sigmoid_bce_with_logits_forward_backward(rt, logits, targets, dloss=1.0):
     kernel(rt, MODULE, "sigmoid_bce_with_logits_fused")(
         (1,), (256,), (x, t, t_scalar, f32(float(dloss) / x.size), loss, dx, sig_mean, i64(x.size)))
     return loss, dx, sig_mean
+
+
+def sigmoid_bce_with_logits_forward_backward_halves(rt, logits, targets, dloss=1.0):
+    """``((loss_0, loss_1), dlogits, (mean σ half 0, mean σ half 1), loss_0 + loss_1)`` of a
+    batch of two halves with one scalar target each (semantics: the reference) in ONE launch
+    (``sigmoid_bce_with_logits_halves``: grid = 1, block = 256), bit-identical to the fused
+    kernel on each half and an add_scalars. Outputs are 0-d device arrays and dlogits (like
+    logits)."""
+    t0, t1 = halves_targets(logits, targets)
+    if not isinstance(dloss, (int, float, np.generic)):
+        raise TypeError("sigmoid_bce_with_logits_forward_backward_halves: dloss must be a number")
+    x = contiguous(rt, logits)
+    n_half = x.size // 2
+    loss0, loss1, loss_sum = (rt.empty((), x.dtype) for _ in range(3))
+    dx = rt.empty(x.shape, x.dtype)
+    sig0, sig1 = rt.empty((), x.dtype), rt.empty((), x.dtype)
+    kernel(rt, MODULE, "sigmoid_bce_with_logits_halves")(
+        (1,), (256,), (x, f32(t0), f32(t1), f32(float(dloss) / n_half), loss0, loss1, loss_sum,
+                       dx, sig0, sig1, i64(n_half)))
+    return (loss0, loss1), dx, (sig0, sig1), loss_sum

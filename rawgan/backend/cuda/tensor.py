@@ -5,10 +5,11 @@ buffers; outputs come from ``rt.empty`` (a step's StaticMemory when one is activ
 """
 import numpy as np
 
+from ..reference.tensor import check_concat_batch
 from .common import contiguous, f32, i32, i64, kernel, launch_1d
 
 MODULE = "tensor"
-OPS = ("fill", "accumulate", "images_to_float", "sigmoid_mean", "scalar_add")
+OPS = ("fill", "accumulate", "images_to_float", "sigmoid_mean", "scalar_add", "concat_batch")
 
 
 def fill(rt, a, value):
@@ -53,4 +54,14 @@ def scalar_add(rt, a, b):
     """a + b of two 0-d float32 arrays, as a new 0-d array."""
     out = rt.empty((), np.float32)
     kernel(rt, MODULE, "add_scalars")((1,), (32,), (a, b, out))
+    return out
+
+
+def concat_batch(rt, a, b):
+    """``a``'s samples then ``b``'s as one new (Na + Nb, ...) float32 array: one grid-stride
+    launch (``concat_f32``). Raises ValueError for another dtype or per-sample shape."""
+    check_concat_batch(a, b)
+    a, b = contiguous(rt, a), contiguous(rt, b)
+    out = rt.empty((a.shape[0] + b.shape[0],) + tuple(a.shape[1:]), a.dtype)
+    launch_1d(rt, MODULE, "concat_f32", out.size, (a, b, out, i64(a.size), i64(out.size)))
     return out

@@ -12,8 +12,8 @@ is the truth this one is tested against, op by op and over DCGAN training steps
     _parallel.py    stdlib thread pool for copies, elementwise passes and split GEMMs
 
 Every other op (linear, loss, Philox, eval-mode BN, bias add/grad, sigmoid, tanh forward, and the
-step's buffer ops fill/accumulate/images_to_float/sigmoid_mean/scalar_add) is the reference's own
-function. Convolutions and training-mode BN return arrays of the documented NCHW
+step's buffer ops fill/accumulate/images_to_float/sigmoid_mean/scalar_add/concat_batch) is the
+reference's own function. Convolutions and training-mode BN return arrays of the documented NCHW
 shape whose memory may be channels-last (NumPy semantics are unchanged; see conv.py). Threads:
 ``RAWGAN_NUM_THREADS`` (default: all CPUs this process may use), best with
 ``OPENBLAS_NUM_THREADS=1`` (rawgan/cpu_threads.py, bench/RESULTS.md).
@@ -29,9 +29,11 @@ from ..reference import (linear_forward, linear_backward, bias_add, bias_grad, c
                          batchnorm_act_forward_eval, batchnorm_act_backward_eval,
                          sigmoid_bce_with_logits_forward, sigmoid_bce_with_logits_backward,
                          sigmoid_bce_with_logits_forward_backward,
+                         sigmoid_bce_with_logits_forward_backward_halves,
                          philox_uniform, philox_normal, philox4x32_10, synchronize,
                          philox_uniform_next, philox_normal_next,
-                         fill, accumulate, images_to_float, sigmoid_mean, scalar_add)
+                         fill, accumulate, images_to_float, sigmoid_mean, scalar_add,
+                         concat_batch)
 from .activations import (relu_forward, relu_backward, leaky_relu_forward, leaky_relu_backward,
                           tanh_backward)
 from .conv import conv2d_fprop, conv2d_dgrad, conv2d_wgrad

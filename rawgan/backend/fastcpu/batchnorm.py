@@ -43,19 +43,37 @@ def _colsum(a):
 
 
 def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum, eps,
-                            unbiased=False):
+                            unbiased=False, ghost_batches=1):
     """Training-mode forward; updates ``running_mean``/``running_var`` in place.
 
     Returns ``(y, save_mean, save_invstd)``. ``y`` has the memory order of ``x`` (channels-last
-    in, channels-last out).
+    in, channels-last out). ``ghost_batches`` G: as the reference — sub-batch g is the row range
+    [g·M/G, (g+1)·M/G) of the (M, C) view, normalised with its own statistics, in order.
     """
+    G = reference.ghost_split(x, ghost_batches)
     X = _rows(x)
     if X is None:                                   # NCHW memory: the plain formulation
         return reference.batchnorm_forward_train(x, gamma, beta, running_mean, running_var,
-                                                 momentum, eps, unbiased)
-    M, C = X.shape                                  # (M, C) rows, blocks of rows per thread
-    dt = x.dtype.type
+                                                 momentum, eps, unbiased, G)
+    M, C = X.shape
+    Mg = M // G
     y2 = np.empty_like(X)
+    stats = [_forward_rows(X[g * Mg:(g + 1) * Mg], y2[g * Mg:(g + 1) * Mg], gamma, beta, eps)
+             for g in range(G)]
+    for mean, var, _ in stats:                      # sub-batch 0 first, as G separate calls
+        reference.update_running_stats(running_mean, running_var, mean, var, Mg, momentum,
+                                       unbiased)
+    y = y2.reshape(x.shape[0], *x.shape[2:], C).transpose(0, 3, 1, 2) if x.ndim == 4 else y2
+    if G == 1:
+        return y, stats[0][0], stats[0][2]
+    return y, np.stack([s[0] for s in stats]), np.stack([s[2] for s in stats])
+
+
+def _forward_rows(X, y2, gamma, beta, eps):
+    """Normalise the (M, C) rows X into y2 (same shape) with their own statistics, in blocks of
+    rows over the thread pool. Returns ``(mean, biased var, invstd)`` (C,)."""
+    M, C = X.shape                                  # (M, C) rows, blocks of rows per thread
+    dt = X.dtype.type
     s1, s2 = {}, {}
 
     def sums(lo, hi):
@@ -69,41 +87,56 @@ def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum,
     _parallel.parallel_for(center, M, _PAR_MIN, C)
     var = sum(s2[k] for k in sorted(s2)) / dt(M)
     invstd = 1 / np.sqrt(var + dt(eps))
-    scale = (invstd * gamma).astype(x.dtype, copy=False)
-    beta_ = beta.astype(x.dtype, copy=False)
+    scale = (invstd * gamma).astype(X.dtype, copy=False)
+    beta_ = beta.astype(X.dtype, copy=False)
 
     def affine(lo, hi):
         yb = y2[lo:hi]
         yb *= scale
         yb += beta_
     _parallel.parallel_for(affine, M, _PAR_MIN, C)
-    y = y2.reshape(x.shape[0], *x.shape[2:], C).transpose(0, 3, 1, 2) if x.ndim == 4 else y2
-    reference.update_running_stats(running_mean, running_var, mean, var, M, momentum, unbiased)
-    return y, mean, invstd
+    return mean, var, invstd
 
 
 def batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd, dgamma_out=None,
-                             dbeta_out=None, accumulate=False):
+                             dbeta_out=None, accumulate=False, ghost_batches=1):
     """Training-mode backward. Returns ``(dx, dgamma, dbeta)``; dx in the memory order of x;
     ``dgamma_out``/``dbeta_out``/``accumulate`` as in the reference (gradient buffers written or
-    added to).
+    added to); ``ghost_batches`` G as the reference (per sub-batch row range, dγ/dβ summed in
+    order).
 
     Rows form: dx = A·dy + Bc·(x − μ) + Cc per channel, with A = γ·invstd,
     Bc = −γ·invstd²·dγ/M (dγ = invstd·Σ dy·(x − μ)) and Cc = −γ·invstd·dβ/M — the reference's
     formula with x̂ expanded, so that one pass over (dy, x) gives both sums.
     """
+    G = reference.ghost_split(x, ghost_batches)
     X = _rows(x)
     if X is None or x.ndim != dy.ndim:
         return reference.batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd,
-                                                  dgamma_out, dbeta_out, accumulate)
+                                                  dgamma_out, dbeta_out, accumulate, G)
     M, C = X.shape
-    dt = x.dtype.type
+    Mg = M // G
     dyt = dy.transpose(0, 2, 3, 1) if dy.ndim == 4 else dy
     if dyt.flags.c_contiguous:
         DY = dyt.reshape(-1, C)
     else:
         DY = np.ascontiguousarray(dyt).reshape(-1, C)
     t = np.empty_like(X)
+    mean, invstd = save_mean.reshape(G, C), save_invstd.reshape(G, C)
+    dg, db = dgamma_out, dbeta_out
+    for g in range(G):                              # sub-batch 0 writes (or adds), the rest add
+        rows = slice(g * Mg, (g + 1) * Mg)
+        dgamma, dbeta = _backward_rows(DY[rows], X[rows], t[rows], gamma, mean[g], invstd[g])
+        dg = write_grad(dg, dgamma, accumulate or g > 0)
+        db = write_grad(db, dbeta, accumulate or g > 0)
+    dx = t.reshape(x.shape[0], *x.shape[2:], C).transpose(0, 3, 1, 2) if x.ndim == 4 else t
+    return dx, dg, db
+
+
+def _backward_rows(DY, X, t, gamma, save_mean, save_invstd):
+    """dx of the (M, C) rows X (gradient DY) into t (same shape); returns ``(dgamma, dbeta)``."""
+    M, C = X.shape
+    dt = X.dtype.type
     s1, s2 = {}, {}
 
     def pass1(lo, hi):
@@ -113,9 +146,9 @@ def batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd, dgamma_out=No
     _parallel.parallel_for(pass1, M, _PAR_MIN, C)
     dbeta = sum(s1[k] for k in sorted(s1))
     dgamma = sum(s2[k] for k in sorted(s2)) * save_invstd
-    A = (gamma * save_invstd).astype(x.dtype, copy=False)
-    Bc = (-A * save_invstd * dgamma / dt(M)).astype(x.dtype, copy=False)
-    Cc = (-A * dbeta / dt(M)).astype(x.dtype, copy=False)
+    A = (gamma * save_invstd).astype(X.dtype, copy=False)
+    Bc = (-A * save_invstd * dgamma / dt(M)).astype(X.dtype, copy=False)
+    Cc = (-A * dbeta / dt(M)).astype(X.dtype, copy=False)
 
     def pass2(lo, hi):
         tb = t[lo:hi]
@@ -123,9 +156,7 @@ def batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd, dgamma_out=No
         tb += np.multiply(DY[lo:hi], A)
         tb += Cc
     _parallel.parallel_for(pass2, M, _PAR_MIN, C)
-    dx = t.reshape(x.shape[0], *x.shape[2:], C).transpose(0, 3, 1, 2) if x.ndim == 4 else t
-    return (dx, write_grad(dgamma_out, dgamma.astype(x.dtype, copy=False), accumulate),
-            write_grad(dbeta_out, dbeta, accumulate))
+    return dgamma.astype(X.dtype, copy=False), dbeta
 
 
 # -- BatchNorm + activation: the reference's composition of this package's fast BN and
@@ -147,20 +178,21 @@ def _act_backward(dy, y, act, slope):
 
 
 def batchnorm_act_forward_train(x, gamma, beta, running_mean, running_var, momentum, eps,
-                                unbiased, act, slope=0.0, in_bias=None):
+                                unbiased, act, slope=0.0, in_bias=None, ghost_batches=1):
     """reference.batchnorm_act_forward_train with this package's BN and activations."""
     if in_bias is None:
         z, mean, invstd = batchnorm_forward_train(x, gamma, beta, running_mean, running_var,
-                                                  momentum, eps, unbiased)
+                                                  momentum, eps, unbiased, ghost_batches)
         return _act_forward(z, act, slope), mean, invstd
     xb = x + in_bias.reshape((1, -1) + (1,) * (x.ndim - 2))
     z, mean, invstd = batchnorm_forward_train(xb, gamma, beta, running_mean, running_var,
-                                              momentum, eps, unbiased)
+                                              momentum, eps, unbiased, ghost_batches)
     return _act_forward(z, act, slope), mean - in_bias, invstd
 
 
 def batchnorm_act_backward_train(dy, y, x, gamma, save_mean, save_invstd, act, slope=0.0,
-                                 dgamma_out=None, dbeta_out=None, accumulate=False):
+                                 dgamma_out=None, dbeta_out=None, accumulate=False,
+                                 ghost_batches=1):
     """reference.batchnorm_act_backward_train with this package's BN and activations."""
     return batchnorm_backward_train(_act_backward(dy, y, act, slope), x, gamma, save_mean,
-                                    save_invstd, dgamma_out, dbeta_out, accumulate)
+                                    save_invstd, dgamma_out, dbeta_out, accumulate, ghost_batches)

@@ -13,7 +13,7 @@ behind it in ``kernels/*.cu``, which run the same algorithms). Arrays are NCHW (
     loss.py         <-> kernels/loss.cu          sigmoid cross-entropy with logits
     adam.py         <-> kernels/adam.cu          Adam update over a flat buffer
     rng.py          <-> kernels/rng.cu           Philox4x32-10 uniform / normal
-    tensor.py       <-> kernels/tensor.cu        fill, accumulate, uint8 -> float, metrics
+    tensor.py       <-> kernels/tensor.cu        fill, accumulate, uint8 -> float, metrics, concat
 """
 from .activations import (relu_forward, relu_backward, leaky_relu_forward, leaky_relu_backward,
                           tanh_forward, tanh_backward, sigmoid_forward, sigmoid_backward)
@@ -25,11 +25,12 @@ from .batchnorm import (batchnorm_forward_train, batchnorm_forward_eval,
                         batchnorm_act_forward_train, batchnorm_act_forward_eval,
                         batchnorm_act_backward_train, batchnorm_act_backward_eval)
 from .loss import (sigmoid_bce_with_logits_forward, sigmoid_bce_with_logits_backward,
-                   sigmoid_bce_with_logits_forward_backward)
+                   sigmoid_bce_with_logits_forward_backward,
+                   sigmoid_bce_with_logits_forward_backward_halves)
 from .adam import adam_update, adam_step
 from .rng import (philox_uniform, philox_normal, philox4x32_10, philox_uniform_next,
                   philox_normal_next)
-from .tensor import fill, accumulate, images_to_float, sigmoid_mean, scalar_add
+from .tensor import fill, accumulate, images_to_float, sigmoid_mean, scalar_add, concat_batch
 
 name = "reference"
 
@@ -45,10 +46,12 @@ OPS = ("relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backwa
        "batchnorm_act_backward_train", "batchnorm_act_backward_eval",
        "sigmoid_bce_with_logits_forward", "sigmoid_bce_with_logits_backward",
        "sigmoid_bce_with_logits_forward_backward",
+       # a batch of two halves with their own targets (D's real and fake samples in one pass)
+       "sigmoid_bce_with_logits_forward_backward_halves",
        "adam_update", "philox_uniform", "philox_normal",
        # a device-resident step (rawgan.models.step): state on the device, no host values
        "adam_step", "philox_uniform_next", "philox_normal_next",
-       "fill", "accumulate", "images_to_float", "sigmoid_mean", "scalar_add")
+       "fill", "accumulate", "images_to_float", "sigmoid_mean", "scalar_add", "concat_batch")
 
 
 def synchronize() -> None:

@@ -21,6 +21,15 @@ Backward, training mode (the full batch-coupled gradient; Ioffe & Szegedy's chai
     dβ = Σ dy,  dγ = Σ dy·x̂,  dx = γ·invstd/M · (M·dy − dβ − x̂·dγ)
 
 Eval mode uses the running statistics as constants: dx = dy·γ/√(running_var + eps).
+
+Ghost batches (``ghost_batches`` = G >= 1, training mode only; Hoffer, Hubara & Soudry, "Train
+longer, generalize better", 2017): the batch axis is split into G equal consecutive sub-batches
+of N/G samples and each is normalised with its own statistics — exactly G separate calls, one per
+sub-batch, in order. The saved statistics are then (G, C) (row g = sub-batch g; (C,) when G = 1),
+the running statistics are updated once per sub-batch, g = 0 first, dγ/dβ are the sums over the
+sub-batches (sub-batch 0's written or added as ``accumulate`` says, the others added), and dx is
+each sub-batch's own batch-coupled gradient. The DCGAN's D uses G = 2 to see its real and fake
+halves in one pass with the statistics of two separate passes (rawgan.models.dcgan).
 """
 import numpy as np
 
@@ -37,12 +46,36 @@ def _axes_and_shape(x):
     raise ValueError(f"batchnorm: expected 2-D (N, F) or 4-D (N, C, H, W) input, got {x.ndim}-D")
 
 
+def ghost_split(x, ghost_batches):
+    """The number of ghost batches G, checked: an int >= 1 dividing the batch size N = x.shape[0]
+    with more than one value per channel in each sub-batch. Raises ValueError otherwise."""
+    G = ghost_batches
+    if isinstance(G, bool) or not isinstance(G, (int, np.integer)) or G < 1:
+        raise ValueError(f"batchnorm: ghost_batches must be an int >= 1, got {G!r}")
+    G = int(G)
+    N = x.shape[0]
+    if N % G:
+        raise ValueError(f"batchnorm: ghost_batches={G} does not divide the batch size N={N}")
+    if G > 1 and (x.size // x.shape[1]) // G < 2:
+        raise ValueError(f"batchnorm: ghost_batches={G} leaves a single value per channel in each "
+                         f"sub-batch of an input of shape {tuple(x.shape)}")
+    return G
+
+
 def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum, eps,
-                            unbiased=False):
+                            unbiased=False, ghost_batches=1):
     """Training-mode forward; updates ``running_mean``/``running_var`` (C,) in place.
 
-    Returns ``(y, save_mean, save_invstd)``; the two saved (C,) arrays feed the backward.
+    Returns ``(y, save_mean, save_invstd)``; the two saved arrays, (C,) — or (G, C) with
+    ``ghost_batches`` G > 1: one separate call per sub-batch, in order (module docstring) —
+    feed the backward. Raises ValueError for a G that does not divide N.
     """
+    G = ghost_split(x, ghost_batches)
+    if G > 1:
+        parts = [batchnorm_forward_train(xg, gamma, beta, running_mean, running_var, momentum,
+                                         eps, unbiased) for xg in np.split(x, G)]
+        return (np.concatenate([p[0] for p in parts]), np.stack([p[1] for p in parts]),
+                np.stack([p[2] for p in parts]))
     axes, bshape = _axes_and_shape(x)
     M = x.size // x.shape[1]
     dt = x.dtype.type
@@ -68,11 +101,23 @@ def update_running_stats(running_mean, running_var, mean, var, M, momentum, unbi
 
 
 def batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd, dgamma_out=None,
-                             dbeta_out=None, accumulate=False):
+                             dbeta_out=None, accumulate=False, ghost_batches=1):
     """Training-mode backward. Returns ``(dx, dgamma, dbeta)``.
 
     ``dgamma_out``/``dbeta_out``: gradient buffers written (``accumulate``: added to) and
-    returned in place of new arrays, as :func:`~.tensor.write_grad`."""
+    returned in place of new arrays, as :func:`~.tensor.write_grad`. ``ghost_batches`` G: as the
+    forward's, with its (G, C) saved statistics; one call per sub-batch in order, the first
+    writing (or adding, per ``accumulate``) dγ/dβ, the others adding."""
+    G = ghost_split(x, ghost_batches)
+    if G > 1:
+        C = x.shape[1]
+        mean, invstd = save_mean.reshape(G, C), save_invstd.reshape(G, C)
+        dxs, dg, db = [], dgamma_out, dbeta_out
+        for g, (dyg, xg) in enumerate(zip(np.split(dy, G), np.split(x, G))):
+            dxg, dg, db = batchnorm_backward_train(dyg, xg, gamma, mean[g], invstd[g], dg, db,
+                                                   accumulate or g > 0)
+            dxs.append(dxg)
+        return np.concatenate(dxs), dg, db
     axes, bshape = _axes_and_shape(x)
     M = x.size // x.shape[1]
     xhat = (x - save_mean.reshape(bshape)) * save_invstd.reshape(bshape)
@@ -128,21 +173,22 @@ def _act_backward(dy, y, act, slope):
 
 
 def batchnorm_act_forward_train(x, gamma, beta, running_mean, running_var, momentum, eps,
-                                unbiased, act, slope=0.0, in_bias=None):
+                                unbiased, act, slope=0.0, in_bias=None, ghost_batches=1):
     """y = act(BN(x)) in training mode. Returns ``(y, save_mean, save_invstd)``; updates the
     running statistics like :func:`batchnorm_forward_train`.
 
     ``in_bias`` (C,): the previous layer's bias, not yet added: y = act(BN(x + in_bias)), and
     save_mean is returned for x itself (the batch mean minus in_bias), so the backward runs on x
     unchanged. (The CUDA kernels never add it: BN is shift-invariant, only the running mean
-    needs + in_bias.)"""
+    needs + in_bias.) ``ghost_batches``: as :func:`batchnorm_forward_train`."""
     if in_bias is None:
         z, mean, invstd = batchnorm_forward_train(x, gamma, beta, running_mean, running_var,
-                                                  momentum, eps, unbiased)
+                                                  momentum, eps, unbiased, ghost_batches)
         return _act_forward(z, act, slope), mean, invstd
     _, bshape = _axes_and_shape(x)
     z, mean, invstd = batchnorm_forward_train(x + in_bias.reshape(bshape), gamma, beta,
-                                              running_mean, running_var, momentum, eps, unbiased)
+                                              running_mean, running_var, momentum, eps, unbiased,
+                                              ghost_batches)
     return _act_forward(z, act, slope), mean - in_bias, invstd
 
 
@@ -153,11 +199,13 @@ def batchnorm_act_forward_eval(x, gamma, beta, running_mean, running_var, eps, a
 
 
 def batchnorm_act_backward_train(dy, y, x, gamma, save_mean, save_invstd, act, slope=0.0,
-                                 dgamma_out=None, dbeta_out=None, accumulate=False):
+                                 dgamma_out=None, dbeta_out=None, accumulate=False,
+                                 ghost_batches=1):
     """Backward of y = act(BN(x)) (training mode) given dy (like y), the output y and the input x.
-    Returns ``(dx, dgamma, dbeta)``; gradient buffers as :func:`batchnorm_backward_train`."""
+    Returns ``(dx, dgamma, dbeta)``; gradient buffers and ``ghost_batches`` as
+    :func:`batchnorm_backward_train`."""
     return batchnorm_backward_train(_act_backward(dy, y, act, slope), x, gamma, save_mean,
-                                    save_invstd, dgamma_out, dbeta_out, accumulate)
+                                    save_invstd, dgamma_out, dbeta_out, accumulate, ghost_batches)
 
 
 def batchnorm_act_backward_eval(dy, y, x, gamma, running_mean, running_var, eps, act, slope=0.0,

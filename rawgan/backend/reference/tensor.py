@@ -34,6 +34,22 @@ def write_grad(out, value, accumulate=False):
     return out
 
 
+def check_concat_batch(a, b):
+    """Raise ValueError unless ``a`` and ``b`` have the same dtype and the same shape after the
+    batch axis (the checks of :func:`concat_batch` on every backend)."""
+    if a.dtype != b.dtype or a.ndim < 1 or tuple(a.shape[1:]) != tuple(b.shape[1:]):
+        raise ValueError(f"concat_batch: cannot stack {a.dtype} {tuple(a.shape)} and {b.dtype} "
+                         f"{tuple(b.shape)} along the batch axis")
+
+
+def concat_batch(a, b):
+    """``a``'s samples then ``b``'s, as one new C-contiguous (Na + Nb, ...) array (the DCGAN's D
+    step: the real batch and G(z) as one batch of 2N). Raises ValueError for another dtype or
+    per-sample shape."""
+    check_concat_batch(a, b)
+    return np.concatenate((a, b))
+
+
 def images_to_float(images):
     """uint8 (N, H, W, C) in 0..255 -> float32 (N, C, H, W) in [−1, 1], computed as x/127.5 − 1."""
     x = np.ascontiguousarray(images.transpose(0, 3, 1, 2)).astype(np.float32)
