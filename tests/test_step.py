@@ -167,8 +167,9 @@ def test_steady_state_allocates_nothing_and_a_graph_step_is_one_launch(dut):
 def test_each_window_matrix_is_built_once_per_step(g_steps, dut):
     """im2col launches per step: one per Conv2d forward (its wgrad reuses the kept cols) and one
     per ConvTranspose2d backward (dgrad and wgrad share im2col(dy)). The DCGAN (4 + 4 layers):
-    2·4 for D's real and fake passes + g_steps·(4 D forwards + 4 G backwards) = 16 / 24 — it was
-    28 / 40 when every wgrad built its cols again. D during the G update keeps no cols."""
+    4 for D's one pass over the real and fake batch + g_steps·(4 D forwards + 4 G backwards) =
+    12 / 20 — it was 16 / 24 with separate real and fake passes and 28 / 40 when every wgrad built
+    its cols again. D during the G update keeps no cols."""
     from rawgan.layers import Conv2d, ConvTranspose2d
 
     step = make_step(dut, False, g_steps=g_steps)
@@ -180,8 +181,8 @@ def test_each_window_matrix_is_built_once_per_step(g_steps, dut):
     step(data[0])                                   # warm-up
     rt.reset_counters()
     step(data[1])
-    assert rt.launches_by_name["im2col"] == 2 * convs + g_steps * (convs + convts)
-    assert rt.launches_by_name["im2col"] == {1: 16, 2: 24}[g_steps]
+    assert rt.launches_by_name["im2col"] == convs + g_steps * (convs + convts)
+    assert rt.launches_by_name["im2col"] == {1: 12, 2: 20}[g_steps]
     assert all(l.cols is None for l in m.D.layers if isinstance(l, Conv2d))   # none left held
 
 
