@@ -11,21 +11,26 @@
 // threads (a multiple of 32; the launcher picks the smallest that covers M, capped at 256),
 // shared_mem = 0 (32 floats of static shared memory for block_reduce_sum).
 //
-// 2-D reductions (the *_partial / *_combine / *_apply kernels at the end of the file): when C
-// blocks cannot fill the GPU (C = 64 channels of M = 65,536 elements use 64 of the H200's 132
-// SMs), each channel is split into `chunks` row-chunks of `chunk` consecutive elements j, one
-// block per (channel, chunk): grid = (C, chunks). Each block writes its partial result to a
-// workspace, partial[(c * chunks + b) * 2 + {0, 1}]; a small *_combine kernel (one thread per
-// channel) folds the chunks in index order, and an elementwise *_apply kernel writes y or dx.
+// 2-D reductions (the *_2d / *_apply kernels at the end of the file): when C blocks cannot fill
+// the GPU (C = 64 channels of M = 65,536 elements use 64 of the H200's 132 SMs), each channel is
+// split into `chunks` row-chunks of `chunk` consecutive elements j, one block per (channel,
+// chunk): grid = (C, chunks). Each block writes its partial result to a workspace,
+// partial[(c * chunks + b) * 2 + {0, 1}]; the grid's last block to finish ("last block done",
+// reduce.cuh grid_last_block) folds the chunks in index order, one thread per channel, in the
+// same launch; an elementwise *_apply kernel (a second launch: it needs the combined statistics
+// grid-wide) writes y or dx. Two launches (a separate combine kernel made three until issue 9).
 // Deterministic: every partial is a fixed per-thread order + the fixed block_reduce_sum tree, and
-// the combine order is fixed, so repeated runs are bit-identical whatever the block schedule.
+// the fold order is fixed, so repeated runs are bit-identical whatever the block schedule.
 // The launcher (rawgan/backend/cuda/batchnorm.py) chooses between the two forms with the cost
 // model of common.reduction_chunks.
 //
 // Napkin math (float32, M = N*HW per channel, C channels, E = C*M elements):
 //   forward_train (one block per channel):  reads x 3 times, writes y: 16*E bytes, ~5 FLOP/elt;
-//   2-D: stats_partial reads x twice, apply reads x + writes y: the same 16*E bytes, plus
-//        C*chunks*8 bytes of partials (negligible) and two extra launches.
+//   2-D: stats_2d reads x twice, apply reads x + writes y: the same 16*E bytes, plus
+//        C*chunks*8 bytes of partials and one atomic per block (negligible) and one extra
+//        launch; the last block's fold is C*chunks*2 floats read by one block (~chunks/8 L2
+//        round trips per channel thread, ~0.15 us each, on the critical path; what the former
+//        combine kernel's loop cost, minus its ~3 us launch).
 //   backward (train): reads dy, x twice, writes dx: 20*E bytes, ~10 FLOP/elt; 2-D: the same.
 // All are memory bound (<= 0.6 FLOP/byte, far below the H200's ~14 FLOP/byte FP32 balance), so
 // the bound is 16*E / 4.8 TB/s when enough blocks stream at once: G's 64-channel BN at batch 64
@@ -55,11 +60,11 @@
 // added, per accumulate) and the others' added. The DCGAN's D runs its real and fake halves as
 // one batch of 2N with G = 2 (one pass instead of two, the same values). Without extra launches:
 //   one block per channel: grid = C, the block loops over g (stats, y or dx, running update);
-//   2-D: the partial grid is (C*G, chunks) over the sub-batches (blockIdx.x = g*C + c, chunks of
-//        each sub-batch's Mg elements), the combine is one thread per channel looping g in order,
-//        the apply reads the statistics of (g, c), g = n / (N/G).
+//   2-D: the *_2d grid is (C*G, chunks) over the sub-batches (blockIdx.x = g*C + c, chunks of
+//        each sub-batch's Mg elements), the last block's fold is one thread per channel looping g
+//        in order, the apply reads the statistics of (g, c), g = n / (N/G).
 // With the same block size / chunk count, every value is bit-identical to G separate launches
-// (the same per-thread order and reduction tree over each sub-batch, the same combine order).
+// (the same per-thread order and reduction tree over each sub-batch, the same fold order).
 // Napkin math: unchanged per element (the bytes and FLOPs of the G separate passes, minus G - 1
 // launches per kernel; the one-block form's C blocks each stream G sub-batches in turn).
 #include "reduce.cuh"
@@ -79,7 +84,7 @@ __device__ __forceinline__ float bn_act_grad(const float* __restrict__ dy,
     return act == 0 ? g : (y[k] > 0.0f ? g : (act == 1 ? 0.0f : slope * g));
 }
 
-// The previous layer's bias folded in (in_bias, nullable; forward_train and stats_combine): the
+// The previous layer's bias folded in (in_bias, nullable; forward_train and stats_2d): the
 // input is x + in_bias[c] per channel, but the bias is never added. Exact, because BN is
 // shift-invariant: mean(x + b) = mean(x) + b and the variance, x - mean and so y and the saved
 // statistics (save_mean = mean(x), for the backward on x) do not change; only the running mean,
@@ -255,9 +260,10 @@ extern "C" __global__ void batchnorm_backward(
 // j in [g*Mg + b*chunk, g*Mg + min((b+1)*chunk, Mg)); the launcher makes every chunk non-empty
 // (chunks = ceil(Mg / chunk)). Block (g*C + c, b) of the grid (C*G, chunks) reduces that chunk.
 
-// The 2-D (channel x row-chunk) kernels below: thread 0 of block (s, chunk), s = g*C + c, stores
-// its two sums at partial[(s * chunks + chunk) * 2 + {0, 1}] (chunks = gridDim.y).
-__device__ __forceinline__ void store_chunk_pair(float* __restrict__ partial, float a, float b)
+// The *_2d kernels below: thread 0 of block (s, chunk), s = g*C + c, stores its two sums at
+// partial[(s * chunks + chunk) * 2 + {0, 1}] (chunks = gridDim.y); the grid's last block reads
+// them back in the same launch (so no __restrict__).
+__device__ __forceinline__ void store_chunk_pair(float* partial, float a, float b)
 {
     if (threadIdx.x == 0) {
         float* p = partial + ((long long)blockIdx.x * gridDim.y + blockIdx.y) * 2;
@@ -266,15 +272,70 @@ __device__ __forceinline__ void store_chunk_pair(float* __restrict__ partial, fl
     }
 }
 
-// Pass 1 of the 2-D training forward: per (ghost batch, channel, chunk) the chunk's mean and M2
-// (sum of squared deviations from the chunk mean), two passes over the chunk like the one-block
-// kernel. Launch: grid = (C*G, chunks), block = 32..256 (a multiple of 32), shared_mem = 0
-// (32 floats static). Writes partial[(s*chunks + b)*2] = chunk mean, [.. + 1] = chunk M2.
-extern "C" __global__ void batchnorm_stats_partial(
-    const float* __restrict__ x, float* __restrict__ partial, int N, int C, int HW, int chunk,
-    int G)
+// One step of the pairwise merge of Chan, Golub & LeVeque (1979): the running (n, mean, M2)
+// of the chunks so far takes chunk (nb, mb, m2b):
+//   n' = n + nb, d = mb - mean, mean' = mean + d*nb/n', M2' = M2 + M2b + d*d*n*nb/n'.
+__device__ __forceinline__ void chan_merge(float* n, float* mean, float* m2, float nb, float mb,
+                                           float m2b)
+{
+    const float n_new = *n + nb;
+    const float d = mb - *mean;
+    *mean += d * (nb / n_new);
+    *m2 += m2b + d * d * (*n * nb / n_new);
+    *n = n_new;
+}
+
+// The fold of channel c's chunks in ghost batch g by the 2-D forward's last block: the chunks'
+// (count, mean, M2) at p[2b], p[2b + 1] merged in index order b = 0, 1, ... (chunk b has
+// min((b+1)*chunk, M) - b*chunk elements). Volatile loads of 8 chunks at a time (16 loads in
+// flight, then the 8 merges in order: ~chunks/8 L2 round trips).
+__device__ __forceinline__ void bn_fold_chunks(const volatile float* p, int chunks, int chunk,
+                                               int M, float* mean_out, float* m2_out)
+{
+    float n = 0.0f, mean = 0.0f, m2 = 0.0f;
+    int b = 0;
+    for (; b + 8 <= chunks; b += 8) {
+        float v[16];
+#pragma unroll
+        for (int u = 0; u < 16; ++u) {
+            v[u] = p[2LL * b + u];
+        }
+#pragma unroll
+        for (int u = 0; u < 8; ++u) {
+            const float nb = (float)(min((b + u + 1) * chunk, M) - (b + u) * chunk);
+            chan_merge(&n, &mean, &m2, nb, v[2 * u], v[2 * u + 1]);
+        }
+    }
+    for (; b < chunks; ++b) {
+        const float nb = (float)(min((b + 1) * chunk, M) - b * chunk);
+        chan_merge(&n, &mean, &m2, nb, p[2LL * b], p[2LL * b + 1]);
+    }
+    *mean_out = mean;
+    *m2_out = m2;
+}
+
+// The 2-D training forward's statistics in ONE launch (pass 1 of 2; batchnorm_apply is pass 2).
+// Block (s, b), s = g*C + c, computes chunk b of channel c in ghost batch g: its mean and M2 (sum
+// of squared deviations from the chunk mean; two passes over the chunk like the one-block kernel)
+// -> partial[(s*chunks + b)*2 + {0, 1}]. The last block to finish (reduce.cuh grid_last_block,
+// ticket counter `done` = common.grid_counter(rt, "batchnorm"), reset to 0 by that block) then
+// merges them, one thread per channel: for g = 0, 1, ..., G-1 in order, the chunks in index order
+// (bn_fold_chunks), var = M2 / M (biased; M = the elements per channel of one ghost batch), and
+// the outputs of batchnorm_forward_train: save_mean, save_invstd = 1/sqrt(var + eps) at s, and
+// the running update (unbiased: var*M/(M-1); in_bias added to the running mean) — one per ghost
+// batch in order, as G launches would. Deterministic: fixed per-block order and tree, fixed merge
+// order (bit-identical to the former stats_partial + stats_combine pair, bench/kernels/batchnorm.py).
+// Launch: grid = (C*G, chunks), block = 32..256 (a multiple of 32), shared_mem = 0 (32 floats + 1
+// bool static). partial: C*G*chunks*2 floats of workspace; *done == 0 before the launch (and after).
+extern "C" __global__ void batchnorm_stats_2d(
+    const float* __restrict__ x, float* partial, unsigned int* done,
+    float* __restrict__ running_mean, float* __restrict__ running_var,
+    float* __restrict__ save_mean, float* __restrict__ save_invstd,
+    int N, int C, int HW, int chunk, float momentum, float eps, int unbiased,
+    const float* __restrict__ in_bias, int G)
 {
     __shared__ float scratch[32];
+    __shared__ bool last;
     const int c = blockIdx.x % C, g = blockIdx.x / C;
     const int Mg = (N / G) * HW;
     const int j0 = g * Mg + blockIdx.y * chunk, j1 = min(j0 + chunk, (g + 1) * Mg);  // rows
@@ -292,37 +353,17 @@ extern "C" __global__ void batchnorm_stats_partial(
     }
     const float m2 = block_reduce_sum(q, scratch);
     store_chunk_pair(partial, mean, m2);
-}
-
-// Pass 2 of the 2-D training forward: one thread per channel merges the chunks' (count, mean, M2)
-// in index order with the pairwise update of Chan, Golub & LeVeque (1979):
-//   n = na + nb, d = mean_b - mean_a, mean = mean_a + d*nb/n, M2 = M2a + M2b + d*d*na*nb/n,
-// then var = M2 / M (biased) and the same outputs as batchnorm_forward_train: save_mean,
-// save_invstd = 1/sqrt(var + eps), running_mean/var updated with momentum (unbiased: var*M/(M-1)).
-// M is the elements per channel of one ghost batch; the thread does ghost batches g = 0..G-1 in
-// order (statistics at s = g*C + c, one running update each, as G launches would).
-// Launch: grid = min(ceil(C / 256), block cap), block = 256, shared_mem = 0 (grid-stride over C).
-extern "C" __global__ void batchnorm_stats_combine(
-    const float* __restrict__ partial, float* __restrict__ running_mean,
-    float* __restrict__ running_var, float* __restrict__ save_mean, float* __restrict__ save_invstd,
-    int C, int M, int chunk, int chunks, float momentum, float eps, int unbiased,
-    const float* __restrict__ in_bias, int G)
-{
-    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < C; c += blockDim.x * gridDim.x) {
-        for (int g = 0; g < G; ++g) {
-            const int s = g * C + c;
-            const float* p = partial + (long long)s * chunks * 2;
-            float n = 0.0f, mean = 0.0f, m2 = 0.0f;
-            for (int b = 0; b < chunks; ++b) {
-                const float nb = (float)(min((b + 1) * chunk, M) - b * chunk);
-                const float n_new = n + nb;
-                const float d = p[2 * b] - mean;
-                mean += d * (nb / n_new);
-                m2 += p[2 * b + 1] + d * d * (n * nb / n_new);
-                n = n_new;
-            }
-            const float var = m2 / (float)M;
-            bn_store_stats(c, s, mean, var, 1.0f / sqrtf(var + eps), M, momentum, unbiased,
+    if (!grid_last_block(done, &last)) {
+        return;
+    }
+    const int chunks = (int)gridDim.y;
+    for (int k = threadIdx.x; k < C; k += blockDim.x) {
+        for (int h = 0; h < G; ++h) {
+            const int t = h * C + k;
+            float mu, m2t;
+            bn_fold_chunks(partial + (long long)t * chunks * 2, chunks, chunk, Mg, &mu, &m2t);
+            const float var = m2t / (float)Mg;
+            bn_store_stats(k, t, mu, var, 1.0f / sqrtf(var + eps), Mg, momentum, unbiased,
                            in_bias, save_mean, save_invstd, running_mean, running_var);
         }
     }
@@ -337,7 +378,7 @@ __device__ __forceinline__ int bn_stat_index(long long k, int C, int HW, int row
     return (int)(q / C / rows) * C + *c;
 }
 
-// Pass 3 of the 2-D training forward: y = act((x - mean[s]) * invstd[s] * gamma[c] + beta[c]),
+// Pass 2 of the 2-D training forward: y = act((x - mean[s]) * invstd[s] * gamma[c] + beta[c]),
 // s = g*C + c the statistics of the element's ghost batch (rows = N/G samples each).
 // Launch: grid = min(ceil(N*C*HW / 256), block cap), block = 256, shared_mem = 0 (grid-stride).
 extern "C" __global__ void batchnorm_apply(
@@ -353,17 +394,26 @@ extern "C" __global__ void batchnorm_apply(
     }
 }
 
-// Pass 1 of the 2-D backward (both modes; mean/stat/eps/train as in batchnorm_backward): per
-// (ghost batch, channel, chunk) partial[(s*chunks + b)*2] = sum dy, [.. + 1] = sum dy * xhat over
-// the chunk, s = g*C + c (eval: G = 1).
-// Launch: grid = (C*G, chunks), block = 32..256 (a multiple of 32), shared_mem = 0 (32 floats
-// static).
-extern "C" __global__ void batchnorm_backward_partial(
+// The 2-D backward's sums in ONE launch (pass 1 of 2, both modes; mean/stat/eps/train as in
+// batchnorm_backward; batchnorm_backward_apply is pass 2). Block (s, b), s = g*C + c (eval: G = 1),
+// sums chunk b of channel c in ghost batch g: partial[(s*chunks + b)*2] = sum dy, [.. + 1] =
+// sum dy * xhat (bn_backward_sums). The last block to finish (grid_last_block, counter `done` =
+// common.grid_counter(rt, "batchnorm")) folds them, one thread per channel, g = 0..G-1 in order,
+// the chunks in index order (sum_partials_volatile): sums[2s] = this pass's dbeta of (g, c),
+// sums[2s + 1] = its dgamma (what the apply pass needs), each written (accumulate = 0; g = 0
+// only) or added (accumulate = 1, or g > 0) to the gradient buffers dbeta[c]/dgamma[c].
+// Deterministic; bit-identical to the former backward_partial + backward_combine pair.
+// Launch: grid = (C*G, chunks), block = 32..256 (a multiple of 32), shared_mem = 0 (32 floats + 1
+// bool static). partial: C*G*chunks*2 floats; *done == 0 before the launch (and after).
+extern "C" __global__ void batchnorm_backward_sums_2d(
     const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ mean,
     const float* __restrict__ stat, float eps, int train, const float* __restrict__ y, int act,
-    float slope, float* __restrict__ partial, int N, int C, int HW, int chunk, int G)
+    float slope, float* partial, unsigned int* done, float* __restrict__ sums,
+    float* __restrict__ dgamma, float* __restrict__ dbeta, int N, int C, int HW, int chunk,
+    int accumulate, int G)
 {
     __shared__ float scratch[32];
+    __shared__ bool last;
     const int s = blockIdx.x, c = s % C, g = s / C;
     const int Mg = (N / G) * HW;
     const int j0 = g * Mg + blockIdx.y * chunk, j1 = min(j0 + chunk, (g + 1) * Mg);  // rows
@@ -372,32 +422,25 @@ extern "C" __global__ void batchnorm_backward_partial(
     float db, dg;
     bn_backward_sums(dy, x, y, act, slope, c, C, HW, j0, j1, mu, invstd, scratch, &db, &dg);
     store_chunk_pair(partial, db, dg);
-}
-
-// Pass 2 of the 2-D backward: the chunks' sums in index order -> sums[2s] = this pass's
-// dbeta of (ghost batch g, channel c), sums[2s + 1] = its dgamma (s = g*C + c: what the apply pass
-// needs); the thread loops g = 0..G-1 in order and writes (accumulate = 0; g = 0 only) or adds
-// (accumulate = 1, or g > 0) each to the gradient buffers dbeta[c]/dgamma[c].
-// Launch: grid = min(ceil(C / 256), block cap), block = 256, shared_mem = 0 (grid-stride over C).
-extern "C" __global__ void batchnorm_backward_combine(
-    const float* __restrict__ partial, float* __restrict__ sums, float* __restrict__ dgamma,
-    float* __restrict__ dbeta, int C, int chunks, int accumulate, int G)
-{
-    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < C; c += blockDim.x * gridDim.x) {
-        for (int g = 0; g < G; ++g) {
-            const int s = g * C + c;
-            const float* p = partial + (long long)s * chunks * 2;
-            const float db = sum_partials(p, chunks, 2);
-            const float dg = sum_partials(p + 1, chunks, 2);
-            sums[2 * s] = db;
-            sums[2 * s + 1] = dg;
-            write_grad(dbeta + c, db, accumulate || g > 0);
-            write_grad(dgamma + c, dg, accumulate || g > 0);
+    if (!grid_last_block(done, &last)) {
+        return;
+    }
+    const int chunks = (int)gridDim.y;
+    for (int k = threadIdx.x; k < C; k += blockDim.x) {
+        for (int h = 0; h < G; ++h) {
+            const int t = h * C + k;
+            const volatile float* p = partial + (long long)t * chunks * 2;
+            const float sb = sum_partials_volatile(p, chunks, 2);
+            const float sg = sum_partials_volatile(p + 1, chunks, 2);
+            sums[2 * t] = sb;
+            sums[2 * t + 1] = sg;
+            write_grad(dbeta + k, sb, accumulate || h > 0);
+            write_grad(dgamma + k, sg, accumulate || h > 0);
         }
     }
 }
 
-// Pass 3 of the 2-D backward: dx from this pass's sums (dbeta = sums[2s], dgamma = sums[2s + 1],
+// Pass 2 of the 2-D backward: dx from this pass's sums (dbeta = sums[2s], dgamma = sums[2s + 1],
 // s = g*C + c of the element's ghost batch, rows = N/G samples each; M = the elements per channel
 // of one ghost batch), exactly the formulas of batchnorm_backward (activation derivative included).
 // Launch: grid = min(ceil(N*C*HW / 256), block cap), block = 256, shared_mem = 0 (grid-stride).

@@ -11,18 +11,23 @@ the backward reads dy and x twice and writes dx: 20*E bytes, ~10 FLOP/element. M
 Versions (both forward and backward):
   1 = one block per channel (grid = C): 64 channels keep 64 of the H200's 132 SMs busy, each
       streaming alone (~6 GB/s per block by Little's law: ~170 us for that layer);
-  2 = the 2-D deterministic form (grid = (C, chunks), per-block partials, a combine kernel in a
-      fixed order, an elementwise apply): all SMs stream. The backend launches whichever the cost
-      model (rawgan/backend/cuda/common.reduction_chunks) estimates faster per shape; here v2 is
-      forced to at least 2 chunks so it is always exercised.
+  2 = the former 2-D form, three launches (grid = (C, chunks) of per-block partials, a combine
+      kernel folding them in a fixed order, an elementwise apply; the partial and combine kernels
+      kept here, source inline, so a GPU can compare them with v3);
+  3 = kernels/batchnorm.cu's 2-D form, two launches: the same partials folded in the same order
+      by the grid's last block (batchnorm_stats_2d / batchnorm_backward_sums_2d, "last block
+      done", kernels/reduce.cuh), then the apply — bit-identical to v2 (tests/test_kernels.py).
+  All SMs stream in v2/v3. The backend launches one block per channel or v3, whichever the cost
+  model (rawgan/backend/cuda/common.reduction_chunks) estimates faster per shape; here v2/v3 are
+  forced to at least 2 chunks so they are always exercised.
 
 Ghost batches (``*_ghost2``: a batch of 2N normalised per half, the DCGAN's D step in one pass;
 the same bytes and FLOPs as two passes over N — 16/20 B per element — in one launch per kernel
 instead of two):
   1 = two calls, one per half (the two-pass D step: 2 launches per kernel, each over N);
   2 = one block per channel looping over the halves (grid = C; running update in order);
-  3 = the 2-D form over (C*2, chunks) partials, a combine looping the halves in order, an apply
-      reading the statistics of (half, channel). v2/v3 are bit-identical to v1 with the same
+  3 = the 2-D form over (C*2, chunks) partials, the last block's fold looping the halves in
+      order, an apply reading the statistics of (half, channel). v2/v3 are bit-identical to v1 with the same
       launch form (tests/test_kernels.py); the check here is against the NumPy reference.
 """
 import sys
@@ -35,6 +40,184 @@ from harness import Case, Kernel, Version, run_family  # noqa: E402
 
 from rawgan.backend import reference as R  # noqa: E402
 from rawgan.backend.cuda import batchnorm as bn  # noqa: E402
+
+V2_SOURCE = r"""
+#include "batchnorm.cu"
+// Version 2: the former 2-D partial and combine kernels (kernels/batchnorm.cu until the
+// last-block fold), on batchnorm.cu's helpers; the apply kernels are unchanged (the launcher
+// uses the production module's).
+""" + """
+// Pass 1 of the 2-D training forward: per (ghost batch, channel, chunk) the chunk's mean and M2
+// (sum of squared deviations from the chunk mean), two passes over the chunk like the one-block
+// kernel. Launch: grid = (C*G, chunks), block = 32..256 (a multiple of 32), shared_mem = 0
+// (32 floats static). Writes partial[(s*chunks + b)*2] = chunk mean, [.. + 1] = chunk M2.
+extern "C" __global__ void batchnorm_stats_partial(
+    const float* __restrict__ x, float* __restrict__ partial, int N, int C, int HW, int chunk,
+    int G)
+{
+    __shared__ float scratch[32];
+    const int c = blockIdx.x % C, g = blockIdx.x / C;
+    const int Mg = (N / G) * HW;
+    const int j0 = g * Mg + blockIdx.y * chunk, j1 = min(j0 + chunk, (g + 1) * Mg);  // rows
+    const float cnt = (float)(j1 - j0);
+
+    float s = 0.0f;
+    for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+        s += x[bn_index(j, c, C, HW)];
+    }
+    const float mean = block_reduce_sum(s, scratch) / cnt;
+    float q = 0.0f;
+    for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+        const float d = x[bn_index(j, c, C, HW)] - mean;
+        q += d * d;
+    }
+    const float m2 = block_reduce_sum(q, scratch);
+    store_chunk_pair(partial, mean, m2);
+}
+
+// Pass 2 of the 2-D training forward: one thread per channel merges the chunks' (count, mean, M2)
+// in index order with the pairwise update of Chan, Golub & LeVeque (1979):
+//   n = na + nb, d = mean_b - mean_a, mean = mean_a + d*nb/n, M2 = M2a + M2b + d*d*na*nb/n,
+// then var = M2 / M (biased) and the same outputs as batchnorm_forward_train: save_mean,
+// save_invstd = 1/sqrt(var + eps), running_mean/var updated with momentum (unbiased: var*M/(M-1)).
+// M is the elements per channel of one ghost batch; the thread does ghost batches g = 0..G-1 in
+// order (statistics at s = g*C + c, one running update each, as G launches would).
+// Launch: grid = min(ceil(C / 256), block cap), block = 256, shared_mem = 0 (grid-stride over C).
+extern "C" __global__ void batchnorm_stats_combine(
+    const float* __restrict__ partial, float* __restrict__ running_mean,
+    float* __restrict__ running_var, float* __restrict__ save_mean, float* __restrict__ save_invstd,
+    int C, int M, int chunk, int chunks, float momentum, float eps, int unbiased,
+    const float* __restrict__ in_bias, int G)
+{
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < C; c += blockDim.x * gridDim.x) {
+        for (int g = 0; g < G; ++g) {
+            const int s = g * C + c;
+            const float* p = partial + (long long)s * chunks * 2;
+            float n = 0.0f, mean = 0.0f, m2 = 0.0f;
+            for (int b = 0; b < chunks; ++b) {
+                const float nb = (float)(min((b + 1) * chunk, M) - b * chunk);
+                const float n_new = n + nb;
+                const float d = p[2 * b] - mean;
+                mean += d * (nb / n_new);
+                m2 += p[2 * b + 1] + d * d * (n * nb / n_new);
+                n = n_new;
+            }
+            const float var = m2 / (float)M;
+            bn_store_stats(c, s, mean, var, 1.0f / sqrtf(var + eps), M, momentum, unbiased,
+                           in_bias, save_mean, save_invstd, running_mean, running_var);
+        }
+    }
+}
+
+
+// Pass 1 of the 2-D backward (both modes; mean/stat/eps/train as in batchnorm_backward): per
+// (ghost batch, channel, chunk) partial[(s*chunks + b)*2] = sum dy, [.. + 1] = sum dy * xhat over
+// the chunk, s = g*C + c (eval: G = 1).
+// Launch: grid = (C*G, chunks), block = 32..256 (a multiple of 32), shared_mem = 0 (32 floats
+// static).
+extern "C" __global__ void batchnorm_backward_partial(
+    const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ mean,
+    const float* __restrict__ stat, float eps, int train, const float* __restrict__ y, int act,
+    float slope, float* __restrict__ partial, int N, int C, int HW, int chunk, int G)
+{
+    __shared__ float scratch[32];
+    const int s = blockIdx.x, c = s % C, g = s / C;
+    const int Mg = (N / G) * HW;
+    const int j0 = g * Mg + blockIdx.y * chunk, j1 = min(j0 + chunk, (g + 1) * Mg);  // rows
+    const float mu = mean[s];
+    const float invstd = train ? stat[s] : 1.0f / sqrtf(stat[s] + eps);
+    float db, dg;
+    bn_backward_sums(dy, x, y, act, slope, c, C, HW, j0, j1, mu, invstd, scratch, &db, &dg);
+    store_chunk_pair(partial, db, dg);
+}
+
+// Pass 2 of the 2-D backward: the chunks' sums in index order -> sums[2s] = this pass's
+// dbeta of (ghost batch g, channel c), sums[2s + 1] = its dgamma (s = g*C + c: what the apply pass
+// needs); the thread loops g = 0..G-1 in order and writes (accumulate = 0; g = 0 only) or adds
+// (accumulate = 1, or g > 0) each to the gradient buffers dbeta[c]/dgamma[c].
+// Launch: grid = min(ceil(C / 256), block cap), block = 256, shared_mem = 0 (grid-stride over C).
+extern "C" __global__ void batchnorm_backward_combine(
+    const float* __restrict__ partial, float* __restrict__ sums, float* __restrict__ dgamma,
+    float* __restrict__ dbeta, int C, int chunks, int accumulate, int G)
+{
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < C; c += blockDim.x * gridDim.x) {
+        for (int g = 0; g < G; ++g) {
+            const int s = g * C + c;
+            const float* p = partial + (long long)s * chunks * 2;
+            const float db = sum_partials(p, chunks, 2);
+            const float dg = sum_partials(p + 1, chunks, 2);
+            sums[2 * s] = db;
+            sums[2 * s + 1] = dg;
+            write_grad(dbeta + c, db, accumulate || g > 0);
+            write_grad(dgamma + c, dg, accumulate || g > 0);
+        }
+    }
+}
+
+"""
+
+
+def _v2(rt):
+    from harness import module
+    return module(rt, "bench_batchnorm_v2", V2_SOURCE)
+
+
+def forward_train_v2(rt, x, gamma, beta, running_mean, running_var, momentum, eps, unbiased,
+                     chunks, act=0, slope=0.0, in_bias=None, ghost_batches=1):
+    """bn.forward_train's 2-D form as it was: stats_partial + stats_combine + apply (three
+    launches). Same arguments and results as bn.forward_train (chunks >= 2)."""
+    from rawgan.backend.cuda.common import (channels_hw, chunk_plan, f32, grid_1d, i32, i64,
+                                            launch_1d, reduce_block, workspace_f32, BLOCK)
+    N, C, HW = channels_hw(x)
+    G = int(ghost_batches)
+    Mg = (N // G) * HW
+    y = rt.empty(x.shape, x.dtype)
+    stat_shape = (C,) if G == 1 else (G, C)
+    save_mean, save_invstd = rt.empty(stat_shape, x.dtype), rt.empty(stat_shape, x.dtype)
+    chunk, chunks = chunk_plan(Mg, chunks)
+    part = workspace_f32(rt, "bench_batchnorm_v2", C * G * chunks * 2)
+    mod = _v2(rt)
+    mod.get_function("batchnorm_stats_partial")(
+        (C * G, chunks), (reduce_block(rt, chunk),),
+        (x, part, i32(N), i32(C), i32(HW), i32(chunk), i32(G)))
+    mod.get_function("batchnorm_stats_combine")(
+        (grid_1d(rt, C),), (BLOCK,),
+        (part, running_mean, running_var, save_mean, save_invstd, i32(C), i32(Mg), i32(chunk),
+         i32(chunks), f32(momentum), f32(eps), i32(1 if unbiased else 0), in_bias, i32(G)))
+    launch_1d(rt, bn.MODULE, "batchnorm_apply", x.size,      # unchanged: the production kernel
+        (x, gamma, beta, save_mean, save_invstd, y, i32(C), i32(HW), i64(x.size), i32(act),
+         f32(slope), i32(N // G)))
+    return y, save_mean, save_invstd
+
+
+def backward_v2(rt, dy, x, gamma, mean, stat, eps, train, chunks, y=None, act=0, slope=0.0,
+                dgamma_out=None, dbeta_out=None, accumulate=False, ghost_batches=1):
+    """bn.backward's 2-D form as it was: backward_partial + backward_combine + apply (three
+    launches). Same arguments and results as bn.backward (chunks >= 2)."""
+    from rawgan.backend.cuda.common import (channels_hw, chunk_plan, f32, grid_1d, i32, i64,
+                                            launch_1d, reduce_block, workspace_f32, BLOCK)
+    N, C, HW = channels_hw(x)
+    G = int(ghost_batches)
+    Mg = (N // G) * HW
+    dx = rt.empty(x.shape, x.dtype)
+    dgamma = rt.empty((C,), x.dtype) if dgamma_out is None else dgamma_out
+    dbeta = rt.empty((C,), x.dtype) if dbeta_out is None else dbeta_out
+    acc = i32(1 if accumulate and dgamma_out is not None else 0)
+    chunk, chunks = chunk_plan(Mg, chunks)
+    n_part = C * G * chunks * 2
+    work = workspace_f32(rt, "bench_batchnorm_v2", n_part + 2 * C * G)
+    part, sums = work[:n_part], work[n_part:]
+    mod = _v2(rt)
+    mod.get_function("batchnorm_backward_partial")(
+        (C * G, chunks), (reduce_block(rt, chunk),),
+        (dy, x, mean, stat, f32(eps), i32(train), y, i32(act), f32(slope), part, i32(N), i32(C),
+         i32(HW), i32(chunk), i32(G)))
+    mod.get_function("batchnorm_backward_combine")(
+        (grid_1d(rt, C),), (BLOCK,), (part, sums, dgamma, dbeta, i32(C), i32(chunks), acc, i32(G)))
+    launch_1d(rt, bn.MODULE, "batchnorm_backward_apply", x.size,     # the production kernel
+        (dy, x, gamma, mean, stat, f32(eps), i32(train), y, i32(act), f32(slope), sums, dx,
+         i32(C), i32(HW), i32(Mg), i64(x.size), i32(N // G)))
+    return dx, dgamma, dbeta
 
 
 def shapes(fast):
@@ -82,21 +265,21 @@ def chunks_2d(rt, C, M, which):
     return max(2, (bn.forward_chunks if which == "fwd" else bn.backward_chunks)(rt, C, M))
 
 
-def fwd(chunks_fn):
+def fwd(chunks_fn, impl=None):
     def run(rt, x, gamma, beta, rm, rv):
         N, C = x.shape[:2]
         M = N * x.shape[2] * x.shape[3]
-        y, mean, invstd = bn.forward_train(rt, x, gamma, beta, rm, rv, 0.1, 1e-5, False,
-                                           chunks_fn(rt, C, M))
+        y, mean, invstd = (impl or bn.forward_train)(rt, x, gamma, beta, rm, rv, 0.1, 1e-5, False,
+                                                     chunks_fn(rt, C, M))
         return y, mean, invstd, rm, rv
     return run
 
 
-def bwd(chunks_fn):
+def bwd(chunks_fn, impl=None):
     def run(rt, dy, x, gamma, mean, invstd):
         N, C = x.shape[:2]
         M = N * x.shape[2] * x.shape[3]
-        return bn.backward(rt, dy, x, gamma, mean, invstd, 0.0, 1, chunks_fn(rt, C, M))
+        return (impl or bn.backward)(rt, dy, x, gamma, mean, invstd, 0.0, 1, chunks_fn(rt, C, M))
     return run
 
 
@@ -186,25 +369,31 @@ def ghost_bwd(form):
 
 KERNELS = [
     Kernel("batchnorm_forward_train", fwd_ref,
-           [Version(1, "one block per channel", fwd(lambda rt, C, M: 1)),
-            Version(2, "2-D partials + combine + apply", fwd(lambda rt, C, M: chunks_2d(rt, C, M, "fwd")))],
+           [Version(1, "one block per channel", fwd(lambda rt, C, M: 1), production=True),
+            Version(2, "2-D partials + combine kernel + apply (three launches)",
+                    fwd(lambda rt, C, M: chunks_2d(rt, C, M, "fwd"), forward_train_v2)),
+            Version(3, "2-D, last block folds the partials + apply (two launches)",
+                    fwd(lambda rt, C, M: chunks_2d(rt, C, M, "fwd")), production=True)],
            fwd_cases, rtol=1e-4, atol=1e-5),
     Kernel("batchnorm_backward_train",
            lambda dy, x, gamma, mean, invstd: R.batchnorm_backward_train(dy, x, gamma, mean, invstd),
-           [Version(1, "one block per channel", bwd(lambda rt, C, M: 1)),
-            Version(2, "2-D partials + combine + apply", bwd(lambda rt, C, M: chunks_2d(rt, C, M, "bwd")))],
+           [Version(1, "one block per channel", bwd(lambda rt, C, M: 1), production=True),
+            Version(2, "2-D partials + combine kernel + apply (three launches)",
+                    bwd(lambda rt, C, M: chunks_2d(rt, C, M, "bwd"), backward_v2)),
+            Version(3, "2-D, last block folds the partials + apply (two launches)",
+                    bwd(lambda rt, C, M: chunks_2d(rt, C, M, "bwd")), production=True)],
            bwd_cases, rtol=1e-3, atol=1e-3),
     Kernel("batchnorm_forward_train_ghost2", ghost_fwd_ref,
            [Version(1, "two calls, one per half (2-D form)", ghost_fwd(0)),
             Version(2, "one block per channel, halves in turn", ghost_fwd(1)),
-            Version(3, "2-D over (C*2, chunks) + combine + apply", ghost_fwd(2))],
+            Version(3, "2-D over (C*2, chunks), last block folds + apply", ghost_fwd(2))],
            ghost_fwd_cases, rtol=1e-4, atol=1e-5),
     Kernel("batchnorm_backward_train_ghost2",
            lambda dy, x, gamma, mean, invstd: R.batchnorm_backward_train(dy, x, gamma, mean, invstd,
                                                                          ghost_batches=2),
            [Version(1, "two calls, one per half (2-D form)", ghost_bwd(0)),
             Version(2, "one block per channel, halves in turn", ghost_bwd(1)),
-            Version(3, "2-D over (C*2, chunks) + combine + apply", ghost_bwd(2))],
+            Version(3, "2-D over (C*2, chunks), last block folds + apply", ghost_bwd(2))],
            ghost_bwd_cases, rtol=1e-3, atol=1e-3),
 ]
 

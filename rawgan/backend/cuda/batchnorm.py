@@ -12,9 +12,11 @@ cost model ``common.reduction_chunks`` (H200 constants, also in emulation):
   32..64 in emulation), shared_mem = 0 (32 floats static). One launch; enough when C fills the GPU
   (D's 512 channels) or M is small.
 * 2-D, deterministic — when C blocks would leave SMs idle (G's 64 channels of 65,536 elements):
-  ``*_partial`` over grid = (C, chunks) writes per-(channel, chunk) partials into the workspace
-  ``common.workspace(rt, "batchnorm", ...)``; ``*_combine`` (one thread per channel) folds them in
-  index order; ``*_apply`` (grid-stride) writes y or dx. Three launches; bit-identical across runs.
+  ``batchnorm_stats_2d`` / ``batchnorm_backward_sums_2d`` over grid = (C, chunks) write
+  per-(channel, chunk) partials into the workspace ``common.workspace(rt, "batchnorm", ...)``,
+  and the grid's last block folds them in index order (one thread per channel; "last block
+  done", ticket counter ``common.grid_counter(rt, "batchnorm")``); ``*_apply`` (grid-stride)
+  writes y or dx. Two launches; bit-identical across runs.
 
 forward_eval — grid-stride, grid = min(ceil(N·C·H·W / 256), block cap), block = 256.
 
@@ -38,8 +40,8 @@ is bit-identical to theirs.
 """
 from . import activations
 from ..reference.batchnorm import ghost_split
-from .common import (channels_hw, check_int32, chunk_plan, contiguous, f32, i32, i64, kernel,
-                     launch_1d, reduce_block, reduction_chunks, sm_count, workspace_f32)
+from .common import (channels_hw, check_int32, chunk_plan, contiguous, f32, grid_counter, i32, i64,
+                     kernel, launch_1d, reduce_block, reduction_chunks, sm_count, workspace_f32)
 
 MODULE = "batchnorm"
 OPS = ("batchnorm_forward_train", "batchnorm_forward_eval", "batchnorm_backward_train",
@@ -57,6 +59,8 @@ def act_code(act, slope) -> int:
         raise ValueError(f"batchnorm_act: the LeakyReLU slope must be > 0, got {slope!r}")
     return ACT_CODES[act]
 WORKSPACE = "batchnorm"          # common.workspace key of the 2-D partials (C·chunks·2 floats)
+                                 # and common.grid_counter key of their last-block fold
+EXTRA_LAUNCHES_2D = 1            # the 2-D form's launches beyond the one-block form's one: apply
 
 
 def _chunks(rt, C: int, M: int, bytes_per_element: float, ghost_batches: int) -> int:
@@ -64,20 +68,21 @@ def _chunks(rt, C: int, M: int, bytes_per_element: float, ghost_batches: int) ->
     form runs C·G·chunks blocks, the one-block form C blocks (each looping over the G
     sub-batches)."""
     G = int(ghost_batches)
-    return reduction_chunks(C * G, M // G, bytes_per_element * C * M, extra_launches=2,
+    return reduction_chunks(C * G, M // G, bytes_per_element * C * M,
+                            extra_launches=EXTRA_LAUNCHES_2D,
                             sms=sm_count(rt), one_block_blocks=C)
 
 
 def forward_chunks(rt, C: int, M: int, ghost_batches: int = 1) -> int:
     """Chunks per sub-batch and channel of the training forward (1 = one block per channel) over
     M elements per channel in ``ghost_batches`` sub-batches: 16 bytes/element (x read 3 times,
-    y written) in both forms; the 2-D form adds 2 launches."""
+    y written) in both forms; the 2-D form adds 1 launch (the apply)."""
     return _chunks(rt, C, M, 16.0, ghost_batches)
 
 
 def backward_chunks(rt, C: int, M: int, ghost_batches: int = 1) -> int:
     """Chunks per sub-batch and channel of the backward: 20 bytes/element (dy and x read twice,
-    dx written); the 2-D form adds 2 launches."""
+    dx written); the 2-D form adds 1 launch (the apply)."""
     return _chunks(rt, C, M, 20.0, ghost_batches)
 
 
@@ -135,12 +140,10 @@ def forward_train(rt, x, gamma, beta, running_mean, running_var, momentum, eps, 
     chunk, chunks = chunk_plan(Mg, chunks)
     check_int32("2-D reduction chunk end", N * HW + chunk)
     part = workspace_f32(rt, WORKSPACE, C * G * chunks * 2)
-    kernel(rt, MODULE, "batchnorm_stats_partial")(
+    kernel(rt, MODULE, "batchnorm_stats_2d")(
         (C * G, chunks), (reduce_block(rt, chunk),),
-        (x, part, i32(N), i32(C), i32(HW), i32(chunk), i32(G)))
-    launch_1d(rt, MODULE, "batchnorm_stats_combine", C,
-              (part, running_mean, running_var, save_mean, save_invstd, i32(C), i32(Mg),
-               i32(chunk), i32(chunks), f32(momentum), f32(eps), flag, in_bias, i32(G)))
+        (x, part, grid_counter(rt, WORKSPACE), running_mean, running_var, save_mean, save_invstd,
+         i32(N), i32(C), i32(HW), i32(chunk), f32(momentum), f32(eps), flag, in_bias, i32(G)))
     launch_1d(rt, MODULE, "batchnorm_apply", x.size,
               (x, gamma, beta, save_mean, save_invstd, y, i32(C), i32(HW), i64(x.size), i32(act),
                f32(slope), i32(N // G)))
@@ -201,12 +204,11 @@ def backward(rt, dy, x, gamma, mean, stat, eps, train, chunks=None, y=None, act=
     n_part = C * G * chunks * 2
     work = workspace_f32(rt, WORKSPACE, n_part + 2 * C * G)
     part, sums = work[:n_part], work[n_part:]
-    kernel(rt, MODULE, "batchnorm_backward_partial")(
+    kernel(rt, MODULE, "batchnorm_backward_sums_2d")(
         (C * G, chunks), (reduce_block(rt, chunk),),
-        (dy, x, mean, stat, f32(eps), i32(train), y, i32(act), f32(slope), part, i32(N), i32(C),
-         i32(HW), i32(chunk), i32(G)))
-    launch_1d(rt, MODULE, "batchnorm_backward_combine", C,
-              (part, sums, dgamma, dbeta, i32(C), i32(chunks), acc, i32(G)))
+        (dy, x, mean, stat, f32(eps), i32(train), y, i32(act), f32(slope), part,
+         grid_counter(rt, WORKSPACE), sums, dgamma, dbeta, i32(N), i32(C), i32(HW), i32(chunk),
+         acc, i32(G)))
     launch_1d(rt, MODULE, "batchnorm_backward_apply", x.size,
               (dy, x, gamma, mean, stat, f32(eps), i32(train), y, i32(act), f32(slope), sums, dx,
                i32(C), i32(HW), i32(Mg), i64(x.size), i32(N // G)))
