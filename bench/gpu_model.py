@@ -64,7 +64,7 @@ GRAPH_NODE_S = 1.0e-6        # gap between dependent graph nodes
 EXTRA_PASSES = {
     "batchnorm_forward_train": {0: 2},          # x: sum, squared deviations, normalise
     "batchnorm_backward": {0: 1, 1: 1},         # dy, x: sums, then dx
-    "batchnorm_stats_partial": {0: 1},          # x: chunk mean, chunk M2
+    "batchnorm_stats_2d": {0: 1},               # x: chunk mean, chunk M2
 }
 IN_PLACE = {"adam_update", "bias_add"}          # non-const arrays are read and written
 

@@ -37,7 +37,8 @@ __device__ __forceinline__ float block_reduce_sum(float v, float* scratch)
 }
 
 // Sum of count partial values p[0], p[stride], p[2*stride], ... in index order (one thread; the
-// fixed order makes the 2-D reductions deterministic). Used by the *_combine kernels.
+// fixed order makes the 2-D reductions deterministic). Used by the former *_combine kernels kept in
+// bench/kernels (bias.py, batchnorm.py v2); the last-block folds use sum_partials_volatile below.
 __device__ __forceinline__ float sum_partials(const float* __restrict__ p, int count, int stride)
 {
     float s = 0.0f;

@@ -18,8 +18,9 @@ Kernel -> test:
     adam.cu         adam_update                                      test_adam_kernel
     rng.cu          philox_uniform, philox_normal                    test_philox_*
     reduce.cuh      block_reduce_sum (barrier (B) removed)           test_broken_reduction_is_caught
-    batchnorm.cu, bias.cu: the 2-D reductions (*_partial, *_combine, *_apply)
-                                                                     test_reductions_2d_*
+    batchnorm.cu, bias.cu: the 2-D reductions (*_2d, *_apply)         test_reductions_2d_*
+    batchnorm.cu: stats_2d/backward_sums_2d (last block folds) == the former three launches
+                                                                     test_batchnorm_2d_last_block_fold_*
     batchnorm.cu: fused activation (act = 1/2) and gradient write/accumulate flags, both forms
                                                                      test_batchnorm_act_kernels_*
     bias.cu: write/accumulate flag of bias_grad, bias_grad_rows, bias_grad_2d
@@ -448,7 +449,7 @@ def test_broken_reduction_is_caught(dev, broken):
         assert ok
 
 
-# -- 2-D (channel x row-chunk) reductions: batchnorm.cu *_partial, *_combine, *_apply; bias.cu *_2d --
+# -- 2-D (channel x row-chunk) reductions: batchnorm.cu *_2d, *_apply; bias.cu *_2d ---------------
 # Odd sizes: M = N*H*W not a multiple of the chunk or the block; chunks from 2 to "one element
 # short of M" (the launcher caps chunks so that none is empty).
 RED_SHAPES = [(3, 5, 13, 7), (2, 3, 1, 1), (5, 2, 9, 11), (7, 4)]
@@ -625,6 +626,129 @@ def test_bias_grad_2d_one_launch_is_bit_identical_on_every_run(dev, shape, chunk
         assert int(Device.get(counter)[0]) == 0
 
 
+def _bench_batchnorm():
+    """bench/kernels/batchnorm.py: its v2 is the former three-launch 2-D form (partial kernel +
+    combine kernel + apply), the reference the one-launch fold must match bit for bit."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "kernels" / "batchnorm.py"
+    spec = importlib.util.spec_from_file_location("bench_kernels_batchnorm_v2", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _bn_2d_pair(dev, fwd, bwd, x, g, b, dy, chunks, G, act, bias, rm0, rv0):
+    """Training forward then train backward (stale gradient buffers written, then added to) and,
+    for G = 1, the eval backward, through ``fwd``/``bwd`` (bn.forward_train/bn.backward or the
+    bench's former three-launch pair). Returns a dict of host arrays."""
+    from rawgan.backend.cuda import batchnorm as bn
+
+    put, C = dev.put, x.shape[1]
+    code = bn.ACT_CODES[act] if act else 0
+    rm, rv = put(rm0), put(rv0)
+    dg, db = put(np.full(C, 7.0, np.float32)), put(np.full(C, -3.0, np.float32))
+    xk, gk, dyk = put(x), put(g), put(dy)
+    y, sm, si = fwd(dev.rt, xk, gk, put(b), rm, rv, 0.1, 1e-5, True, chunks, code, 0.2,
+                    None if bias is None else put(bias), G)
+    out = dict(y=y, mean=sm, invstd=si, rm=rm, rv=rv)
+    for accumulate in (False, True):
+        dx, _, _ = bwd(dev.rt, dyk, xk, gk, sm, si, 0.0, 1, chunks, y=y if act else None, act=code,
+                       slope=0.2, dgamma_out=dg, dbeta_out=db, accumulate=accumulate,
+                       ghost_batches=G)
+        out[f"dx{int(accumulate)}"] = Device.get(dx).copy()
+    out.update(dg=dg, db=db)
+    if G == 1:
+        dxe, dge, dbe = bwd(dev.rt, dyk, xk, gk, rm, rv, 1e-5, 0, chunks, y=y if act else None,
+                            act=code, slope=0.2)
+        out.update(dxe=dxe, dge=dge, dbe=dbe)
+    return {k: Device.get(v).copy() for k, v in out.items()}
+
+
+BN_FOLD_CASES = [((3, 5, 13, 7), 2, 1, None, False), ((6, 5, 3, 7), 5, 2, "leaky_relu", True),
+                 ((7, 4), 3, 1, "relu", True), ((8, 3, 9, 11), 41, 2, None, False),
+                 ((4, 2, 17, 13), 9, 1, "leaky_relu", False), ((9, 2, 5, 1), 8, 3, "relu", True)]
+
+
+@pytest.mark.parametrize("shape,chunks,G,act,with_bias", BN_FOLD_CASES)
+def test_batchnorm_2d_last_block_fold_is_bit_identical_to_three_launches(dev, shape, chunks, G, act,
+                                                                         with_bias, schedule):
+    """The 2-D BN forward and backward fold their partials in the grid's last block
+    (batchnorm_stats_2d, batchnorm_backward_sums_2d: 2 launches each, with the apply): bit for
+    bit the former partial + combine + apply kernels (bench/kernels/batchnorm.py v2) — y, the
+    saved and running statistics (G updates in ghost-batch order), dx, dgamma/dbeta written then
+    added, the eval backward — and the same bits on every repeated run, with the ticket counter
+    back at 0 after each; also through a captured graph replayed three times in a StaticMemory.
+    Odd sizes, chunks below/at/above the fold's 8-at-a-time loads, ghost batches 1-3."""
+    from rawgan.backend.cuda import batchnorm as bn, common
+    from rawgan.runtime import StaticMemory
+
+    old = _bench_batchnorm()
+    rt, put = dev.rt, dev.put
+    rng = np.random.default_rng(41)
+    C = shape[1]
+    x = rnd(rng, *shape, scale=2) + np.linspace(-1, 3, shape[0]).reshape(
+        (-1,) + (1,) * (len(shape) - 1)).astype(np.float32)
+    g, b, dy = rnd(rng, C), rnd(rng, C), rnd(rng, *shape)
+    bias = rnd(rng, C, scale=2) if with_bias else None
+    rm0, rv0 = np.linspace(-1, 1, C).astype(np.float32), np.linspace(0.5, 2, C).astype(np.float32)
+    args = (x, g, b, dy, chunks, G, act, bias, rm0, rv0)
+    want = _bn_2d_pair(dev, old.forward_train_v2, old.backward_v2, *args)
+    counter = common.grid_counter(rt, bn.WORKSPACE)
+    names = ("batchnorm_stats_2d", "batchnorm_apply", "batchnorm_backward_sums_2d",
+             "batchnorm_backward_apply")
+    for _ in range(3):
+        before = {k: rt.launches_by_name[k] for k in names}
+        got = _bn_2d_pair(dev, bn.forward_train, bn.backward, *args)
+        n_bwd = 3 if G == 1 else 2                           # train backward twice (+ eval)
+        assert [rt.launches_by_name[k] - before[k] for k in names] == [1, 1, n_bwd, n_bwd]
+        assert int(Device.get(counter)[0]) == 0
+        assert got.keys() == want.keys()
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+    # the values are BN's (not just the former kernels'): the reference's ghost batches
+    rm, rv = rm0.copy(), rv0.copy()
+    if act:
+        y_r, m_r, i_r = R.batchnorm_act_forward_train(x, g, b, rm, rv, 0.1, 1e-5, True, act, 0.2,
+                                                      bias, G)
+    else:
+        y_r, m_r, i_r = R.batchnorm_forward_train(x, g, b, rm, rv, 0.1, 1e-5, True, G)
+    for k, r in (("y", y_r), ("mean", m_r), ("invstd", i_r), ("rm", rm), ("rv", rv)):
+        close(want[k], r, rtol=1e-4, atol=1e-4)
+    # graph replay: forward + train backward captured once, replayed from reset running stats
+    code = bn.ACT_CODES[act] if act else 0
+    xk, gk, bk, dyk = put(x), put(g), put(b), put(dy)
+    rm_k, rv_k, rm_init, rv_init = put(rm0), put(rv0), put(rm0), put(rv0)
+    dg, db = put(np.zeros(C, np.float32)), put(np.zeros(C, np.float32))
+    bias_k = None if bias is None else put(bias)
+
+    def step():
+        y, sm, si = bn.forward_train(rt, xk, gk, bk, rm_k, rv_k, 0.1, 1e-5, True, chunks, code,
+                                     0.2, bias_k, G)
+        dx, _, _ = bn.backward(rt, dyk, xk, gk, sm, si, 0.0, 1, chunks, y=y if act else None,
+                               act=code, slope=0.2, dgamma_out=dg, dbeta_out=db, ghost_batches=G)
+        return y, sm, si, dx
+
+    mem = StaticMemory(rt)
+    with rt.static_memory(mem):
+        outs = step()                                      # eager: the buffers, then capture
+    grads = (Device.get(dg).copy(), Device.get(db).copy())  # one pass, written (accumulate = 0)
+    with rt.static_memory(mem), rt.capture() as graph:
+        step()
+    for _ in range(3):
+        rm_k[...] = rm_init
+        rv_k[...] = rv_init
+        for a in outs + (dg, db):
+            a[...] = np.nan
+        graph.launch()
+        for k, a in zip(("y", "mean", "invstd", "dx0", "rm", "rv"), outs + (rm_k, rv_k)):
+            np.testing.assert_array_equal(Device.get(a), want[k], err_msg=f"replay {k}")
+        np.testing.assert_array_equal(Device.get(dg), grads[0])
+        np.testing.assert_array_equal(Device.get(db), grads[1])
+        assert int(Device.get(counter)[0]) == 0
+
+
 def test_reductions_2d_reuse_their_workspace(dev):
     from rawgan.backend.cuda import common, conv
 
@@ -642,13 +766,14 @@ def test_reduction_cost_model_choices():
     emulator plans with the same 132 SMs): 2-D where few channels hold many elements."""
     from rawgan.backend.cuda.common import reduction_chunks
 
-    def bn(C, HW):                      # forward_train: 16 bytes per element, 2 extra launches
-        return reduction_chunks(C, 64 * HW, 16.0 * C * 64 * HW, 2)
+    def bn(C, HW):                      # forward_train: 16 bytes per element, 1 extra launch
+        return reduction_chunks(C, 64 * HW, 16.0 * C * 64 * HW, 1)   # (batchnorm.EXTRA_LAUNCHES_2D)
 
     def bias(C, HW):                    # bias gradient: 4 bytes per element, 1 extra launch
         return reduction_chunks(C, 64 * HW, 4.0 * C * 64 * HW, 1)
 
-    assert [bn(512, 16), bn(256, 64), bn(128, 256), bn(64, 1024)] == [1, 1, 5, 9]
+    assert [bn(512, 16), bn(256, 64), bn(128, 256), bn(64, 1024)] == [1, 2, 5, 9]
+    assert reduction_chunks(256, 64 * 64, 16.0 * 256 * 64 * 64, 2) == 1   # with a combine kernel
     assert [bias(3, 4096), bias(64, 1024), bias(512, 16)] == [128, 9, 1]
     assert reduction_chunks(8192, 64, 4.0 * 8192 * 64, 1) == 1          # a Linear bias: rows kernel
     assert reduction_chunks(3, 16384, 4.0 * 3 * 16384, 1) == 8         # capped by MIN_CHUNK
@@ -775,9 +900,9 @@ def test_batchnorm_ghost_launch_plan(dev):
     rt = dev.rt
     # D's 128-channel BN at batch 2 x 64 (M/G = 16384): 2-D, with chunks of each half
     assert bn.forward_chunks(rt, 128, 2 * 16384, 2) == bn.reduction_chunks(
-        256, 16384, 16.0 * 128 * 2 * 16384, extra_launches=2, sms=132, one_block_blocks=128) > 1
+        256, 16384, 16.0 * 128 * 2 * 16384, extra_launches=1, sms=132, one_block_blocks=128) > 1
     # G = 1 is the plan of before
-    assert bn.forward_chunks(rt, 512, 1024) == bn.reduction_chunks(512, 1024, 16.0 * 512 * 1024, 2, 132)
+    assert bn.forward_chunks(rt, 512, 1024) == bn.reduction_chunks(512, 1024, 16.0 * 512 * 1024, 1, 132)
     rng = np.random.default_rng(33)
     x = dev.put(rnd(rng, 8, 3, 5, 5))
     g = dev.put(np.ones(3, np.float32))
@@ -785,7 +910,7 @@ def test_batchnorm_ghost_launch_plan(dev):
     bn.forward_train(rt, x, g, g, dev.put(np.zeros(3, np.float32)), dev.put(np.ones(3, np.float32)),
                      0.1, 1e-5, False, 3, ghost_batches=2)
     after = {k: v - before.get(k, 0) for k, v in rt.launches_by_name.items() if v - before.get(k, 0)}
-    assert after == {"batchnorm_stats_partial": 1, "batchnorm_stats_combine": 1, "batchnorm_apply": 1}
+    assert after == {"batchnorm_stats_2d": 1, "batchnorm_apply": 1}
 
 
 def test_batchnorm_ghost_batches_are_deterministic(dev, monkeypatch):

@@ -102,10 +102,10 @@ def reduction_chunks(C: int, M: int, nbytes: float, extra_launches: int, sms: in
     Returns 1 when one block per channel is estimated faster (or as fast), else the number of
     chunks of the 2-D (C, chunks) form: ceil(TARGET_BLOCKS_PER_SM * sms / C), at most
     M // MIN_CHUNK. ``nbytes`` is the DRAM traffic of the whole op (the same for both forms),
-    ``extra_launches`` the kernels the 2-D form adds (a combine, and an apply where the one-block
-    form wrote its output in the same kernel). Estimates (see the constants above):
-    t1 = LAUNCH_S + stream_time(nbytes, C), t2 = (1 + extra) * LAUNCH_S + stream_time(nbytes,
-    C * chunks); the 2-D form is chosen when t2 < t1. ``one_block_blocks``: the blocks of the
+    ``extra_launches`` the kernels the 2-D form adds (an apply where the one-block form wrote its
+    output in the same kernel; the partials' combine is the 2-D kernel's last block, no launch).
+    Estimates (see the constants above): t1 = LAUNCH_S + stream_time(nbytes, C),
+    t2 = (1 + extra) * LAUNCH_S + stream_time(nbytes, C * chunks); the 2-D form is chosen when t2 < t1. ``one_block_blocks``: the blocks of the
     one-block form when it is not C (batchnorm's ghost batches: C·G reductions run by C blocks
     that loop over the G sub-batches).
     """
