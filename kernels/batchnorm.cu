@@ -17,8 +17,9 @@
 // chunk): grid = (C, chunks). Each block writes its partial result to a workspace,
 // partial[(c * chunks + b) * 2 + {0, 1}]; the grid's last block to finish ("last block done",
 // reduce.cuh grid_last_block) folds the chunks in index order, one thread per channel, in the
-// same launch; an elementwise *_apply kernel (a second launch: it needs the combined statistics
-// grid-wide) writes y or dx. Two launches (a separate combine kernel made three until issue 9).
+// same launch; an *_apply kernel (a second launch: it needs the combined statistics grid-wide)
+// writes y (grid-stride) or dx (on the same (C, chunks) grid). Two launches (a separate combine
+// kernel made three until issue 9).
 // Deterministic: every partial is a fixed per-thread order + the fixed block_reduce_sum tree, and
 // the fold order is fixed, so repeated runs are bit-identical whatever the block schedule.
 // The launcher (rawgan/backend/cuda/batchnorm.py) chooses between the two forms with the cost
@@ -31,7 +32,8 @@
 //        launch; the last block's fold is C*chunks*2 floats read by one block (~chunks/8 L2
 //        round trips per channel thread, ~0.15 us each, on the critical path; what the former
 //        combine kernel's loop cost, minus its ~3 us launch).
-//   backward (train): reads dy, x twice, writes dx: 20*E bytes, ~10 FLOP/elt; 2-D: the same.
+//   backward (train): reads dy, x twice, writes dx: 20*E bytes, ~10 FLOP/elt; 2-D: the same
+//        (backward_sums_2d reads dy, x; backward_apply reads dy, x, writes dx), one extra launch.
 // All are memory bound (<= 0.6 FLOP/byte, far below the H200's ~14 FLOP/byte FP32 balance), so
 // the bound is 16*E / 4.8 TB/s when enough blocks stream at once: G's 64-channel BN at batch 64
 // (E = 4.2 M) is 14 us at peak bandwidth, ~170 us when 64 single blocks stream alone.
@@ -51,6 +53,10 @@
 // Gradient outputs (dgamma, dbeta) are the parameter gradients themselves (views of the flat
 // gradient buffer): accumulate = 0 writes them, accumulate = 1 adds to them (D's fake pass
 // after its real pass, in the two-pass D step) — no separate accumulate/fill kernels.
+// dbias (nullable, the kernels that write dx): the gradient of the previous layer's bias folded
+// into BN (in_bias below; rawgan/layers/batchnorm.py fold_bias_into_bn), sum of dx per channel,
+// summed as dx is written (one-block: one more block_reduce_sum; 2-D: per-block partials folded
+// by batchnorm_backward_apply's last block) — saves the producer's bias_grad launch (4*E bytes).
 //
 // Ghost batches (G >= 1, training mode; Hoffer et al. 2017; rawgan/backend/reference/batchnorm.py):
 // the batch axis is split into G equal consecutive sub-batches of N/G samples (Mg = M/G elements
@@ -213,17 +219,23 @@ extern "C" __global__ void batchnorm_forward_eval(
 // only; eval passes G = 1) the block does this for each sub-batch of Mg = (N/G)*HW elements in
 // turn, with its statistics mean/stat[g*C + c]; sub-batch 0 writes (or adds, per accumulate)
 // dgamma/dbeta, the others add — as G launches would.
+// dbias (nullable): the gradient of a bias folded into BN's input (dbias[c] = sum of dx over the
+// whole channel, all G sub-batches: each thread sums the dx it writes, one block_reduce_sum at
+// the end), written (dbias_accumulate = 0) or added to (1). Replaces the producer's bias_grad
+// launch (rawgan/layers/batchnorm.py fold_bias_into_bn); mathematically 0, since BN subtracts
+// the mean, so it is the sum of dx's rounding — as the separate launch computed it.
 extern "C" __global__ void batchnorm_backward(
     const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ gamma,
     const float* __restrict__ mean, const float* __restrict__ stat, float eps, int train,
     const float* __restrict__ y, int act, float slope,
     float* __restrict__ dx, float* __restrict__ dgamma, float* __restrict__ dbeta,
-    int N, int C, int HW, int accumulate, int G)
+    int N, int C, int HW, int accumulate, int G, float* __restrict__ dbias, int dbias_accumulate)
 {
     __shared__ float scratch[32];
     const int c = blockIdx.x;
     const int Mg = (N / G) * HW;                 // elements of channel c per ghost batch
     const float gam = gamma[c];
+    float sdx = 0.0f;                            // this thread's sum of the dx it writes
 
     for (int g = 0; g < G; ++g) {
         const int j0 = g * Mg, j1 = j0 + Mg;     // this sub-batch's rows of the channel
@@ -239,13 +251,17 @@ extern "C" __global__ void batchnorm_backward(
             for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
                 const long long k = bn_index(j, c, C, HW);
                 const float xhat = (x[k] - mu) * invstd;
-                dx[k] = k0 * ((float)Mg * bn_act_grad(dy, y, k, act, slope) - db - xhat * dg);
+                const float v = k0 * ((float)Mg * bn_act_grad(dy, y, k, act, slope) - db - xhat * dg);
+                dx[k] = v;
+                sdx += v;
             }
         } else {
             const float k0 = gam * invstd;
             for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
                 const long long k = bn_index(j, c, C, HW);
-                dx[k] = bn_act_grad(dy, y, k, act, slope) * k0;
+                const float v = bn_act_grad(dy, y, k, act, slope) * k0;
+                dx[k] = v;
+                sdx += v;
             }
         }
         if (threadIdx.x == 0) {
@@ -253,12 +269,19 @@ extern "C" __global__ void batchnorm_backward(
             write_grad(dbeta + c, db, accumulate || g > 0);
         }
     }
+    if (dbias != nullptr) {                      // uniform: the whole block reduces or none
+        const float t = block_reduce_sum(sdx, scratch);
+        if (threadIdx.x == 0) {
+            write_grad(dbias + c, t, dbias_accumulate);
+        }
+    }
 }
 
 // ---- 2-D reductions ----------------------------------------------------------------------------
 // Elements of chunk b of channel c in ghost batch g (G = 1: the whole channel, Mg = M):
 // j in [g*Mg + b*chunk, g*Mg + min((b+1)*chunk, Mg)); the launcher makes every chunk non-empty
-// (chunks = ceil(Mg / chunk)). Block (g*C + c, b) of the grid (C*G, chunks) reduces that chunk.
+// (chunks = ceil(Mg / chunk)). Block (g*C + c, b) of the grid (C*G, chunks) reduces that chunk
+// (batchnorm_stats_2d, batchnorm_backward_sums_2d) or writes its dx (batchnorm_backward_apply).
 
 // The *_2d kernels below: thread 0 of block (s, chunk), s = g*C + c, stores its two sums at
 // partial[(s * chunks + chunk) * 2 + {0, 1}] (chunks = gridDim.y); the grid's last block reads
@@ -440,28 +463,64 @@ extern "C" __global__ void batchnorm_backward_sums_2d(
     }
 }
 
-// Pass 2 of the 2-D backward: dx from this pass's sums (dbeta = sums[2s], dgamma = sums[2s + 1],
-// s = g*C + c of the element's ghost batch, rows = N/G samples each; M = the elements per channel
-// of one ghost batch), exactly the formulas of batchnorm_backward (activation derivative included).
-// Launch: grid = min(ceil(N*C*HW / 256), block cap), block = 256, shared_mem = 0 (grid-stride).
+// Pass 2 of the 2-D backward: dx from this pass's sums (dbeta = sums[2s], dgamma = sums[2s + 1]),
+// exactly the formulas of batchnorm_backward (activation derivative included), over the grid of
+// pass 1: block (s, b), s = g*C + c, writes chunk b of channel c in ghost batch g (Mg = the
+// elements per channel of one ghost batch).
+// dbias (nullable; as batchnorm_backward): each block also sums the dx it writes into
+// partial[s*chunks + b] (partial: C*G*chunks floats, pass 1's workspace, free again) and the last
+// block to finish (grid_last_block, counter `done`) folds them, one thread per channel:
+// dbias[c] = sum over g = 0..G-1 of the sum over b in index order (sum_partials_volatile),
+// written (dbias_accumulate = 0) or added to (1). Deterministic; no extra launch.
+// Launch: grid = (C*G, chunks) (pass 1's), block = 32..256 (a multiple of 32), shared_mem = 0
+// (32 floats + 1 bool static). Napkin math: reads dy (and y), x once, writes dx: 12*E bytes
+// (16*E with y); the dbias fold reads C*G*chunks floats in one block (negligible).
 extern "C" __global__ void batchnorm_backward_apply(
     const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ gamma,
     const float* __restrict__ mean, const float* __restrict__ stat, float eps, int train,
     const float* __restrict__ y, int act, float slope,
-    const float* __restrict__ sums, float* __restrict__ dx, int C, int HW, int M, long long total,
-    int rows)
+    const float* __restrict__ sums, float* __restrict__ dx, int N, int C, int HW, int chunk, int G,
+    float* partial, unsigned int* done, float* __restrict__ dbias, int dbias_accumulate)
 {
-    for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < total;
-         k += (long long)blockDim.x * gridDim.x) {
-        int c;
-        const int s = bn_stat_index(k, C, HW, rows, &c);
-        const float invstd = train ? stat[s] : 1.0f / sqrtf(stat[s] + eps);
-        const float g = bn_act_grad(dy, y, k, act, slope);
+    __shared__ float scratch[32];
+    __shared__ bool last;
+    const int s = blockIdx.x, c = s % C, g = s / C;
+    const int Mg = (N / G) * HW;
+    const int j0 = g * Mg + blockIdx.y * chunk, j1 = min(j0 + chunk, (g + 1) * Mg);  // rows
+    const float mu = mean[s];
+    const float invstd = train ? stat[s] : 1.0f / sqrtf(stat[s] + eps);
+    const float gam = gamma[c];
+    const float db = sums[2 * s], dg = sums[2 * s + 1];
+    float sdx = 0.0f;                            // this thread's sum of the dx it writes
+    for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+        const long long k = bn_index(j, c, C, HW);
+        const float gk = bn_act_grad(dy, y, k, act, slope);
+        float v;
         if (train) {
-            const float xhat = (x[k] - mean[s]) * invstd;
-            dx[k] = gamma[c] * invstd / (float)M * ((float)M * g - sums[2 * s] - xhat * sums[2 * s + 1]);
+            const float xhat = (x[k] - mu) * invstd;
+            v = gam * invstd / (float)Mg * ((float)Mg * gk - db - xhat * dg);
         } else {
-            dx[k] = g * (gamma[c] * invstd);
+            v = gk * (gam * invstd);
         }
+        dx[k] = v;
+        sdx += v;
+    }
+    if (dbias == nullptr) {                      // uniform: no fold
+        return;
+    }
+    const float t = block_reduce_sum(sdx, scratch);
+    if (threadIdx.x == 0) {
+        partial[(long long)blockIdx.x * gridDim.y + blockIdx.y] = t;
+    }
+    if (!grid_last_block(done, &last)) {
+        return;
+    }
+    const int chunks = (int)gridDim.y;
+    for (int k = threadIdx.x; k < C; k += blockDim.x) {
+        float total = 0.0f;
+        for (int h = 0; h < G; ++h) {
+            total += sum_partials_volatile(partial + (long long)(h * C + k) * chunks, chunks, 1);
+        }
+        write_grad(dbias + k, total, dbias_accumulate);
     }
 }

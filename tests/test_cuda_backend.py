@@ -196,7 +196,12 @@ def test_conv_bias_folded_into_batchnorm_act(schedule, dut, shape):
         if fold:
             fold_bias_into_bn(conv, bn)
         y = bn.forward(conv.forward(B.asarray(x)))
+        rt = getattr(B.ops, "rt", None)
+        before = dict(rt.launches_by_name) if rt is not None else {}
         conv.backward(bn.backward(B.asarray(dy)))
+        if rt is not None:       # b's gradient came from the BN backward kernels: no bias_grad
+            assert not {k for k, v in rt.launches_by_name.items()
+                        if k.startswith("bias_grad") and v != before.get(k, 0)}
         bn.train(False)
         conv.train(False)
         y_eval = bn.forward(conv.forward(B.asarray(x)))
@@ -207,6 +212,38 @@ def test_conv_bias_folded_into_batchnorm_act(schedule, dut, shape):
         for i, (got, want) in enumerate(zip(res[name], res["plain"])):
             # i == 2: b's gradient, Σ of BN's dx — 0 up to rounding, compared at that level
             close(got, want, atol=5e-3 if i == 2 else 1e-4 * max(1.0, float(np.abs(want).max())))
+
+
+@pytest.mark.parametrize("lazy", ["both", "conv", "bn"])
+def test_conv_bias_folded_into_batchnorm_act_accumulates(schedule, dut, lazy):
+    """The folded bias's gradient follows conv's write/accumulate state (D's real pass writes,
+    its fake pass adds), also when only one of the two layers was lazily zeroed (then the op's
+    one accumulate flag cannot serve both, and b's gradient is a separate bias_grad) — on the
+    emulated backend as on the reference, with and without the fold."""
+    rng = np.random.default_rng(26)
+    shape = (3, 4, 6, 6)
+    C = shape[1]
+    xs = [rng.standard_normal(shape) + 0.2 for _ in range(2)]
+    dys = [rng.standard_normal(shape) for _ in range(2)]
+    res = {}
+    for name, B, fold in (("plain", NP, False), ("dut", dut, True)):
+        conv = Conv2d(B, C, C, 3, 1, "same", rng=np.random.default_rng(3))
+        bn = BatchNormAct(B, C, "leaky_relu", 0.2)
+        if fold:
+            fold_bias_into_bn(conv, bn)
+        for layer in (conv, bn):
+            layer.grads["b" if layer is conv else "gamma"][...] = B.asarray(np.full(C, 9.0))
+        for k, (x, dy) in enumerate(zip(xs, dys)):
+            if k == 0:
+                for layer in {"both": (conv, bn), "conv": (conv,), "bn": (bn,)}[lazy]:
+                    layer.zero_grad(lazy=True)
+            bn.forward(conv.forward(B.asarray(x)))
+            conv.backward(bn.backward(B.asarray(dy)))
+        res[name] = [host(a).copy() for a in (conv.grads["b"], conv.grads["w"], bn.grads["gamma"])]
+    for i, (got, want) in enumerate(zip(res["dut"], res["plain"])):
+        close(got, want, atol=5e-3 if i == 0 else 1e-4 * max(1.0, float(np.abs(want).max())))
+    # the 9s are overwritten exactly where the layer was zeroed lazily
+    assert (abs(res["dut"][0] - 9.0).max() < 0.1) == (lazy == "bn")
 
 
 @pytest.mark.parametrize("shape", [(3, 5, 7, 9), (2, 4, 32, 32)])

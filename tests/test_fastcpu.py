@@ -326,11 +326,13 @@ def test_batchnorm_ghost_batches_equal_reference(shape, layout, G, two_threads):
         grads = ops.batchnorm_backward_train(dya, xa, g, mean, invstd, ghost_batches=G)
         ya, ma, ia = ops.batchnorm_act_forward_train(xa, g, b, rm, rv, 0.1, 1e-5, True,
                                                      "leaky_relu", 0.2, bias, G)
-        dg, db = np.ones(C, np.float32), np.ones(C, np.float32)
+        dg, db, dbias = np.ones(C, np.float32), np.ones(C, np.float32), np.ones(C, np.float32)
         agrads = ops.batchnorm_act_backward_train(dya, ya, xa, g, ma, ia, "leaky_relu", 0.2, dg,
-                                                  db, True, G)
-        out[name] = (y, mean, invstd, *grads, ya, ma, ia, rm, rv, *agrads)
+                                                  db, True, G, dbias_out=dbias)
+        out[name] = (y, mean, invstd, *grads, ya, ma, ia, rm, rv, *agrads, dbias)
     assert out["fast"][1].shape == (G, C)
+    # the folded bias's gradient: added onto the ones, Σ dx (~0: BN subtracts the mean)
+    np.testing.assert_allclose(out["fast"][-1], 1.0, rtol=0, atol=1e-4)
     for got, want in zip(out["fast"], out["ref"]):
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

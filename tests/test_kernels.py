@@ -21,6 +21,8 @@ Kernel -> test:
     batchnorm.cu, bias.cu: the 2-D reductions (*_2d, *_apply)         test_reductions_2d_*
     batchnorm.cu: stats_2d/backward_sums_2d (last block folds) == the former three launches
                                                                      test_batchnorm_2d_last_block_fold_*
+    batchnorm.cu: a folded bias's gradient (dbias) from batchnorm_backward / _backward_apply
+                                                                     test_batchnorm_backward_writes_the_folded_bias_grad
     batchnorm.cu: fused activation (act = 1/2) and gradient write/accumulate flags, both forms
                                                                      test_batchnorm_act_kernels_*
     bias.cu: write/accumulate flag of bias_grad, bias_grad_rows, bias_grad_2d
@@ -210,12 +212,14 @@ def test_batchnorm_block_sizes(dev, block):
     close(y, y_r, rtol=1e-4, atol=1e-5)
     close(sm, sm_r, atol=1e-6)
     close(si, si_r, rtol=1e-5)
-    dx, dg, db = (put(np.full(s, np.nan, np.float32)) for s in ((N, C, H, W), (C,), (C,)))
+    dx, dg, db, dbias = (put(np.full(s, np.nan, np.float32)) for s in ((N, C, H, W), (C,), (C,), (C,)))
     mod.get_function("batchnorm_backward")(
         (C,), (block,), (put(dy), put(x), put(g), put(sm_r), put(si_r), f32(0), i32(1), None, i32(0),
-                         f32(0), dx, dg, db, i32(N), i32(C), i32(H * W), i32(0), i32(1)))
+                         f32(0), dx, dg, db, i32(N), i32(C), i32(H * W), i32(0), i32(1), dbias, i32(0)))
     for a, r in zip((dx, dg, db), R.batchnorm_backward_train(dy, x, g, sm_r, si_r)):
         close(a, r, rtol=1e-4, atol=1e-5)
+    # the folded bias's gradient: the sum of the dx the kernel wrote (~0: BN subtracts the mean)
+    close(dbias, Device.get(dx).astype(np.float64).sum(axis=(0, 2, 3)), rtol=0, atol=2e-5)
 
 
 # -- loss.cu -------------------------------------------------------------------------------------
@@ -747,6 +751,59 @@ def test_batchnorm_2d_last_block_fold_is_bit_identical_to_three_launches(dev, sh
         np.testing.assert_array_equal(Device.get(dg), grads[0])
         np.testing.assert_array_equal(Device.get(db), grads[1])
         assert int(Device.get(counter)[0]) == 0
+
+
+@pytest.mark.parametrize("chunks", [1, 2, 5, 41])
+@pytest.mark.parametrize("shape,G,act", [((3, 5, 13, 7), 1, None), ((6, 5, 3, 7), 2, "leaky_relu"),
+                                         ((7, 4), 1, "relu"), ((8, 3, 9, 11), 2, None),
+                                         ((9, 2, 5, 1), 3, "leaky_relu")])
+def test_batchnorm_backward_writes_the_folded_bias_grad(dev, shape, G, act, chunks):
+    """dbias_out (a conv bias folded into BN, fold_bias_into_bn): Σ dx per channel from the dx
+    kernel itself — the one-block backward's threads sum the dx they write; the 2-D apply's
+    blocks too, folded by its last block — with no extra launch; written, then added
+    (accumulate); dx, dγ, dβ bit-identical to the call without it; the same bits on a repeated
+    run; the ticket counter back at 0. Odd sizes, ghost batches, both forms, both schedules."""
+    from rawgan.backend.cuda import batchnorm as bn, common
+
+    rt, put = dev.rt, dev.put
+    rng = np.random.default_rng(42)
+    C = shape[1]
+    x = rnd(rng, *shape, scale=2) + 1.5
+    g, dy = rnd(rng, C), rnd(rng, *shape)
+    _, m_r, i_r = R.batchnorm_forward_train(x, g, g, np.zeros(C, np.float32),
+                                            np.ones(C, np.float32), 0.1, 1e-5, False, G)
+    y = R.batchnorm_act_forward_train(x, g, g, np.zeros(C, np.float32), np.ones(C, np.float32),
+                                      0.1, 1e-5, False, act, 0.2, None, G)[0] if act else None
+    code = bn.ACT_CODES[act] if act else 0
+    xk, gk, dyk, mk, ik = put(x), put(g), put(dy), put(m_r), put(i_r)
+    yk = None if y is None else put(y)
+
+    def run(dbias, accumulate):
+        dg, db = put(np.full(C, 7.0, np.float32)), put(np.full(C, -3.0, np.float32))
+        dx, _, _ = bn.backward(rt, dyk, xk, gk, mk, ik, 0.0, 1, chunks, y=yk, act=code, slope=0.2,
+                               dgamma_out=dg, dbeta_out=db, accumulate=accumulate,
+                               ghost_batches=G, dbias_out=dbias)
+        return [Device.get(a).copy() for a in (dx, dg, db)]
+
+    plain = run(None, False)
+    axes = (0,) + tuple(range(2, x.ndim))
+    want = plain[0].astype(np.float64).sum(axis=axes)
+    dbias = put(np.full(C, np.nan, np.float32))
+    runs = []
+    for accumulate in (False, True, False):
+        before = dict(rt.launches_by_name)
+        got = run(dbias, accumulate)
+        launched = {k: v - before.get(k, 0) for k, v in rt.launches_by_name.items()
+                    if v - before.get(k, 0)}
+        assert launched == ({"batchnorm_backward": 1} if chunks == 1 else
+                            {"batchnorm_backward_sums_2d": 1, "batchnorm_backward_apply": 1})
+        assert int(Device.get(common.grid_counter(rt, bn.WORKSPACE))[0]) == 0
+        for a, b in zip(got[:1] if accumulate else got, plain):   # dx; dγ, dβ when written
+            np.testing.assert_array_equal(a, b)
+        runs.append(Device.get(dbias).copy())
+    close(runs[0], want, rtol=0, atol=3e-5)              # 0 up to float32 rounding
+    np.testing.assert_array_equal(runs[1], 2 * runs[0])   # added onto the written value
+    np.testing.assert_array_equal(runs[2], runs[0])       # written again, the same bits
 
 
 def test_reductions_2d_reuse_their_workspace(dev):

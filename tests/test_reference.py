@@ -223,6 +223,37 @@ def test_batchnorm_ghost_batches_are_separate_passes(shape, G, dtype):
     np.testing.assert_allclose(dg3, dg_want - 2.0, **tol)   # written, not added, by sub-batch 0
 
 
+@pytest.mark.parametrize("shape,G", [((6, 5, 3, 7), 1), ((6, 5, 3, 7), 3), ((4, 3), 2)])
+def test_batchnorm_backward_folded_bias_grad(shape, G):
+    """dbias_out: the gradient of a bias b added to BN's input, Σ dx per channel, written then
+    added (accumulate) — in float64 it is 0 to rounding (BN's output does not depend on b), and
+    a finite difference in b agrees; dx, dγ, dβ are those of the call without it."""
+    rng = np.random.default_rng(44)
+    C = shape[1]
+    x, dy = rng.standard_normal(shape) * 2 + 1, rng.standard_normal(shape)
+    g, b = rng.standard_normal(C), rng.standard_normal(C)
+    _, mean, invstd = R.batchnorm_forward_train(x, g, b, np.zeros(C), np.ones(C), 0.1, 1e-5, False, G)
+    dbias = np.full(C, 5.0)
+    for acc in (False, True):
+        dx, dg, db = R.batchnorm_backward_train(dy, x, g, mean, invstd, None, None, acc, G,
+                                                dbias_out=dbias)
+        want = R.batchnorm_backward_train(dy, x, g, mean, invstd, ghost_batches=G)
+        for got, w in zip((dx, dg, db), want):
+            np.testing.assert_array_equal(got, w)
+    axes = (0,) + tuple(range(2, x.ndim))
+    np.testing.assert_allclose(dbias, 2 * dx.sum(axis=axes), rtol=0, atol=0)
+    assert np.abs(dbias).max() < 1e-10 * np.abs(dx).sum()
+    # d/db of sum(dy * BN(x + b)) by central differences: 0 as well
+    bs = (1, -1) + (1,) * (x.ndim - 2)
+    def loss(shift):
+        rm, rv = np.zeros(C), np.ones(C)
+        return (dy * R.batchnorm_forward_train(x + shift.reshape(bs), g, b, rm, rv, 0.1, 1e-5,
+                                               False, G)[0]).sum()
+    e = np.zeros(C)
+    e[1] = 1e-4
+    assert abs((loss(e) - loss(-e)) / 2e-4) < 1e-6
+
+
 def test_batchnorm_ghost_batches_errors():
     x = np.zeros((6, 2, 1, 1), np.float32)
     args = (np.ones(2, np.float32), np.zeros(2, np.float32), np.zeros(2, np.float32),

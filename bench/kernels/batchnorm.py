@@ -16,7 +16,9 @@ Versions (both forward and backward):
       kept here, source inline, so a GPU can compare them with v3);
   3 = kernels/batchnorm.cu's 2-D form, two launches: the same partials folded in the same order
       by the grid's last block (batchnorm_stats_2d / batchnorm_backward_sums_2d, "last block
-      done", kernels/reduce.cuh), then the apply — bit-identical to v2 (tests/test_kernels.py).
+      done", kernels/reduce.cuh), then the apply (the backward's on the (C, chunks) grid of the
+      sums, where it can also sum a folded bias's gradient) — bit-identical to v2
+      (tests/test_kernels.py).
   All SMs stream in v2/v3. The backend launches one block per channel or v3, whichever the cost
   model (rawgan/backend/cuda/common.reduction_chunks) estimates faster per shape; here v2/v3 are
   forced to at least 2 chunks so they are always exercised.
@@ -44,8 +46,8 @@ from rawgan.backend.cuda import batchnorm as bn  # noqa: E402
 V2_SOURCE = r"""
 #include "batchnorm.cu"
 // Version 2: the former 2-D partial and combine kernels (kernels/batchnorm.cu until the
-// last-block fold), on batchnorm.cu's helpers; the apply kernels are unchanged (the launcher
-// uses the production module's).
+// last-block fold) and the former grid-stride backward apply, on batchnorm.cu's helpers; the
+// forward apply is unchanged (the launcher uses the production module's).
 """ + """
 // Pass 1 of the 2-D training forward: per (ghost batch, channel, chunk) the chunk's mean and M2
 // (sum of squared deviations from the chunk mean), two passes over the chunk like the one-block
@@ -154,6 +156,32 @@ extern "C" __global__ void batchnorm_backward_combine(
     }
 }
 
+// Pass 3 of the former 2-D backward (grid-stride; the production apply now runs on pass 1's
+// grid and can sum a folded bias's gradient): dx from this pass's sums (dbeta = sums[2s], dgamma = sums[2s + 1],
+// s = g*C + c of the element's ghost batch, rows = N/G samples each; M = the elements per channel
+// of one ghost batch), exactly the formulas of batchnorm_backward (activation derivative included).
+// Launch: grid = min(ceil(N*C*HW / 256), block cap), block = 256, shared_mem = 0 (grid-stride).
+extern "C" __global__ void batchnorm_backward_apply_v2(
+    const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ gamma,
+    const float* __restrict__ mean, const float* __restrict__ stat, float eps, int train,
+    const float* __restrict__ y, int act, float slope,
+    const float* __restrict__ sums, float* __restrict__ dx, int C, int HW, int M, long long total,
+    int rows)
+{
+    for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < total;
+         k += (long long)blockDim.x * gridDim.x) {
+        int c;
+        const int s = bn_stat_index(k, C, HW, rows, &c);
+        const float invstd = train ? stat[s] : 1.0f / sqrtf(stat[s] + eps);
+        const float g = bn_act_grad(dy, y, k, act, slope);
+        if (train) {
+            const float xhat = (x[k] - mean[s]) * invstd;
+            dx[k] = gamma[c] * invstd / (float)M * ((float)M * g - sums[2 * s] - xhat * sums[2 * s + 1]);
+        } else {
+            dx[k] = g * (gamma[c] * invstd);
+        }
+    }
+}
 """
 
 
@@ -214,7 +242,8 @@ def backward_v2(rt, dy, x, gamma, mean, stat, eps, train, chunks, y=None, act=0,
          i32(HW), i32(chunk), i32(G)))
     mod.get_function("batchnorm_backward_combine")(
         (grid_1d(rt, C),), (BLOCK,), (part, sums, dgamma, dbeta, i32(C), i32(chunks), acc, i32(G)))
-    launch_1d(rt, bn.MODULE, "batchnorm_backward_apply", x.size,     # the production kernel
+    mod.get_function("batchnorm_backward_apply_v2")(
+        (grid_1d(rt, x.size),), (BLOCK,),
         (dy, x, gamma, mean, stat, f32(eps), i32(train), y, i32(act), f32(slope), sums, dx,
          i32(C), i32(HW), i32(Mg), i64(x.size), i32(N // G)))
     return dx, dgamma, dbeta

@@ -53,6 +53,12 @@ class Layer:
         self._grads_stale = False
         return accumulate
 
+    def _next_grads_accumulate(self) -> bool:
+        """What the next :meth:`_accumulate_grads` will return, without consuming it: for a layer
+        that writes one of this layer's gradients ahead of this layer's own backward
+        (BatchNormAct and the conv bias folded into it, rawgan.layers.fold_bias_into_bn)."""
+        return not self._grads_stale
+
     def train(self, mode: bool = True):
         self.training = mode
         return self

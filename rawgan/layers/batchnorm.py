@@ -116,6 +116,8 @@ class BatchNormAct(BatchNorm):
     """
 
     ACTS = ("relu", "leaky_relu")
+    computes_folded_bias_grad = True   # a conv bias folded in (fold_bias_into_bn): its gradient
+                                       # comes from this layer's backward (Conv2d skips bias_grad)
 
     def __init__(self, backend, num_features, act="relu", slope=0.2, **kwargs):
         super().__init__(backend, num_features, **kwargs)
@@ -148,9 +150,23 @@ class BatchNormAct(BatchNorm):
         out = (self.grads["gamma"], self.grads["beta"]) if self.requires_grad else (None, None)
         acc = self._accumulate_grads() if self.requires_grad else False
         if self.mode_train:
+            conv = self.bias_from
+            if conv is not None and conv.requires_grad and conv.bias_grad_by is self:
+                # the folded bias's gradient (Σ dx) from the BN backward kernels themselves;
+                # conv's backward (next) skips its bias_grad, and writes or adds as we do here
+                db_out = conv.grads["b"]
+                acc_b = conv._next_grads_accumulate()
+            else:
+                db_out, acc_b = None, acc
+            # one accumulate flag for all the op's gradients: when ours and conv's differ (only
+            # after a lazy zero_grad of one of the two layers), b's gradient is a bias_grad
+            fused = db_out is not None and (out[0] is None or acc_b == acc)
             dx, _, _ = ops.batchnorm_act_backward_train(
                 dy, self.y, self.x, p["gamma"], self.save_mean, self.save_invstd, self.act,
-                self.slope, *out, accumulate=acc, ghost_batches=self.ghost)
+                self.slope, *out, accumulate=acc_b if fused else acc, ghost_batches=self.ghost,
+                dbias_out=db_out if fused else None)
+            if db_out is not None and not fused:
+                ops.bias_grad(dx, out=db_out, accumulate=acc_b)
         else:
             dx, _, _ = ops.batchnorm_act_backward_eval(
                 dy, self.y, self.x, p["gamma"], buf["running_mean"], buf["running_var"], self.eps,
@@ -168,9 +184,11 @@ def fold_bias_into_bn(conv, bn: BatchNormAct) -> None:
     if b were added. Exact — train-mode BN subtracts the batch mean, so x + b and x give the same
     output and statistics; only the running mean, which tracks mean(x + b), gets + b (inside the
     BN kernel on CUDA; rawgan.backend.reference.batchnorm.batchnorm_act_forward_train, in_bias,
-    is the plain formula). b's gradient is unchanged: conv's backward still sums its dy (BN's
-    dx). In eval mode (running statistics) conv adds its bias as usual. Saves one bias_add
-    launch per training forward. Raises ValueError unless conv has a bias of bn's channels.
+    is the plain formula). b's gradient is unchanged: the sum of conv's dy (BN's dx) — computed by bn's backward kernels as they write dx (the ``dbias_out`` of
+    ``batchnorm_act_backward_train``), so conv's backward skips its bias_grad. In eval mode
+    (running statistics) conv adds its bias as usual. Saves one bias_add launch per training
+    forward and one bias_grad launch per backward. Raises ValueError unless conv has a bias of
+    bn's channels.
     """
     if "b" not in conv.params or tuple(conv.params["b"].shape) != (bn.num_features,):
         raise ValueError(f"fold_bias_into_bn: {conv} has no per-channel bias of "

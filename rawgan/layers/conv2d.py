@@ -39,6 +39,7 @@ class Conv2d(Layer):
         self._add_param("w", rng.normal(0, init_std, (out_channels, in_channels, kh, kw)))
         if bias:
             self._add_param("b", np.zeros(out_channels))
+        self.bias_grad_by = None      # the layer computing b's gradient in the last forward's pass
 
     def pad_for(self, H, W):
         """(top, bottom, left, right) padding used for an H×W input."""
@@ -64,6 +65,10 @@ class Conv2d(Layer):
         # b is None while the bias is folded into the next layer in training mode
         # (fold_bias_into_bn, fold_bias_into_act)
         b = None if self.bias_into is not None and self.bias_into.training else self.params.get("b")
+        # ... and the layer it is folded into may also compute its gradient (BatchNormAct)
+        folded = b is None and "b" in self.params
+        self.bias_grad_by = (self.bias_into if folded and getattr(
+            self.bias_into, "computes_folded_bias_grad", False) else None)
         self.cols = None
         if self.training and self.requires_grad:      # the backward's wgrad will reuse the cols
             y, self.cols = self.B.ops.conv2d_fprop(x, self.params["w"], b, self.stride, self.pad,
@@ -80,7 +85,7 @@ class Conv2d(Layer):
             ops.conv2d_wgrad(dy, self.x, w.shape, self.stride, self.pad, out=self.grads["w"],
                              accumulate=acc, cols=self.cols)
             self.cols = None                              # used once: free them
-            if "b" in self.grads:
+            if "b" in self.grads and self.bias_grad_by is None:   # else written by bias_grad_by
                 ops.bias_grad(dy, out=self.grads["b"], accumulate=acc)
         if not need_dx:
             return None

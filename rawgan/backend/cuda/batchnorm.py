@@ -15,8 +15,9 @@ cost model ``common.reduction_chunks`` (H200 constants, also in emulation):
   ``batchnorm_stats_2d`` / ``batchnorm_backward_sums_2d`` over grid = (C, chunks) write
   per-(channel, chunk) partials into the workspace ``common.workspace(rt, "batchnorm", ...)``,
   and the grid's last block folds them in index order (one thread per channel; "last block
-  done", ticket counter ``common.grid_counter(rt, "batchnorm")``); ``*_apply`` (grid-stride)
-  writes y or dx. Two launches; bit-identical across runs.
+  done", ticket counter ``common.grid_counter(rt, "batchnorm")``); then ``batchnorm_apply``
+  (grid-stride) writes y, or ``batchnorm_backward_apply`` (on the same (C·G, chunks) grid) dx.
+  Two launches; bit-identical across runs.
 
 forward_eval — grid-stride, grid = min(ceil(N·C·H·W / 256), block cap), block = 256.
 
@@ -28,7 +29,10 @@ not a training step) stays BN-eval + the activation kernel.
 
 Parameter gradients: ``dgamma_out``/``dbeta_out`` (views of the flat gradient buffer) are
 written by the reduction kernels themselves, or added to with ``accumulate=True``; no
-accumulate/fill kernels.
+accumulate/fill kernels. ``dbias_out`` (training backwards): the gradient of a conv bias folded
+into BN (rawgan.layers.fold_bias_into_bn), Σ dx per channel, summed by the kernel that writes dx
+(one-block: a block reduction at its end; 2-D: per-block partials folded by the apply's last
+block) — the conv's bias_grad launch is saved.
 
 Ghost batches (``ghost_batches`` = G, training ops; semantics: the reference module): the same
 launches as G = 1, with G passed to the kernels — the one-block form's blocks loop over the G
@@ -171,14 +175,15 @@ def _grad_buffer(rt, out, C, dtype):
 
 
 def backward(rt, dy, x, gamma, mean, stat, eps, train, chunks=None, y=None, act=0, slope=0.0,
-             dgamma_out=None, dbeta_out=None, accumulate=False, ghost_batches=1):
+             dgamma_out=None, dbeta_out=None, accumulate=False, ghost_batches=1, dbias_out=None):
     """Both backwards: ``(dx, dgamma, dbeta)``. ``train`` = 1 (mean/stat = save_mean/save_invstd)
     or 0 (running_mean/running_var); ``chunks`` None = the cost model's choice, 1 = one block per
     channel, > 1 = the 2-D form (chunks per sub-batch); ``act`` (0 = none, 1 ReLU, 2
     LeakyReLU(slope)) with ``y`` the forward's output: dy is the gradient of the activation's
     output. ``dgamma_out``/``dbeta_out``: the gradient buffers written (``accumulate``: added to)
     by the kernels. ``ghost_batches`` G (train = 1 only; must divide N): mean/stat are the
-    forward's (G, C) statistics."""
+    forward's (G, C) statistics. ``dbias_out`` (C,): the gradient of a bias folded into x
+    (sum of dx per channel), written (``accumulate``: added to) by the dx kernel itself."""
     dy, x = contiguous(rt, dy), contiguous(rt, x)
     y = None if y is None else contiguous(rt, y)
     N, C, HW = channels_hw(x)
@@ -193,11 +198,13 @@ def backward(rt, dy, x, gamma, mean, stat, eps, train, chunks=None, y=None, act=
     dgamma = _grad_buffer(rt, dgamma_out, C, x.dtype)
     dbeta = _grad_buffer(rt, dbeta_out, C, x.dtype)
     acc = i32(1 if accumulate and dgamma_out is not None else 0)
+    dbias = None if dbias_out is None else _grad_buffer(rt, dbias_out, C, x.dtype)
+    acc_bias = i32(1 if accumulate else 0)
     if chunks <= 1:
         kernel(rt, MODULE, "batchnorm_backward")(
             (C,), (reduce_block(rt, Mg),),
             (dy, x, gamma, mean, stat, f32(eps), i32(train), y, i32(act), f32(slope), dx, dgamma,
-             dbeta, i32(N), i32(C), i32(HW), acc, i32(G)))
+             dbeta, i32(N), i32(C), i32(HW), acc, i32(G), dbias, acc_bias))
         return dx, dgamma, dbeta
     chunk, chunks = chunk_plan(Mg, chunks)
     check_int32("2-D reduction chunk end", N * HW + chunk)
@@ -209,20 +216,24 @@ def backward(rt, dy, x, gamma, mean, stat, eps, train, chunks=None, y=None, act=
         (dy, x, mean, stat, f32(eps), i32(train), y, i32(act), f32(slope), part,
          grid_counter(rt, WORKSPACE), sums, dgamma, dbeta, i32(N), i32(C), i32(HW), i32(chunk),
          acc, i32(G)))
-    launch_1d(rt, MODULE, "batchnorm_backward_apply", x.size,
-              (dy, x, gamma, mean, stat, f32(eps), i32(train), y, i32(act), f32(slope), sums, dx,
-               i32(C), i32(HW), i32(Mg), i64(x.size), i32(N // G)))
+    kernel(rt, MODULE, "batchnorm_backward_apply")(     # pass 1's grid; part is free again
+        (C * G, chunks), (reduce_block(rt, chunk),),
+        (dy, x, gamma, mean, stat, f32(eps), i32(train), y, i32(act), f32(slope), sums, dx,
+         i32(N), i32(C), i32(HW), i32(chunk), i32(G), part, grid_counter(rt, WORKSPACE), dbias,
+         acc_bias))
     return dx, dgamma, dbeta
 
 
 def batchnorm_backward_train(rt, dy, x, gamma, save_mean, save_invstd, dgamma_out=None,
-                             dbeta_out=None, accumulate=False, ghost_batches=1):
+                             dbeta_out=None, accumulate=False, ghost_batches=1, dbias_out=None):
     """Training backward (batch-coupled). Returns ``(dx, dgamma, dbeta)``; gradient buffers as
     the reference (written, or added to with ``accumulate``); ``ghost_batches`` G with the
-    forward's (G, C) statistics (sub-batch 0 writes or adds, the others add)."""
+    forward's (G, C) statistics (sub-batch 0 writes or adds, the others add); ``dbias_out``: a
+    folded bias's gradient, sum of dx per channel, computed by the dx kernel (no launch)."""
     G = ghost_split(x, ghost_batches)
     return backward(rt, dy, x, gamma, save_mean, save_invstd, 0.0, 1, dgamma_out=dgamma_out,
-                    dbeta_out=dbeta_out, accumulate=accumulate, ghost_batches=G)
+                    dbeta_out=dbeta_out, accumulate=accumulate, ghost_batches=G,
+                    dbias_out=dbias_out)
 
 
 def batchnorm_backward_eval(rt, dy, x, gamma, running_mean, running_var, eps, dgamma_out=None,
@@ -244,14 +255,16 @@ def batchnorm_act_forward_eval(rt, x, gamma, beta, running_mean, running_var, ep
 
 def batchnorm_act_backward_train(rt, dy, y, x, gamma, save_mean, save_invstd, act, slope=0.0,
                                  dgamma_out=None, dbeta_out=None, accumulate=False,
-                                 ghost_batches=1):
+                                 ghost_batches=1, dbias_out=None):
     """Training backward of BN + ``act`` given dy (of the activation's output y) and the BN input
     x: the activation's derivative is applied inside the BN backward kernels. Returns
-    ``(dx, dgamma, dbeta)``; ``ghost_batches`` as :func:`batchnorm_backward_train`."""
+    ``(dx, dgamma, dbeta)``; ``ghost_batches`` and ``dbias_out`` as
+    :func:`batchnorm_backward_train`."""
     G = ghost_split(x, ghost_batches)
     return backward(rt, dy, x, gamma, save_mean, save_invstd, 0.0, 1, y=y,
                     act=act_code(act, slope), slope=slope, dgamma_out=dgamma_out,
-                    dbeta_out=dbeta_out, accumulate=accumulate, ghost_batches=G)
+                    dbeta_out=dbeta_out, accumulate=accumulate, ghost_batches=G,
+                    dbias_out=dbias_out)
 
 
 def batchnorm_act_backward_eval(rt, dy, y, x, gamma, running_mean, running_var, eps, act,

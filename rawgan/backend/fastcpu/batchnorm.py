@@ -99,11 +99,12 @@ def _forward_rows(X, y2, gamma, beta, eps):
 
 
 def batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd, dgamma_out=None,
-                             dbeta_out=None, accumulate=False, ghost_batches=1):
+                             dbeta_out=None, accumulate=False, ghost_batches=1, dbias_out=None):
     """Training-mode backward. Returns ``(dx, dgamma, dbeta)``; dx in the memory order of x;
     ``dgamma_out``/``dbeta_out``/``accumulate`` as in the reference (gradient buffers written or
     added to); ``ghost_batches`` G as the reference (per sub-batch row range, dγ/dβ summed in
-    order).
+    order); ``dbias_out``: a folded bias's gradient Σ dx per channel (the column sums of the dx
+    rows), written or added to as the reference.
 
     Rows form: dx = A·dy + Bc·(x − μ) + Cc per channel, with A = γ·invstd,
     Bc = −γ·invstd²·dγ/M (dγ = invstd·Σ dy·(x − μ)) and Cc = −γ·invstd·dβ/M — the reference's
@@ -113,7 +114,7 @@ def batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd, dgamma_out=No
     X = _rows(x)
     if X is None or x.ndim != dy.ndim:
         return reference.batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd,
-                                                  dgamma_out, dbeta_out, accumulate, G)
+                                                  dgamma_out, dbeta_out, accumulate, G, dbias_out)
     M, C = X.shape
     Mg = M // G
     dyt = dy.transpose(0, 2, 3, 1) if dy.ndim == 4 else dy
@@ -129,6 +130,8 @@ def batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd, dgamma_out=No
         dgamma, dbeta = _backward_rows(DY[rows], X[rows], t[rows], gamma, mean[g], invstd[g])
         dg = write_grad(dg, dgamma, accumulate or g > 0)
         db = write_grad(db, dbeta, accumulate or g > 0)
+    if dbias_out is not None:
+        write_grad(dbias_out, _colsum(t), accumulate)
     dx = t.reshape(x.shape[0], *x.shape[2:], C).transpose(0, 3, 1, 2) if x.ndim == 4 else t
     return dx, dg, db
 
@@ -192,7 +195,8 @@ def batchnorm_act_forward_train(x, gamma, beta, running_mean, running_var, momen
 
 def batchnorm_act_backward_train(dy, y, x, gamma, save_mean, save_invstd, act, slope=0.0,
                                  dgamma_out=None, dbeta_out=None, accumulate=False,
-                                 ghost_batches=1):
+                                 ghost_batches=1, dbias_out=None):
     """reference.batchnorm_act_backward_train with this package's BN and activations."""
     return batchnorm_backward_train(_act_backward(dy, y, act, slope), x, gamma, save_mean,
-                                    save_invstd, dgamma_out, dbeta_out, accumulate, ghost_batches)
+                                    save_invstd, dgamma_out, dbeta_out, accumulate, ghost_batches,
+                                    dbias_out)

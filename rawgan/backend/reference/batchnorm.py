@@ -101,13 +101,21 @@ def update_running_stats(running_mean, running_var, mean, var, M, momentum, unbi
 
 
 def batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd, dgamma_out=None,
-                             dbeta_out=None, accumulate=False, ghost_batches=1):
+                             dbeta_out=None, accumulate=False, ghost_batches=1, dbias_out=None):
     """Training-mode backward. Returns ``(dx, dgamma, dbeta)``.
 
     ``dgamma_out``/``dbeta_out``: gradient buffers written (``accumulate``: added to) and
     returned in place of new arrays, as :func:`~.tensor.write_grad`. ``ghost_batches`` G: as the
     forward's, with its (G, C) saved statistics; one call per sub-batch in order, the first
-    writing (or adding, per ``accumulate``) dγ/dβ, the others adding."""
+    writing (or adding, per ``accumulate``) dγ/dβ, the others adding. ``dbias_out`` (C,): also
+    the gradient of a bias b added to x before BN (a convolution's bias folded into BN,
+    rawgan.layers.fold_bias_into_bn), db = Σ dx over N, H, W, written (``accumulate``: added
+    to) into it — 0 up to rounding, since train-mode BN subtracts the batch mean."""
+    if dbias_out is not None:
+        dx, dg, db = batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd, dgamma_out,
+                                              dbeta_out, accumulate, ghost_batches)
+        write_grad(dbias_out, dx.sum(axis=_axes_and_shape(x)[0]), accumulate)
+        return dx, dg, db
     G = ghost_split(x, ghost_batches)
     if G > 1:
         C = x.shape[1]
@@ -200,12 +208,13 @@ def batchnorm_act_forward_eval(x, gamma, beta, running_mean, running_var, eps, a
 
 def batchnorm_act_backward_train(dy, y, x, gamma, save_mean, save_invstd, act, slope=0.0,
                                  dgamma_out=None, dbeta_out=None, accumulate=False,
-                                 ghost_batches=1):
+                                 ghost_batches=1, dbias_out=None):
     """Backward of y = act(BN(x)) (training mode) given dy (like y), the output y and the input x.
-    Returns ``(dx, dgamma, dbeta)``; gradient buffers and ``ghost_batches`` as
+    Returns ``(dx, dgamma, dbeta)``; gradient buffers, ``ghost_batches`` and ``dbias_out`` as
     :func:`batchnorm_backward_train`."""
     return batchnorm_backward_train(_act_backward(dy, y, act, slope), x, gamma, save_mean,
-                                    save_invstd, dgamma_out, dbeta_out, accumulate, ghost_batches)
+                                    save_invstd, dgamma_out, dbeta_out, accumulate, ghost_batches,
+                                    dbias_out)
 
 
 def batchnorm_act_backward_eval(dy, y, x, gamma, running_mean, running_var, eps, act, slope=0.0,
