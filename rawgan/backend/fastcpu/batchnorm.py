@@ -103,8 +103,8 @@ def batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd, dgamma_out=No
     """Training-mode backward. Returns ``(dx, dgamma, dbeta)``; dx in the memory order of x;
     ``dgamma_out``/``dbeta_out``/``accumulate`` as in the reference (gradient buffers written or
     added to); ``ghost_batches`` G as the reference (per sub-batch row range, dγ/dβ summed in
-    order); ``dbias_out``: a folded bias's gradient Σ dx per channel (the column sums of the dx
-    rows), written or added to as the reference.
+    order); ``dbias_out``: a folded bias's gradient Σ dx per channel (the sum bias_grad of dx
+    computed before the fold), written or added to as the reference.
 
     Rows form: dx = A·dy + Bc·(x − μ) + Cc per channel, with A = γ·invstd,
     Bc = −γ·invstd²·dγ/M (dγ = invstd·Σ dy·(x − μ)) and Cc = −γ·invstd·dβ/M — the reference's
@@ -130,9 +130,9 @@ def batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd, dgamma_out=No
         dgamma, dbeta = _backward_rows(DY[rows], X[rows], t[rows], gamma, mean[g], invstd[g])
         dg = write_grad(dg, dgamma, accumulate or g > 0)
         db = write_grad(db, dbeta, accumulate or g > 0)
-    if dbias_out is not None:
-        write_grad(dbias_out, _colsum(t), accumulate)
     dx = t.reshape(x.shape[0], *x.shape[2:], C).transpose(0, 3, 1, 2) if x.ndim == 4 else t
+    if dbias_out is not None:                       # bias_grad(dx)'s sum: the same bits
+        write_grad(dbias_out, dx.sum(axis=(0,) + tuple(range(2, dx.ndim))), accumulate)
     return dx, dg, db
 
 
