@@ -184,7 +184,8 @@ def fold_bias_into_bn(conv, bn: BatchNormAct) -> None:
     if b were added. Exact — train-mode BN subtracts the batch mean, so x + b and x give the same
     output and statistics; only the running mean, which tracks mean(x + b), gets + b (inside the
     BN kernel on CUDA; rawgan.backend.reference.batchnorm.batchnorm_act_forward_train, in_bias,
-    is the plain formula). b's gradient is unchanged: the sum of conv's dy (BN's dx) — computed by bn's backward kernels as they write dx (the ``dbias_out`` of
+    is the plain formula). b's gradient is unchanged: the sum of conv's dy (BN's dx) — computed
+    by bn's backward kernels as they write dx (the ``dbias_out`` of
     ``batchnorm_act_backward_train``), so conv's backward skips its bias_grad. In eval mode
     (running statistics) conv adds its bias as usual. Saves one bias_add launch per training
     forward and one bias_grad launch per backward. Raises ValueError unless conv has a bias of

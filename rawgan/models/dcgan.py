@@ -11,9 +11,9 @@ Sizes follow the TensorFlow reference the paper matches (carpedm20/DCGAN-tensorf
 
 BN + ReLU/LeakyReLU pairs are ``BatchNormAct`` layers (one fused op on the CUDA backend; the
 same values as the two layers); D's conv biases before them are folded into their training
-forward (``fold_bias_into_bn``: exact, BN subtracts the batch mean; the bias still trains and
-still shifts the running mean), and conv1's into its LeakyReLU (``fold_bias_into_act``).
-Parameter gradients are written straight into the flat
+forward (``fold_bias_into_bn``: exact, BN subtracts the batch mean; the bias still trains, its
+gradient summed by BN's backward, and still shifts the running mean), and conv1's into its
+LeakyReLU (``fold_bias_into_act``). Parameter gradients are written straight into the flat
 gradient buffers (``zero_grad(lazy=True)``: no fill or accumulate kernels; see layers/base.py).
 Biases on every conv/linear; weights N(0, 0.02) (the TF code uses a truncated normal for D's
 convs — a 2σ truncation that changes nothing measurable; we use the plain normal everywhere, as
@@ -85,7 +85,7 @@ def build_discriminator(B, ndf=64, channels=3, image_size=64, rng=None):
     layers = [conv1, act1]
     for cin, cout in zip(c[:-1], c[1:]):
         conv, bn = Conv2d(B, cin, cout, 5, 2, "same", rng=rng), BatchNormAct(B, cout, "leaky_relu", 0.2)
-        fold_bias_into_bn(conv, bn)          # conv's + b happens only in bn's running mean
+        fold_bias_into_bn(conv, bn)          # conv's + b only in bn's running mean; db from bn
         layers += [conv, bn]
     layers += [Flatten(B), Linear(B, c[-1] * s * s, 1, rng=rng)]
     net = Sequential(B, layers)
