@@ -22,7 +22,8 @@ def load(stem):
 
 
 def test_one_file_per_kernel_family():
-    assert FAMILIES == ["activations", "adam", "batchnorm", "bias", "conv", "loss", "pad", "rng"]
+    assert FAMILIES == ["activations", "adam", "batchnorm", "bias", "conv", "loss", "pad", "rng",
+                        "tensor"]
 
 
 @pytest.mark.parametrize("stem", FAMILIES)

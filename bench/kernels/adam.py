@@ -3,10 +3,13 @@
     python bench/kernels/adam.py [--emulated] [--check-only] [--fast]
 
 Napkin math: per parameter reads p, g, m, v and writes p, m, v: 28 bytes, ~12 FLOPs (0.4
-FLOP/byte: memory bound). G (3.58 M parameters at ngf 64): 100 MB = 21 us at 4.8 TB/s; D (2.76 M):
-16 us.
+FLOP/byte: memory bound). G (5,135,363 parameters at ngf 64): 144 MB = 30 us at 4.8 TB/s; D
+(4,316,545): 121 MB = 25 us.
 
-Versions: production only (1 = grid-stride, bias corrections folded into two host scalars).
+Kernels: ``adam_update`` (bias corrections folded into two host scalars: the optimizer outside a
+device-resident step) and ``adam_step_dev`` (the training step's: the step count t on the device,
+the bias corrections computed by every block, t advanced by the grid's last block — one launch).
+Versions: production only (1 = grid-stride).
 """
 import sys
 from pathlib import Path
@@ -44,8 +47,31 @@ def prod(rt, p, g, m, v):
     return p, m, v
 
 
+def step_cases(fast):
+    out = []
+    for c in cases(fast):
+        c.inputs["t"] = np.array([T - 1], np.int64)      # the kernel advances it to T
+        out.append(Case(c.name, c.inputs, nbytes=c.nbytes))
+    return out
+
+
+def step_ref(p, g, m, v, t):
+    p, m, v, t = p.copy(), m.copy(), v.copy(), t.copy()
+    R.adam_step(p, g, m, v, t, LR, B1, B2, EPS)
+    return p, m, v, t
+
+
+def step_prod(rt, p, g, m, v, t):
+    make_ops(rt).adam_step(p, g, m, v, t, LR, B1, B2, EPS)
+    return p, m, v, t
+
+
 KERNELS = [Kernel("adam_update", ref, [Version(1, "grid-stride, fused", prod, production=True)],
-                  cases, rtol=1e-6, atol=1e-9)]
+                  cases, rtol=1e-6, atol=1e-9),
+           Kernel("adam_step_dev", step_ref,
+                  [Version(1, "grid-stride, t on the device, last block advances it", step_prod,
+                           production=True)],
+                  step_cases, exact=True)]
 
 if __name__ == "__main__":
     sys.exit(run_family("adam", KERNELS))

@@ -9,6 +9,9 @@ step: 25.6 KB, pure launch latency.
 
 Versions: production only (1 = grid-stride, counter (i, offset)). The uniform is bitwise equal to
 the NumPy reference; the normal agrees to float32 rounding of log/cos/sqrt.
+``philox_uniform_next`` (the launch with a device offset) is the training step's form: the
+position is read from a device counter, which the grid's last block advances by n (checked: the
+values and the new offset).
 """
 import sys
 from pathlib import Path
@@ -29,6 +32,20 @@ def cases(fast):
     return [Case(name, {"n": n}, nbytes=4 * n) for name, n in sizes]
 
 
+def dev_cases(fast):
+    return [Case(c.name, {"n": c.inputs["n"], "offset": np.array([OFFSET], np.uint64)},
+                 nbytes=c.nbytes) for c in cases(fast)]
+
+
+def dev_ref(n, offset):
+    offset = offset.copy()
+    return R.philox_uniform_next(n, SEED, offset, -1.0, 1.0, np.float32), offset
+
+
+def dev_prod(rt, n, offset):
+    return make_ops(rt).philox_uniform_next(n, SEED, offset, -1.0, 1.0, np.float32), offset
+
+
 KERNELS = [
     Kernel("philox_uniform", lambda n: (R.philox_uniform(n, SEED, OFFSET, -1.0, 1.0, np.float32),),
            [Version(1, "grid-stride", lambda rt, n: (make_ops(rt).philox_uniform(n, SEED, OFFSET, -1.0, 1.0,
@@ -39,6 +56,9 @@ KERNELS = [
            [Version(1, "grid-stride, Box-Muller", lambda rt, n: (make_ops(rt).philox_normal(
                n, SEED, OFFSET, 0.0, 1.0, np.float32),), production=True)],
            cases, rtol=1e-5, atol=1e-5),
+    Kernel("philox_uniform_next", dev_ref,
+           [Version(1, "grid-stride, last block advances the offset", dev_prod, production=True)],
+           dev_cases, exact=True),
 ]
 
 if __name__ == "__main__":
