@@ -66,3 +66,21 @@ def test_bn_backward_ops_reject_saved_statistics_of_another_ghost_count(name):
     # the matching pair still works and equals the reference's
     dx = B.to_numpy(ops.batchnorm_backward_train(dy, x, g, sm, si, ghost_batches=2)[0])
     assert np.isfinite(dx).all() and dx.shape == (6, 4, 3, 3)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_halves_loss_rejects_an_empty_batch(name):
+    """0 logits (two empty halves) was a ZeroDivisionError; now the op's ValueError, as an odd
+    batch."""
+    from rawgan.layers import SigmoidBCEWithLogits
+
+    B = get_backend(name)
+    loss = SigmoidBCEWithLogits(B)
+    for shape in ((0, 1), (5, 1)):
+        with pytest.raises(ValueError, match=r"does not split into two non-empty halves"):
+            loss.forward_backward_halves(B.asarray(np.zeros(shape, np.float32)), (1.0, 0.0))
+    (l0, l1), _, _, total = loss.forward_backward_halves(B.asarray(np.zeros((2, 1), np.float32)),
+                                                         (1.0, 0.0))
+    np.testing.assert_allclose([float(B.to_numpy(l0)), float(B.to_numpy(l1)),
+                                float(B.to_numpy(total))], [np.log(2), np.log(2), 2 * np.log(2)],
+                               rtol=1e-6)
