@@ -45,7 +45,7 @@ def halves_targets(logits, targets):
                         "numbers")
     if logits.ndim < 1 or logits.shape[0] % 2 or logits.size == 0:
         raise ValueError(f"sigmoid_bce_with_logits_forward_backward_halves: the batch of logits of "
-                         f"shape {tuple(logits.shape)} does not split into two non-empty halves")
+                         f"shape {tuple(logits.shape)} does not split into two halves (even, non-empty)")
     return float(targets[0]), float(targets[1])
 
 
