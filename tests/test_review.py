@@ -61,7 +61,8 @@ def test_bn_backward_ops_reject_saved_statistics_of_another_ghost_count(name):
                                               0.1, 1e-5, False, 1)
     with pytest.raises(ValueError, match=r"save_mean of shape \(4,\) does not fit ghost_batches=2"):
         ops.batchnorm_backward_train(dy, x, g, sm1, si1, ghost_batches=2)
-    with pytest.raises(ValueError, match=r"save_invstd of shape \(4,\) does not fit ghost_batches=2"):
+    with pytest.raises(ValueError,
+                       match=r"save_invstd of shape \(4,\) does not fit ghost_batches=2"):
         ops.batchnorm_backward_train(dy, x, g, sm, si1, ghost_batches=2)
     # the matching pair still works and equals the reference's
     dx = B.to_numpy(ops.batchnorm_backward_train(dy, x, g, sm, si, ghost_batches=2)[0])
