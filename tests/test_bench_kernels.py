@@ -95,3 +95,11 @@ def test_inline_benchmark_kernels_compile_for_sm90_without_spills():
         assert not log.strip(), log
         rows = ptxas.kernel_resources(f"bench_{stem}", "sm_90", source=src, ptxas=exe)
         assert rows and all(r.clean for r in rows), rows
+
+
+def test_harness_rejects_a_negative_warmup(capsys):
+    """--warmup -1 was taken as 0 warm-up runs; like --repeat it is an argparse error now."""
+    with pytest.raises(SystemExit) as e:
+        harness.run_family("toy", [], ["--emulated", "--warmup", "-1"])
+    assert e.value.code == 2
+    assert "argument --warmup: must be >= 0, got -1" in capsys.readouterr().err

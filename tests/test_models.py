@@ -144,3 +144,11 @@ def test_d_step_in_one_pass_needs_equal_halves():
     model = DCGAN(B, ngf=4, ndf=4, seed=0)
     with pytest.raises(ValueError, match="same size in one pass"):
         model.d_step(B.zeros((4, 3, 64, 64)), B.zeros((2, 100)))
+    # rejected before anything ran: G's BN running statistics (G(z) used to run first, with a
+    # k = 2 momentum) and the cached G(z) are as before
+    bufs = [(k, B.to_numpy(v).copy()) for k, v in model.G.named_buffers()]
+    with pytest.raises(ValueError, match=r"real batch \(4\) and z \(2\)"):
+        model.d_step(B.zeros((4, 3, 64, 64)), B.asarray(np.ones((2, 100))), g_running_updates=2)
+    for k, v in bufs:
+        np.testing.assert_array_equal(B.to_numpy(dict(model.G.named_buffers())[k]), v, err_msg=k)
+    assert dict(bufs)["2.running_var"][0] == 1.0 and model._fake is None

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from rawgan.argtypes import positive_int  # noqa: E402
+from rawgan.argtypes import nonnegative_int, positive_int  # noqa: E402
 
 H200_BYTES_PER_S = 4.8e12
 H200_FP32_FLOPS = 67e12
@@ -164,7 +164,7 @@ def run_family(family: str, kernels: list, argv=None) -> int:
     p.add_argument("--check-only", action="store_true", help="no timing")
     p.add_argument("--kernel", help="only this kernel (name)")
     p.add_argument("--version", type=positive_int, help="only this version number")
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--warmup", type=nonnegative_int, default=3)
     p.add_argument("--repeat", type=positive_int, default=20)
     args = p.parse_args(argv)
     if args.kernel and args.kernel not in {k.name for k in kernels}:

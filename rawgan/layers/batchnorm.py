@@ -44,7 +44,10 @@ class BatchNorm(Layer):
         self.buffers["running_mean"] = backend.zeros((num_features,))
         self.buffers["running_var"] = backend.asarray(np.ones(num_features))
 
-    def _check_bn_input(self, x):
+    def _check_bn_input(self, x) -> int:
+        """Checks ``x`` for this mode; returns the ghost batches its training forward uses (1 in
+        eval mode). Sets nothing, so a rejected input leaves the last forward's state (its x,
+        saved statistics and G) for its backward."""
         if not hasattr(x, "dtype") or x.ndim not in (2, 4):
             raise ValueError(f"{self}: expected a 2-D (N, F) or 4-D (N, C, H, W) input, got shape "
                              f"{tuple(getattr(x, 'shape', ()))}")
@@ -52,7 +55,6 @@ class BatchNorm(Layer):
         if self.training and x.size // x.shape[1] < 2:
             raise ValueError(f"{self}: training mode needs more than one value per channel, "
                              f"got input of shape {tuple(x.shape)}")
-        self.ghost = 1
         if self.training:
             G = self.ghost_batches
             if isinstance(G, bool) or not isinstance(G, (int, np.integer)) or G < 1:
@@ -63,13 +65,13 @@ class BatchNorm(Layer):
             if G > 1 and (x.size // x.shape[1]) // G < 2:
                 raise ValueError(f"{self}: ghost_batches={G} leaves a single value per channel "
                                  f"in each sub-batch of an input of shape {tuple(x.shape)}")
-            self.ghost = int(G)              # what the backward must use
+            return int(G)
+        return 1
 
     def forward(self, x):
-        self._check_bn_input(x)
+        ghost = self._check_bn_input(x)
         ops, p, buf = self.B.ops, self.params, self.buffers
-        self.x = x
-        self.mode_train = self.training
+        self.x, self.mode_train, self.ghost = x, self.training, ghost   # G: what backward uses
         if self.training:
             y, self.save_mean, self.save_invstd = ops.batchnorm_forward_train(
                 x, p["gamma"], p["beta"], buf["running_mean"], buf["running_var"],
@@ -129,10 +131,9 @@ class BatchNormAct(BatchNorm):
         self.bias_from = None          # the Conv2d whose bias is folded in (fold_bias_into_bn)
 
     def forward(self, x):
-        self._check_bn_input(x)
+        ghost = self._check_bn_input(x)
         ops, p, buf = self.B.ops, self.params, self.buffers
-        self.x = x
-        self.mode_train = self.training
+        self.x, self.mode_train, self.ghost = x, self.training, ghost   # G: what backward uses
         if self.training:
             in_bias = self.bias_from.params["b"] if self.bias_from is not None else None
             self.y, self.save_mean, self.save_invstd = ops.batchnorm_act_forward_train(

@@ -135,8 +135,11 @@ class DCGAN:
         both halves' losses (targets 1 and 0), gradients (each half's mean) and D(x) means; else
         a real pass then a fake pass. Same values: BN statistics and running updates per half in
         the same order, gradients the sum of the halves'. Raises ValueError in one pass when
-        x_real and z differ in batch size."""
+        x_real and z differ in batch size (before anything runs: no state changes)."""
         G, D, loss = self.G, self.D, self.loss
+        if self.d_one_pass and x_real.shape[0] != z.shape[0]:   # before any state changes
+            raise ValueError(f"d_step: the real batch ({x_real.shape[0]}) and z "
+                             f"({z.shape[0]}) must have the same size in one pass")
         G.train()
         D.train()
         D.set_requires_grad(True)
@@ -144,9 +147,6 @@ class DCGAN:
         with running_updates(G, g_running_updates):
             fake = self._fake = G.forward(z)      # kept for g_step(reuse_forward=True)
         if self.d_one_pass:
-            if x_real.shape[0] != fake.shape[0]:
-                raise ValueError(f"d_step: the real batch ({x_real.shape[0]}) and z "
-                                 f"({fake.shape[0]}) must have the same size in one pass")
             both = self.B.ops.concat_batch(x_real, fake)
             with ghost_batches(D, 2):             # BN: real half, then fake half, own statistics
                 (l_real, l_fake), dlogits, (d_real, d_fake), d_loss = \

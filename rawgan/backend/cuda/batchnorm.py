@@ -43,7 +43,7 @@ and block size are planned for C·G reductions of M/G elements (``forward_chunks
 is bit-identical to theirs.
 """
 from . import activations
-from ..reference.batchnorm import ghost_split
+from ..reference.batchnorm import check_saved_stats, ghost_split
 from .common import (channels_hw, check_int32, chunk_plan, contiguous, f32, grid_counter, i32, i64,
                      kernel, launch_1d, reduce_block, reduction_chunks, sm_count, workspace_f32)
 
@@ -229,8 +229,11 @@ def batchnorm_backward_train(rt, dy, x, gamma, save_mean, save_invstd, dgamma_ou
     """Training backward (batch-coupled). Returns ``(dx, dgamma, dbeta)``; gradient buffers as
     the reference (written, or added to with ``accumulate``); ``ghost_batches`` G with the
     forward's (G, C) statistics (sub-batch 0 writes or adds, the others add); ``dbias_out``: a
-    folded bias's gradient, sum of dx per channel, computed by the dx kernel (no launch)."""
+    folded bias's gradient, sum of dx per channel, computed by the dx kernel (no launch).
+    Raises ValueError as the reference (bad G; saved statistics not of the forward's shape for
+    that G, which the kernels would read past or mix up)."""
     G = ghost_split(x, ghost_batches)
+    check_saved_stats(x, save_mean, save_invstd, G)
     return backward(rt, dy, x, gamma, save_mean, save_invstd, 0.0, 1, dgamma_out=dgamma_out,
                     dbeta_out=dbeta_out, accumulate=accumulate, ghost_batches=G,
                     dbias_out=dbias_out)
@@ -261,6 +264,7 @@ def batchnorm_act_backward_train(rt, dy, y, x, gamma, save_mean, save_invstd, ac
     ``(dx, dgamma, dbeta)``; ``ghost_batches`` and ``dbias_out`` as
     :func:`batchnorm_backward_train`."""
     G = ghost_split(x, ghost_batches)
+    check_saved_stats(x, save_mean, save_invstd, G)
     return backward(rt, dy, x, gamma, save_mean, save_invstd, 0.0, 1, y=y,
                     act=act_code(act, slope), slope=slope, dgamma_out=dgamma_out,
                     dbeta_out=dbeta_out, accumulate=accumulate, ghost_batches=G,

@@ -104,13 +104,15 @@ def batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd, dgamma_out=No
     ``dgamma_out``/``dbeta_out``/``accumulate`` as in the reference (gradient buffers written or
     added to); ``ghost_batches`` G as the reference (per sub-batch row range, dγ/dβ summed in
     order); ``dbias_out``: a folded bias's gradient Σ dx per channel (the sum bias_grad of dx
-    computed before the fold), written or added to as the reference.
+    computed before the fold), written or added to as the reference. Raises ValueError as the
+    reference (bad G, saved statistics that do not fit it).
 
     Rows form: dx = A·dy + Bc·(x − μ) + Cc per channel, with A = γ·invstd,
     Bc = −γ·invstd²·dγ/M (dγ = invstd·Σ dy·(x − μ)) and Cc = −γ·invstd·dβ/M — the reference's
     formula with x̂ expanded, so that one pass over (dy, x) gives both sums.
     """
     G = reference.ghost_split(x, ghost_batches)
+    reference.check_saved_stats(x, save_mean, save_invstd, G)
     X = _rows(x)
     if X is None or x.ndim != dy.ndim:
         return reference.batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd,

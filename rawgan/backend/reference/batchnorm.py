@@ -62,6 +62,18 @@ def ghost_split(x, ghost_batches):
     return G
 
 
+def check_saved_stats(x, save_mean, save_invstd, G):
+    """Raise ValueError unless the saved statistics fit ``G`` ghost batches of ``x``'s C
+    channels: (C,) for G = 1, (G, C) for G > 1 — what a training forward with that G returns
+    (a backward with another G would mix sub-batches' statistics, or read past them)."""
+    want = (x.shape[1],) if G == 1 else (G, x.shape[1])
+    for name, s in (("save_mean", save_mean), ("save_invstd", save_invstd)):
+        if tuple(s.shape) != want:
+            raise ValueError(f"batchnorm backward: {name} of shape {tuple(s.shape)} does not fit "
+                             f"ghost_batches={G} of an input of shape {tuple(x.shape)} (expected "
+                             f"{want}: the forward's statistics for the same ghost_batches)")
+
+
 def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum, eps,
                             unbiased=False, ghost_batches=1):
     """Training-mode forward; updates ``running_mean``/``running_var`` (C,) in place.
@@ -117,6 +129,7 @@ def batchnorm_backward_train(dy, x, gamma, save_mean, save_invstd, dgamma_out=No
         write_grad(dbias_out, dx.sum(axis=_axes_and_shape(x)[0]), accumulate)
         return dx, dg, db
     G = ghost_split(x, ghost_batches)
+    check_saved_stats(x, save_mean, save_invstd, G)
     if G > 1:
         C = x.shape[1]
         mean, invstd = save_mean.reshape(G, C), save_invstd.reshape(G, C)

@@ -36,16 +36,18 @@ def sigmoid_bce_with_logits_forward_backward(logits, targets, dloss=1.0):
 
 def halves_targets(logits, targets):
     """The two scalar targets of :func:`sigmoid_bce_with_logits_forward_backward_halves`,
-    checked: a pair of numbers, and an even batch (first axis). Raises ValueError/TypeError."""
+    checked: a pair of numbers, and an even, non-empty batch (first axis). Raises
+    ValueError/TypeError."""
     if not isinstance(targets, (tuple, list)) or len(targets) != 2:
         raise ValueError(f"sigmoid_bce_with_logits_forward_backward_halves: targets must be a pair "
                          f"(first half, second half), got {targets!r}")
     if not all(isinstance(t, (int, float, np.generic)) for t in targets):
         raise TypeError("sigmoid_bce_with_logits_forward_backward_halves: the targets must be "
                         "numbers")
-    if logits.ndim < 1 or logits.shape[0] % 2:
+    if logits.ndim < 1 or logits.shape[0] % 2 or logits.size == 0:
         raise ValueError(f"sigmoid_bce_with_logits_forward_backward_halves: the batch of logits of "
-                         f"shape {tuple(logits.shape)} does not split into two halves")
+                         f"shape {tuple(logits.shape)} does not split into two halves "
+                         f"(even, non-empty)")
     return float(targets[0]), float(targets[1])
 
 
@@ -57,8 +59,8 @@ def sigmoid_bce_with_logits_forward_backward_halves(logits, targets, dloss=1.0):
     number. Returns ``((loss_0, loss_1), dlogits, (mean σ half 0, mean σ half 1), loss_0 +
     loss_1)`` — exactly :func:`sigmoid_bce_with_logits_forward_backward` on each half (dlogits of
     half h = dloss·(σ(x) − t_h)/numel(half)) and ``scalar_add`` of the two losses. Raises
-    ValueError for an odd batch or targets that are not a pair, TypeError for non-number targets
-    or dloss."""
+    ValueError for an odd or empty batch or targets that are not a pair, TypeError for
+    non-number targets or dloss."""
     t0, t1 = halves_targets(logits, targets)
     if not isinstance(dloss, (int, float, np.generic)):
         raise TypeError("sigmoid_bce_with_logits_forward_backward_halves: dloss must be a number")
