@@ -7,8 +7,8 @@ Imports nothing but NumPy, so the backends, the data pipeline and the programs c
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +42,19 @@ def atomic_write(path, write, fsync: bool = True) -> Path:
     Raises OSError (disk full, permissions) with ``filename`` set to ``path``.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The temporary name is chosen BEFORE the file exists and the file is created inside the
+    # try: an interrupt (Ctrl-C, or SIGTERM turned into one) between creating it and entering the
+    # try — possible with tempfile.mkstemp, which creates and names it in one call — would
+    # otherwise leave a stray .tmp behind (seen in CI).
+    tmp = None
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
+        while True:
+            tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)   # minus umask
+                break
+            except FileExistsError:
+                continue
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -52,12 +62,14 @@ def atomic_write(path, write, fsync: bool = True) -> Path:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         if e.filename != str(path):     # name the file the user knows, not the temporary one
             raise OSError(e.errno, e.strerror or str(e), str(path)) from None
         raise
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise
     if fsync:
         _fsync_dir(path.parent)
@@ -75,12 +87,6 @@ def remove_stale_tmp(directory, name: str) -> list[Path]:
         except OSError:
             pass
     return removed
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _fsync_dir(directory: Path) -> None:

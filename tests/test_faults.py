@@ -558,3 +558,31 @@ def test_resume_on_other_data_is_refused_before_preparing_it(tiny_data, tmp_path
                        str(other), "--prepared-dir", str(prepared)]) == 2
     assert f"{other} lists 8 other image files" in capsys.readouterr().err
     assert not prepared.exists()                                 # nothing was prepared
+
+
+def test_atomic_write_leaves_no_tmp_when_interrupted_right_after_creating_it(tmp_path, monkeypatch):
+    """CI finding: Ctrl-C during `sample --out-dir` left a `.face_….png.….tmp` behind — the
+    interrupt landed after tempfile.mkstemp had created the file but before atomic_write's try
+    could remove it. The temporary file is now named before it exists and created inside the
+    try. Simulated: the interrupt arrives as the creating os.open returns."""
+    import os as _os
+
+    from rawgan.hostio import atomic_write
+
+    real_open = _os.open
+
+    def open_then_interrupt(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        if str(path).endswith(".tmp"):
+            _os.close(fd)
+            raise KeyboardInterrupt
+        return fd
+
+    monkeypatch.setattr(_os, "open", open_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "face.png", lambda f: f.write(b"png"))
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    atomic_write(tmp_path / "face.png", lambda f: f.write(b"png"))      # and it still works
+    assert (tmp_path / "face.png").read_bytes() == b"png"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.png"]
