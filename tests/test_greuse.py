@@ -58,6 +58,18 @@ def test_reused_g_forward_saves_one_g_forward_of_launches():
     assert counts[False] - counts[True] == g_forward >= 10
 
 
+def test_running_updates_reaches_nested_batchnorms():
+    """Review finding: running_updates looked one level deep only."""
+    from rawgan.layers import BatchNorm, Sequential
+
+    B = get_backend("reference", "float64")
+    inner = BatchNorm(B, 3)
+    net = Sequential(B, [Sequential(B, [inner])])
+    with running_updates(net, 3):
+        assert inner.momentum == pytest.approx(1 - 0.9 ** 3)
+    assert inner.momentum == 0.1
+
+
 def test_running_updates_is_k_momentum_updates():
     B = get_backend("reference", "float64")
     model = DCGAN(B, ngf=8, ndf=8, seed=0)
@@ -85,3 +97,14 @@ def test_g_step_reuse_needs_a_d_step():
     model.sample(z)                                    # replaces G's cached activations
     with pytest.raises(RuntimeError, match="needs a d_step first"):
         model.g_step(z, reuse_forward=True)
+    # review finding: another z, or a direct G forward in between, went unnoticed
+    x = B.uniform(PhiloxState(4), (4, 3, 64, 64), -1, 1)
+    model.d_step(x, z, g_running_updates=2)
+    with pytest.raises(RuntimeError, match="on the same z"):
+        model.g_step(B.uniform(PhiloxState(5), (4, 100)), reuse_forward=True)
+    model.d_step(x, z, g_running_updates=2)
+    model.G.forward(B.uniform(PhiloxState(5), (4, 100)))
+    with pytest.raises(RuntimeError, match="no other G forward in between"):
+        model.g_step(z, reuse_forward=True)
+    model.d_step(x, z, g_running_updates=2)
+    assert set(model.g_step(z, reuse_forward=True)) == {"g_loss", "d_fake_g"}

@@ -124,6 +124,7 @@ class Sequential(Layer):
     def forward(self, x):
         for layer in self.layers:
             x = layer.forward(x)
+        self.output = x             # the latest output, whose activations the layers now cache
         return x
 
     def backward(self, dy, need_dx=True):

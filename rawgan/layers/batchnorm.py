@@ -198,6 +198,18 @@ def fold_bias_into_bn(conv, bn: BatchNormAct) -> None:
     conv.bias_into, bn.bias_from = bn, conv
 
 
+def bn_layers(net) -> list:
+    """Every BatchNorm (and BatchNormAct) layer of ``net`` — a layer or a possibly nested
+    Sequential — in no particular order."""
+    layers, stack = [], [net]
+    while stack:
+        layer = stack.pop()
+        if isinstance(layer, BatchNorm):
+            layers.append(layer)
+        stack.extend(getattr(layer, "layers", ()))
+    return layers
+
+
 @contextlib.contextmanager
 def ghost_batches(net, G: int):
     """Within the block, every BatchNorm (and BatchNormAct) layer of ``net`` (a layer or a
@@ -205,12 +217,7 @@ def ghost_batches(net, G: int):
     (:class:`BatchNorm`); on exit each gets its previous ``ghost_batches`` back (also on an
     exception). A forward run inside the block keeps its G for its backward, even if the
     backward runs outside."""
-    layers, stack = [], [net]
-    while stack:
-        layer = stack.pop()
-        if isinstance(layer, BatchNorm):
-            layers.append(layer)
-        stack.extend(getattr(layer, "layers", ()))
+    layers = bn_layers(net)
     saved = [(layer, layer.ghost_batches) for layer in layers]
     try:
         for layer in layers:

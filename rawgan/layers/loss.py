@@ -17,11 +17,14 @@ class SigmoidBCEWithLogits(Layer):
         return self.B.ops.sigmoid_bce_with_logits_forward(logits, targets)
 
     def _check(self, logits, targets):
-        """Raise ValueError for logits of another dtype or targets of another shape; record
-        both for backward."""
+        """Raise ValueError for logits of another dtype, empty logits or targets of another
+        shape; record both for backward."""
         if getattr(logits, "dtype", None) != self.B.dtype:
             raise ValueError(f"{self}: expected logits of dtype {self.B.dtype.name}, got "
                              f"{getattr(logits, 'dtype', type(logits).__name__)}")
+        if getattr(logits, "size", 1) == 0:
+            raise ValueError(f"{self}: empty logits of shape {tuple(logits.shape)}: the mean loss "
+                             f"of no samples is undefined")
         if hasattr(targets, "shape") and tuple(targets.shape) != tuple(logits.shape):
             raise ValueError(f"{self}: targets shape {tuple(targets.shape)} does not match logits "
                              f"shape {tuple(logits.shape)}")

@@ -43,9 +43,9 @@ import contextlib
 
 import numpy as np
 
-from ..layers import (BatchNorm, BatchNormAct, Conv2d, ConvTranspose2d, Flatten, LeakyReLU, Linear,
+from ..layers import (BatchNormAct, Conv2d, ConvTranspose2d, Flatten, LeakyReLU, Linear,
                       Reshape, Sequential, SigmoidBCEWithLogits, Tanh, flatten_parameters,
-                      fold_bias_into_act, fold_bias_into_bn, ghost_batches)
+                      bn_layers, fold_bias_into_act, fold_bias_into_bn, ghost_batches)
 from ..optim import Adam
 
 
@@ -114,7 +114,7 @@ class DCGAN:
         self.B, self.z_dim = B, z_dim
         self.reuse_g_forward = bool(reuse_g_forward)
         self.d_one_pass = bool(d_one_pass)
-        self._fake = None                         # the D update's G(z), for the first G update
+        self._fake = self._fake_z = None          # the D update's G(z) and z, for the first G update
         rng = np.random.default_rng([seed, 0xDC6A])
         self.G = build_generator(B, z_dim, ngf, channels, image_size, rng=rng)
         self.D = build_discriminator(B, ndf, channels, image_size, rng=rng)
@@ -146,6 +146,7 @@ class DCGAN:
         D.zero_grad(lazy=True)                    # real pass writes the gradients, fake adds
         with running_updates(G, g_running_updates):
             fake = self._fake = G.forward(z)      # kept for g_step(reuse_forward=True)
+        self._fake_z = z
         if self.d_one_pass:
             both = self.B.ops.concat_batch(x_real, fake)
             with ghost_batches(D, 2):             # BN: real half, then fake half, own statistics
@@ -169,14 +170,17 @@ class DCGAN:
 
         ``reuse_forward``: G's last forward was G(z) with G's current weights (the D update's,
         from ``d_step(z, g_running_updates=2)``); its cached activations and output are used
-        instead of running G again."""
+        instead of running G again. Raises RuntimeError when that is not so: no d_step since the
+        last G update, another z object, or another G forward in between."""
         G, D, loss = self.G, self.D, self.loss
         G.train()
         D.train()
         D.set_requires_grad(False)               # D's weight gradients are not needed here
         G.zero_grad(lazy=True)                    # the backward writes the gradients
-        if reuse_forward and self._fake is None:
-            raise RuntimeError("g_step(reuse_forward=True) needs a d_step first")
+        if reuse_forward and (self._fake is None or z is not self._fake_z
+                              or getattr(G, "output", None) is not self._fake):
+            raise RuntimeError("g_step(reuse_forward=True) needs a d_step first, on the same z "
+                               "and with no other G forward in between")
         fake = self._fake if reuse_forward else G.forward(z)
         self._fake = None                         # G's weights change below
         g_loss, dlogits, d_fake_g = loss.forward_backward(D.forward(fake), 1.0)
@@ -230,7 +234,7 @@ def running_updates(net, k: int):
     rounding). ``k`` = 1 changes nothing. Raises ValueError for k < 1."""
     if int(k) < 1:
         raise ValueError(f"running_updates: k must be >= 1, got {k!r}")
-    layers = [l for l in getattr(net, "layers", [net]) if isinstance(l, BatchNorm)]
+    layers = bn_layers(net)
     saved = [l.momentum for l in layers]
     for l in layers:
         l.momentum = 1.0 - (1.0 - l.momentum) ** int(k)

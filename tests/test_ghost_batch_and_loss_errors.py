@@ -85,3 +85,18 @@ def test_halves_loss_rejects_an_empty_batch(name):
     np.testing.assert_allclose([float(B.to_numpy(l0)), float(B.to_numpy(l1)),
                                 float(B.to_numpy(total))], [np.log(2), np.log(2), 2 * np.log(2)],
                                rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["reference", "numpy", "emulated"])
+def test_loss_rejects_empty_logits(name):
+    """0 logits was a ZeroDivisionError in forward/forward_backward; now a ValueError."""
+    from rawgan.layers import SigmoidBCEWithLogits
+
+    B = get_backend(name)
+    loss = SigmoidBCEWithLogits(B)
+    empty = B.asarray(np.zeros((0, 1), np.float32))
+    with pytest.raises(ValueError, match="empty logits of shape \\(0, 1\\)"):
+        loss.forward(empty, 1.0)
+    with pytest.raises(ValueError, match="empty logits"):
+        loss.forward_backward(empty, 0.0)
+    assert np.isfinite(float(B.to_numpy(loss.forward(B.asarray(np.zeros((1, 1), np.float32)), 1.0))))
