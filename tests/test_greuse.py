@@ -102,6 +102,7 @@ def test_g_step_reuse_needs_a_d_step():
     model.d_step(x, z, g_running_updates=2)
     with pytest.raises(RuntimeError, match="on the same z"):
         model.g_step(B.uniform(PhiloxState(5), (4, 100)), reuse_forward=True)
+    assert model.D.requires_grad                       # a refused call changes nothing
     model.d_step(x, z, g_running_updates=2)
     model.G.forward(B.uniform(PhiloxState(5), (4, 100)))
     with pytest.raises(RuntimeError, match="no other G forward in between"):

@@ -143,7 +143,7 @@ class DCGAN:
         G.train()
         D.train()
         D.set_requires_grad(True)
-        D.zero_grad(lazy=True)                    # real pass writes the gradients, fake adds
+        D.zero_grad(lazy=True)                    # the (real) backward writes them, a fake one adds
         with running_updates(G, g_running_updates):
             fake = self._fake = G.forward(z)      # kept for g_step(reuse_forward=True)
         self._fake_z = z
@@ -173,14 +173,14 @@ class DCGAN:
         instead of running G again. Raises RuntimeError when that is not so: no d_step since the
         last G update, another z object, or another G forward in between."""
         G, D, loss = self.G, self.D, self.loss
-        G.train()
-        D.train()
-        D.set_requires_grad(False)               # D's weight gradients are not needed here
-        G.zero_grad(lazy=True)                    # the backward writes the gradients
         if reuse_forward and (self._fake is None or z is not self._fake_z
                               or getattr(G, "output", None) is not self._fake):
             raise RuntimeError("g_step(reuse_forward=True) needs a d_step first, on the same z "
                                "and with no other G forward in between")
+        G.train()
+        D.train()
+        D.set_requires_grad(False)               # D's weight gradients are not needed here
+        G.zero_grad(lazy=True)                    # the backward writes the gradients
         fake = self._fake if reuse_forward else G.forward(z)
         self._fake = None                         # G's weights change below
         g_loss, dlogits, d_fake_g = loss.forward_backward(D.forward(fake), 1.0)
