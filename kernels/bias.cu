@@ -9,12 +9,13 @@
 // 4.8 TB/s on an H200 — if enough blocks stream. One block per channel does not: G's last layer
 // has C = 3 channels of M = 262,144 elements (batch 64, 64x64), i.e. 3 blocks on 3 of 132 SMs
 // (~3 MB at ~6 GB/s per block: ~170 us instead of ~1 us). bias_grad_2d splits each channel over
-// row-chunks (grid = (C, chunks): G's RGB layer 3 x 176 = 528 blocks, 4 per SM), deterministically:
+// row-chunks (grid = (C, chunks): G's RGB layer 3 x 128 = 384 blocks, ~3 per SM — the 4 per SM
+// target would be 176 chunks, capped at M / 2048 = 128 by common.MIN_CHUNK), deterministically:
 // per-block partial sums in a fixed order, folded in index order by the last block to finish
 // (the "last block done" pattern, reduce.cuh) — one launch, where a partial kernel + a combine
-// kernel took two (~3 us of launch each, eager). The fold is C*chunks floats (~2 KB) read by one
-// block, one thread per channel, 8 loads in flight: ~chunks/8 L2 round trips (22 for C = 3,
-// ~3 us on the critical path at ~0.15 us each — what the combine kernel's own loop also cost);
+// kernel took two (~3 us of launch each, eager). The fold is C*chunks floats (1.5 KB) read by one
+// block, one thread per channel, 8 loads in flight: ~chunks/8 L2 round trips (16 for C = 3,
+// ~2.4 us on the critical path at ~0.15 us each — what the combine kernel's own loop also cost);
 // the extra traffic (partials + one atomic per block) is < 0.1% of dy. The launcher
 // (rawgan/backend/cuda/conv.py, bias_grad) picks the form with common.reduction_chunks.
 //

@@ -291,6 +291,31 @@ def test_fold_bias_into_bn_checks_channels():
         fold_bias_into_bn(Conv2d(EM, 3, 5, 3, 1, "same"), BatchNormAct(EM, 4))
 
 
+def test_bias_folds_refuse_layers_that_would_add_the_bias_twice():
+    """Review finding: a Linear or ConvTranspose2d was accepted, but only Conv2d skips a folded
+    bias — the folded forward added b twice (here y was off by exactly b = 1) and BN's backward
+    raised AttributeError; a ReLU raised AttributeError, a plain BatchNorm left the running mean
+    without + b. All are ValueErrors now, and the unfolded forward is untouched."""
+    B = get_backend("reference", "float64")
+    x = B.asarray(np.random.default_rng(0).normal(size=(4, 3)))
+    lin, act = Linear(B, 3, 5), LeakyReLU(B, 0.2)
+    lin.params["b"][...] = 1.0
+    y = act.forward(lin.forward(x)).copy()
+    with pytest.raises(ValueError, match="is not a Conv2d"):
+        fold_bias_into_act(lin, act)
+    with pytest.raises(ValueError, match="is not a Conv2d"):
+        fold_bias_into_act(ConvTranspose2d(B, 3, 5, 5, 2, "same"), LeakyReLU(B, 0.2))
+    with pytest.raises(ValueError, match="is not a LeakyReLU"):
+        fold_bias_into_act(Conv2d(B, 3, 4, 3, 1, "same"), ReLU(B))
+    for conv, bn in ((lin, BatchNormAct(B, 5)), (ConvTranspose2d(B, 3, 5, 5, 2, "same"),
+                                                 BatchNormAct(B, 5)),
+                     (Conv2d(B, 3, 5, 3, 1, "same"), BatchNorm(B, 5))):
+        with pytest.raises(ValueError, match="needs a Conv2d and a BatchNormAct"):
+            fold_bias_into_bn(conv, bn)
+    assert lin.bias_into is None and act.bias_from is None
+    np.testing.assert_array_equal(act.forward(lin.forward(x)), y)
+
+
 def test_batchnorm_act_rejects_bad_activation():
     with pytest.raises(ValueError, match="act must be one of"):
         BatchNormAct(EM, 4, "tanh")

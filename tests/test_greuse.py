@@ -82,9 +82,16 @@ def test_running_updates_is_k_momentum_updates():
     twice.G.forward(z)
     for (_, a), (_, b) in zip(model.G.named_buffers(), twice.G.named_buffers()):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
-    with pytest.raises(ValueError, match="k must be >= 1"):
+    with pytest.raises(ValueError, match="k must be an int >= 1"):
         with running_updates(model.G, 0):
             pass
+    for k in (1.5, "2", True):             # review finding: 1.5 ran as k = 1, "2" as k = 2
+        with pytest.raises(ValueError, match="k must be an int >= 1"):
+            with running_updates(model.G, k):
+                pass
+    assert model.G.layers[2].momentum == 0.1
+    with running_updates(model.G, np.int64(2)):
+        assert model.G.layers[2].momentum == pytest.approx(1 - 0.9 ** 2)
 
 
 def test_g_step_reuse_needs_a_d_step():

@@ -1026,3 +1026,8 @@ def test_concat_batch_kernel(dev, shapes):
     np.testing.assert_array_equal(R.concat_batch(a, b), np.concatenate([a, b]))
     with pytest.raises(ValueError, match="batch axis"):
         dev.ops.concat_batch(dev.put(a), dev.put(np.zeros((2,) + a.shape[1:] + (1,), np.float32)))
+    # review finding: two float64 arrays (same dtype, so the shared check passes) reached the
+    # float32 kernel and failed with a TypeError of its argument check, not the documented
+    # ValueError
+    with pytest.raises(ValueError, match="float32"):
+        dev.ops.concat_batch(dev.put(a.astype(np.float64)), dev.put(b.astype(np.float64)))

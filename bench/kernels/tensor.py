@@ -5,7 +5,8 @@
 
 Napkin math (batch 64): ``images_u8_to_float`` reads 64·64·64·3 = 786 KB of uint8 and writes
 3.1 MB of float32 (4 MB: ~1 us at 4.8 TB/s; a gather from NHWC to NCHW, coalesced on the write
-side); ``concat_f32`` copies 2 × 3.1 MB (~1.3 us); ``sigmoid_mean`` / ``add_scalars`` touch a
+side); ``concat_f32`` copies 2 × 3.1 MB (6.3 MB read + 6.3 MB written: ~2.6 us);
+``sigmoid_mean`` / ``add_scalars`` touch a
 few hundred bytes: pure launch latency; ``fill_f32`` / ``accumulate_f32`` 4 / 12 bytes per element
 (no longer part of a training step: the ops write gradients themselves).
 

@@ -3,6 +3,7 @@
 Any input shape; dtype must be the backend's. Math: rawgan.backend.reference.activations.
 """
 from .base import Layer
+from .conv2d import Conv2d
 
 
 class _Activation(Layer):
@@ -90,7 +91,14 @@ def fold_bias_into_act(conv, act: LeakyReLU) -> None:
     backend one kernel instead of bias_add + leaky_relu_forward (DCGAN's D conv1, once per D
     forward). Exact: the same additions in the same order. b's gradient is unchanged (conv's
     backward sums its dy, act's dx). In eval mode conv adds its bias as usual. Raises ValueError
-    unless conv has a bias and act's slope is > 0 (the backward reads the sign of y)."""
+    unless conv is a Conv2d with a bias (the only layer that skips a folded bias; a Linear or
+    ConvTranspose2d would add it twice) and act a LeakyReLU with slope > 0 (the backward reads
+    the sign of y)."""
+    if not isinstance(conv, Conv2d):
+        raise ValueError(f"fold_bias_into_act: {conv} is not a Conv2d (the only layer that skips "
+                         f"a folded bias)")
+    if not isinstance(act, LeakyReLU):
+        raise ValueError(f"fold_bias_into_act: {act} is not a LeakyReLU")
     if "b" not in conv.params or conv.params["b"].ndim != 1:
         raise ValueError(f"fold_bias_into_act: {conv} has no per-channel bias")
     if not act.slope > 0:

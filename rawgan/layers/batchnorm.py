@@ -4,6 +4,7 @@ import contextlib
 import numpy as np
 
 from .base import Layer
+from .conv2d import Conv2d
 from .geometry import check_sizes
 
 
@@ -189,9 +190,13 @@ def fold_bias_into_bn(conv, bn: BatchNormAct) -> None:
     by bn's backward kernels as they write dx (the ``dbias_out`` of
     ``batchnorm_act_backward_train``), so conv's backward skips its bias_grad. In eval mode
     (running statistics) conv adds its bias as usual. Saves one bias_add launch per training
-    forward and one bias_grad launch per backward. Raises ValueError unless conv has a bias of
-    bn's channels.
+    forward and one bias_grad launch per backward. Raises ValueError unless conv is a Conv2d
+    (the only layer that skips a folded bias) with a bias of bn's channels and bn a BatchNormAct
+    (a plain BatchNorm would leave the running mean without + b).
     """
+    if not isinstance(conv, Conv2d) or not isinstance(bn, BatchNormAct):
+        raise ValueError(f"fold_bias_into_bn: needs a Conv2d and a BatchNormAct, got {conv} "
+                         f"and {bn}")
     if "b" not in conv.params or tuple(conv.params["b"].shape) != (bn.num_features,):
         raise ValueError(f"fold_bias_into_bn: {conv} has no per-channel bias of "
                          f"{bn.num_features} channels for {bn}")

@@ -231,9 +231,10 @@ def running_updates(net, k: int):
     """Within the block, each train-mode forward of ``net``'s BatchNorm layers updates their
     running statistics as ``k`` forwards of the same batch would: k updates
     r ← (1−m)·r + m·s with the same s are one with momentum 1 − (1−m)^k (equal up to float32
-    rounding). ``k`` = 1 changes nothing. Raises ValueError for k < 1."""
-    if int(k) < 1:
-        raise ValueError(f"running_updates: k must be >= 1, got {k!r}")
+    rounding). ``k`` = 1 changes nothing. Raises ValueError unless k is an int >= 1 (a float
+    such as 1.5 was truncated, a string accepted)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"running_updates: k must be an int >= 1, got {k!r}")
     layers = bn_layers(net)
     saved = [l.momentum for l in layers]
     for l in layers:

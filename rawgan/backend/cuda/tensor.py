@@ -59,8 +59,11 @@ def scalar_add(rt, a, b):
 
 def concat_batch(rt, a, b):
     """``a``'s samples then ``b``'s as one new (Na + Nb, ...) float32 array: one grid-stride
-    launch (``concat_f32``). Raises ValueError for another dtype or per-sample shape."""
+    launch (``concat_f32``). Raises ValueError for another dtype or per-sample shape, or arrays
+    that are not float32 (the kernel's type)."""
     check_concat_batch(a, b)
+    if a.dtype != np.float32:
+        raise ValueError(f"concat_batch: the CUDA kernel stacks float32 arrays, got {a.dtype}")
     a, b = contiguous(rt, a), contiguous(rt, b)
     out = rt.empty((a.shape[0] + b.shape[0],) + tuple(a.shape[1:]), a.dtype)
     launch_1d(rt, MODULE, "concat_f32", out.size, (a, b, out, i64(a.size), i64(out.size)))
