@@ -12,6 +12,7 @@
 // rounding of logf/cosf/sqrtf.
 //
 // Launch (both kernels): grid = min(ceil(n / 256), block cap), block = 256, shared_mem = 0
+// (dynamic; 1 B static: grid_last_block's flag)
 // (grid-stride over the n outputs).
 
 #define PHILOX_M0 0xD2511F53u
@@ -70,7 +71,7 @@ __device__ __forceinline__ float normal_at(long long i, unsigned long long seed,
 // value offset_dev[0] (a captured graph cannot take it from the host: TrainStep keeps it there),
 // which the draw then advances by n itself: the last block to finish (grid_last_block, counter
 // `done`, may be null without offset_dev) writes offset + n — one launch per draw, not two.
-// Launch: grid = min(ceil(n / 256), block cap), block = 256, shared_mem = 0 (grid-stride).
+// Launch: grid = min(ceil(n / 256), block cap), block = 256, shared_mem = 0 dynamic (grid-stride).
 // Napkin: 4 B written per value, ~10 rounds of 32-bit multiplies: write-bound.
 
 // out[i] = low + (high - low) * u_i,  u_i = unit(word0)

@@ -98,11 +98,11 @@ def test_g_step_reuse_needs_a_d_step():
     B = get_backend("reference", "float32")
     model = DCGAN(B, ngf=8, ndf=8, seed=0)
     z = B.uniform(PhiloxState(3), (4, 100))
-    with pytest.raises(RuntimeError, match="needs a d_step first"):
+    with pytest.raises(RuntimeError, match="needs a d_step"):
         model.g_step(z, reuse_forward=True)
     model.d_step(B.uniform(PhiloxState(4), (4, 3, 64, 64), -1, 1), z, g_running_updates=2)
     model.sample(z)                                    # replaces G's cached activations
-    with pytest.raises(RuntimeError, match="needs a d_step first"):
+    with pytest.raises(RuntimeError, match="needs a d_step"):
         model.g_step(z, reuse_forward=True)
     # review finding: another z, or a direct G forward in between, went unnoticed
     x = B.uniform(PhiloxState(4), (4, 3, 64, 64), -1, 1)
@@ -114,5 +114,24 @@ def test_g_step_reuse_needs_a_d_step():
     model.G.forward(B.uniform(PhiloxState(5), (4, 100)))
     with pytest.raises(RuntimeError, match="no other G forward in between"):
         model.g_step(z, reuse_forward=True)
+    model.d_step(x, z, g_running_updates=1)            # G's running stats counted it once only
+    with pytest.raises(RuntimeError, match="g_running_updates=>= 2"):
+        model.g_step(z, reuse_forward=True)
     model.d_step(x, z, g_running_updates=2)
     assert set(model.g_step(z, reuse_forward=True)) == {"g_loss", "d_fake_g"}
+
+
+def test_one_pass_d_step_checks_the_real_batch_before_any_state_changes():
+    """Second review: a real batch of the wrong image shape or dtype failed only at the concat,
+    after G's forward had updated G's running statistics."""
+    B = get_backend("reference", "float32")
+    model = DCGAN(B, ngf=8, ndf=8, seed=0)
+    z = B.uniform(PhiloxState(3), (4, 100))
+    before = [b.copy() for _, b in model.G.named_buffers()]
+    for x in (np.zeros((4, 3, 32, 32), np.float32), np.zeros((4, 1, 64, 64), np.float32),
+              np.zeros((4, 3, 64, 64), np.float64)):
+        with pytest.raises(ValueError, match=r"real batch must be float32 \(N, 3, 64, 64\)"):
+            model.d_step(x, z, g_running_updates=2)
+    for b, (_, a) in zip(before, model.G.named_buffers()):
+        np.testing.assert_array_equal(a, b)
+    assert model._fake is None

@@ -115,6 +115,8 @@ class DCGAN:
         self.reuse_g_forward = bool(reuse_g_forward)
         self.d_one_pass = bool(d_one_pass)
         self._fake = self._fake_z = None          # the D update's G(z) and z, for the first G update
+        self._fake_updates = 0                    # ... and the running updates it stood for
+        self.image_shape = (channels, image_size, image_size)
         rng = np.random.default_rng([seed, 0xDC6A])
         self.G = build_generator(B, z_dim, ngf, channels, image_size, rng=rng)
         self.D = build_discriminator(B, ndf, channels, image_size, rng=rng)
@@ -135,18 +137,24 @@ class DCGAN:
         both halves' losses (targets 1 and 0), gradients (each half's mean) and D(x) means; else
         a real pass then a fake pass. Same values: BN statistics and running updates per half in
         the same order, gradients the sum of the halves'. Raises ValueError in one pass when
-        x_real and z differ in batch size (before anything runs: no state changes)."""
+        x_real and z differ in batch size or x_real is not of G's output shape and dtype (before
+        anything runs: no state changes)."""
         G, D, loss = self.G, self.D, self.loss
         if self.d_one_pass and x_real.shape[0] != z.shape[0]:   # before any state changes
             raise ValueError(f"d_step: the real batch ({x_real.shape[0]}) and z "
                              f"({z.shape[0]}) must have the same size in one pass")
+        if self.d_one_pass and (tuple(x_real.shape[1:]) != self.image_shape
+                                or x_real.dtype != self.B.dtype):
+            raise ValueError(f"d_step: the real batch must be {self.B.dtype.name} "
+                             f"(N, {', '.join(map(str, self.image_shape))}) like G's output, got "
+                             f"{x_real.dtype} {tuple(x_real.shape)}")
         G.train()
         D.train()
         D.set_requires_grad(True)
         D.zero_grad(lazy=True)                    # the (real) backward writes them, a fake one adds
         with running_updates(G, g_running_updates):
             fake = self._fake = G.forward(z)      # kept for g_step(reuse_forward=True)
-        self._fake_z = z
+        self._fake_z, self._fake_updates = z, int(g_running_updates)
         if self.d_one_pass:
             both = self.B.ops.concat_batch(x_real, fake)
             with ghost_batches(D, 2):             # BN: real half, then fake half, own statistics
@@ -171,12 +179,14 @@ class DCGAN:
         ``reuse_forward``: G's last forward was G(z) with G's current weights (the D update's,
         from ``d_step(z, g_running_updates=2)``); its cached activations and output are used
         instead of running G again. Raises RuntimeError when that is not so: no d_step since the
-        last G update, another z object, or another G forward in between."""
+        last G update, one whose G forward counted once in G's running statistics
+        (g_running_updates = 1), another z object, or another G forward in between."""
         G, D, loss = self.G, self.D, self.loss
         if reuse_forward and (self._fake is None or z is not self._fake_z
-                              or getattr(G, "output", None) is not self._fake):
-            raise RuntimeError("g_step(reuse_forward=True) needs a d_step first, on the same z "
-                               "and with no other G forward in between")
+                              or getattr(G, "output", None) is not self._fake
+                              or self._fake_updates < 2):
+            raise RuntimeError("g_step(reuse_forward=True) needs a d_step(z, g_running_updates="
+                               ">= 2) first, on the same z and with no other G forward in between")
         G.train()
         D.train()
         D.set_requires_grad(False)               # D's weight gradients are not needed here
