@@ -100,3 +100,34 @@ def test_loss_rejects_empty_logits(name):
     with pytest.raises(ValueError, match="empty logits"):
         loss.forward_backward(empty, 0.0)
     assert np.isfinite(float(B.to_numpy(loss.forward(B.asarray(np.zeros((1, 1), np.float32)), 1.0))))
+
+
+@pytest.mark.parametrize("chunks_shape", [(3, 4, 5, 5), (2, 3, 40, 40)])   # one block / 2-D
+@pytest.mark.parametrize("given", ["dgamma", "dbeta"])
+def test_bn_backward_with_one_gradient_buffer_accumulates_like_the_reference(chunks_shape, given):
+    """Second review: with only one of dgamma_out/dbeta_out given and accumulate=True, the CUDA
+    kernels (one accumulate flag for both) added the other gradient into uninitialised memory
+    (or, with only dbeta_out, wrote instead of adding). Now: the given one is added to, the
+    other returned plain — as the reference does."""
+    rng = np.random.default_rng(31)
+    x, dy = rng.standard_normal(chunks_shape), rng.standard_normal(chunks_shape)
+    C = chunks_shape[1]
+    gamma = rng.standard_normal(C)
+    start = rng.standard_normal(C)
+    out = {}
+    for name in ("reference", "emulated"):
+        B = get_backend(name)
+        xb, dyb, gb = (B.asarray(a) for a in (x, dy, gamma))
+        _, mean, invstd = B.ops.batchnorm_forward_train(
+            xb, gb, B.asarray(np.zeros(C)), B.asarray(np.zeros(C)), B.asarray(np.ones(C)),
+            0.1, 1e-5)
+        buf = B.asarray(start)
+        kw = {"dgamma_out": buf} if given == "dgamma" else {"dbeta_out": buf}
+        _, dgamma, dbeta = B.ops.batchnorm_backward_train(dyb, xb, gb, mean, invstd,
+                                                          accumulate=True, **kw)
+        out[name] = [B.to_numpy(a).astype(np.float64) for a in (dgamma, dbeta)]
+    for got, want in zip(out["emulated"], out["reference"]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    plain = out["reference"][1 if given == "dgamma" else 0]
+    summed = out["reference"][0 if given == "dgamma" else 1]
+    assert np.abs(summed - start).max() > 1e-3 and np.abs(plain - start).max() > 1e-3

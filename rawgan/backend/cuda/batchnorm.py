@@ -42,7 +42,7 @@ and block size are planned for C·G reductions of M/G elements (``forward_chunks
 ``backward_chunks`` with ``ghost_batches``); with the same ones as G separate calls, every value
 is bit-identical to theirs.
 """
-from . import activations
+from . import activations, tensor
 from ..reference.batchnorm import check_saved_stats, ghost_split
 from .common import (channels_hw, check_int32, chunk_plan, contiguous, f32, grid_counter, i32, i64,
                      kernel, launch_1d, reduce_block, reduction_chunks, sm_count, workspace_f32)
@@ -197,7 +197,12 @@ def backward(rt, dy, x, gamma, mean, stat, eps, train, chunks=None, y=None, act=
     dx = rt.empty(x.shape, x.dtype)
     dgamma = _grad_buffer(rt, dgamma_out, C, x.dtype)
     dbeta = _grad_buffer(rt, dbeta_out, C, x.dtype)
-    acc = i32(1 if accumulate and dgamma_out is not None else 0)
+    adds = accumulate and (dgamma_out is not None or dbeta_out is not None)
+    acc = i32(1 if adds else 0)
+    if adds and (dgamma_out is None or dbeta_out is None):
+        # one flag for both: the kernels add into the new one too, so it starts at 0 (no layer
+        # asks for this mix; the reference returns that gradient plain)
+        tensor.fill(rt, dbeta if dbeta_out is None else dgamma, 0.0)
     dbias = None if dbias_out is None else _grad_buffer(rt, dbias_out, C, x.dtype)
     acc_bias = i32(1 if accumulate else 0)
     if chunks <= 1:
