@@ -283,6 +283,18 @@ extern "C" __global__ void batchnorm_backward(
 // (chunks = ceil(Mg / chunk)). Block (g*C + c, b) of the grid (C*G, chunks) reduces that chunk
 // (batchnorm_stats_2d, batchnorm_backward_sums_2d) or writes its dx (batchnorm_backward_apply).
 
+// The rows [j0, j1) of the chunk of block (s, blockIdx.y) of a 2-D kernel, s = g*C + c: chunk
+// blockIdx.y of ghost batch g's Mg = (N/G)*HW rows (the last chunk may be short). Returns Mg.
+__device__ __forceinline__ int bn_chunk_rows(int N, int C, int HW, int G, int chunk, int* j0,
+                                             int* j1)
+{
+    const int g = (int)blockIdx.x / C;
+    const int Mg = (N / G) * HW;
+    *j0 = g * Mg + (int)blockIdx.y * chunk;
+    *j1 = min(*j0 + chunk, (g + 1) * Mg);
+    return Mg;
+}
+
 // The *_2d kernels below: thread 0 of block (s, chunk), s = g*C + c, stores its two sums at
 // partial[(s * chunks + chunk) * 2 + {0, 1}] (chunks = gridDim.y); the grid's last block reads
 // them back in the same launch (so no __restrict__).
@@ -359,9 +371,9 @@ extern "C" __global__ void batchnorm_stats_2d(
 {
     __shared__ float scratch[32];
     __shared__ bool last;
-    const int c = blockIdx.x % C, g = blockIdx.x / C;
-    const int Mg = (N / G) * HW;
-    const int j0 = g * Mg + blockIdx.y * chunk, j1 = min(j0 + chunk, (g + 1) * Mg);  // rows
+    const int c = blockIdx.x % C;
+    int j0, j1;
+    const int Mg = bn_chunk_rows(N, C, HW, G, chunk, &j0, &j1);
     const float cnt = (float)(j1 - j0);
 
     float s = 0.0f;
@@ -437,9 +449,9 @@ extern "C" __global__ void batchnorm_backward_sums_2d(
 {
     __shared__ float scratch[32];
     __shared__ bool last;
-    const int s = blockIdx.x, c = s % C, g = s / C;
-    const int Mg = (N / G) * HW;
-    const int j0 = g * Mg + blockIdx.y * chunk, j1 = min(j0 + chunk, (g + 1) * Mg);  // rows
+    const int s = blockIdx.x, c = s % C;
+    int j0, j1;
+    bn_chunk_rows(N, C, HW, G, chunk, &j0, &j1);
     const float mu = mean[s];
     const float invstd = train ? stat[s] : 1.0f / sqrtf(stat[s] + eps);
     float db, dg;
@@ -484,9 +496,9 @@ extern "C" __global__ void batchnorm_backward_apply(
 {
     __shared__ float scratch[32];
     __shared__ bool last;
-    const int s = blockIdx.x, c = s % C, g = s / C;
-    const int Mg = (N / G) * HW;
-    const int j0 = g * Mg + blockIdx.y * chunk, j1 = min(j0 + chunk, (g + 1) * Mg);  // rows
+    const int s = blockIdx.x, c = s % C;
+    int j0, j1;
+    const int Mg = bn_chunk_rows(N, C, HW, G, chunk, &j0, &j1);
     const float mu = mean[s];
     const float invstd = train ? stat[s] : 1.0f / sqrtf(stat[s] + eps);
     const float gam = gamma[c];

@@ -45,6 +45,28 @@ extern "C" __global__ void sigmoid_bce_with_logits_backward(
     }
 }
 
+// One block's share of the fused loss over n logits (collective: every thread of the block):
+// dx[i] = scale * (sigmoid(x[i]) - t_i) written, and *loss_sum = sum of l, *sig_sum = sum of
+// sigmoid returned to every thread (block_reduce_sum; same per-thread order and tree as
+// sigmoid_bce_with_logits_forward and tensor.cu's sigmoid_mean at the same block size).
+__device__ __forceinline__ void bce_fused_block(
+    const float* __restrict__ x, const float* __restrict__ t, float t_scalar, float scale,
+    float* __restrict__ dx, long long n, float* scratch, float* loss_sum, float* sig_sum)
+{
+    float s = 0.0f, q = 0.0f;
+    for (long long i = threadIdx.x; i < n; i += blockDim.x) {
+        const float v = x[i];
+        const float target = t ? t[i] : t_scalar;
+        s += fmaxf(v, 0.0f) - v * target + log1pf(expf(-fabsf(v)));
+        const float e = expf(-fabsf(v));
+        const float sig = v >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+        dx[i] = (sig - target) * scale;
+        q += sig;
+    }
+    *loss_sum = block_reduce_sum(s, scratch);
+    *sig_sum = block_reduce_sum(q, scratch);
+}
+
 // The forward, the backward and the metric mean(sigmoid(x)) of one loss in ONE launch (the GAN
 // step calls all three on the same (N, 1) logits; fused by rawgan.layers.SigmoidBCEWithLogits.
 // forward_backward): loss[0] = mean of l, dx[i] = scale * (sigmoid(x[i]) - t[i]) (scale = dloss / n
@@ -59,18 +81,8 @@ extern "C" __global__ void sigmoid_bce_with_logits_fused(
     float* __restrict__ loss, float* __restrict__ dx, float* __restrict__ sig_mean, long long n)
 {
     __shared__ float scratch[32];
-    float s = 0.0f, q = 0.0f;
-    for (long long i = threadIdx.x; i < n; i += blockDim.x) {
-        const float v = x[i];
-        const float target = t ? t[i] : t_scalar;
-        s += fmaxf(v, 0.0f) - v * target + log1pf(expf(-fabsf(v)));
-        const float e = expf(-fabsf(v));
-        const float sig = v >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
-        dx[i] = (sig - target) * scale;
-        q += sig;
-    }
-    s = block_reduce_sum(s, scratch);
-    q = block_reduce_sum(q, scratch);
+    float s, q;
+    bce_fused_block(x, t, t_scalar, scale, dx, n, scratch, &s, &q);
     if (threadIdx.x == 0) {
         loss[0] = s / (float)n;
         sig_mean[0] = q / (float)n;
@@ -96,20 +108,9 @@ extern "C" __global__ void sigmoid_bce_with_logits_halves(
     __shared__ float scratch[32];
     float total = 0.0f;
     for (int h = 0; h < 2; ++h) {
-        const float* __restrict__ xh = x + h * n_half;
-        float* __restrict__ dxh = dx + h * n_half;
-        const float target = h ? t1 : t0;
-        float s = 0.0f, q = 0.0f;
-        for (long long i = threadIdx.x; i < n_half; i += blockDim.x) {
-            const float v = xh[i];
-            s += fmaxf(v, 0.0f) - v * target + log1pf(expf(-fabsf(v)));
-            const float e = expf(-fabsf(v));
-            const float sig = v >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
-            dxh[i] = (sig - target) * scale;
-            q += sig;
-        }
-        s = block_reduce_sum(s, scratch);
-        q = block_reduce_sum(q, scratch);
+        float s, q;
+        bce_fused_block(x + h * n_half, nullptr, h ? t1 : t0, scale, dx + h * n_half, n_half,
+                        scratch, &s, &q);
         if (threadIdx.x == 0) {
             const float l = s / (float)n_half;
             (h ? loss1 : loss0)[0] = l;

@@ -256,37 +256,42 @@ def shapes(fast):
             ("D bn 64x512x4x4", (64, 512, 4, 4))]
 
 
-def fwd_cases(fast):
-    rng = np.random.default_rng(0)
+def fwd_cases(fast, G=1):
+    """Forward inputs at the DCGAN's BN shapes; with G = 2 ghost batches D's 2N shapes, the
+    halves shifted apart like real and fake samples."""
+    rng = np.random.default_rng(0 if G == 1 else 2)
     out = []
-    for name, s in shapes(fast):
+    for name, s in (shapes if G == 1 else ghost_shapes)(fast):
         C = s[1]
-        out.append(Case(name, {"x": (rng.standard_normal(s) * 2 + 1).astype(np.float32),
-                               "gamma": rng.standard_normal(C).astype(np.float32),
+        x = (rng.standard_normal(s) * 2 + 1).astype(np.float32)
+        if G > 1:
+            x[s[0] // 2:] -= 1.5
+        out.append(Case(name, {"x": x, "gamma": rng.standard_normal(C).astype(np.float32),
                                "beta": rng.standard_normal(C).astype(np.float32),
                                "rm": np.zeros(C, np.float32), "rv": np.ones(C, np.float32)},
                         nbytes=16 * int(np.prod(s))))
     return out
 
 
-def bwd_cases(fast):
-    rng = np.random.default_rng(1)
+def bwd_cases(fast, G=1):
+    """Backward inputs: dy, the forward's x and its saved statistics (per ghost batch)."""
+    rng = np.random.default_rng(1 if G == 1 else 3)
     out = []
-    for name, s in shapes(fast):
-        C = s[1]
-        x = (rng.standard_normal(s) * 2 + 1).astype(np.float32)
+    for c in fwd_cases(fast, G):
+        x = c.inputs["x"]
+        C = x.shape[1]
         _, mean, invstd = R.batchnorm_forward_train(x, np.ones(C, np.float32), np.zeros(C, np.float32),
-                                                    np.zeros(C, np.float32), np.ones(C, np.float32), 0.1, 1e-5)
-        out.append(Case(name, {"dy": rng.standard_normal(s).astype(np.float32), "x": x,
-                               "gamma": rng.standard_normal(C).astype(np.float32),
-                               "mean": mean, "invstd": invstd},
-                        nbytes=20 * int(np.prod(s))))
+                                                    np.zeros(C, np.float32), np.ones(C, np.float32),
+                                                    0.1, 1e-5, False, G)
+        out.append(Case(c.name, {"dy": rng.standard_normal(x.shape).astype(np.float32), "x": x,
+                                 "gamma": rng.standard_normal(C).astype(np.float32),
+                                 "mean": mean, "invstd": invstd}, nbytes=20 * x.size))
     return out
 
 
-def fwd_ref(x, gamma, beta, rm, rv):
+def fwd_ref(x, gamma, beta, rm, rv, G=1):
     rm, rv = rm.copy(), rv.copy()
-    y, mean, invstd = R.batchnorm_forward_train(x, gamma, beta, rm, rv, 0.1, 1e-5)
+    y, mean, invstd = R.batchnorm_forward_train(x, gamma, beta, rm, rv, 0.1, 1e-5, False, G)
     return y, mean, invstd, rm, rv
 
 
@@ -320,38 +325,15 @@ def ghost_shapes(fast):
 
 
 def ghost_fwd_cases(fast):
-    rng = np.random.default_rng(2)
-    out = []
-    for name, s in ghost_shapes(fast):
-        C = s[1]
-        x = (rng.standard_normal(s) * 2 + 1).astype(np.float32)
-        x[s[0] // 2:] -= 1.5                     # the halves differ, like real and fake samples
-        out.append(Case(name, {"x": x, "gamma": rng.standard_normal(C).astype(np.float32),
-                               "beta": rng.standard_normal(C).astype(np.float32),
-                               "rm": np.zeros(C, np.float32), "rv": np.ones(C, np.float32)},
-                        nbytes=16 * int(np.prod(s))))
-    return out
+    return fwd_cases(fast, 2)
 
 
 def ghost_bwd_cases(fast):
-    rng = np.random.default_rng(3)
-    out = []
-    for c in ghost_fwd_cases(fast):
-        x = c.inputs["x"]
-        C = x.shape[1]
-        _, mean, invstd = R.batchnorm_forward_train(x, np.ones(C, np.float32), np.zeros(C, np.float32),
-                                                    np.zeros(C, np.float32), np.ones(C, np.float32),
-                                                    0.1, 1e-5, False, 2)
-        out.append(Case(c.name, {"dy": rng.standard_normal(x.shape).astype(np.float32), "x": x,
-                                 "gamma": rng.standard_normal(C).astype(np.float32),
-                                 "mean": mean, "invstd": invstd}, nbytes=20 * x.size))
-    return out
+    return bwd_cases(fast, 2)
 
 
 def ghost_fwd_ref(x, gamma, beta, rm, rv):
-    rm, rv = rm.copy(), rv.copy()
-    y, mean, invstd = R.batchnorm_forward_train(x, gamma, beta, rm, rv, 0.1, 1e-5, False, 2)
-    return y, mean, invstd, rm, rv
+    return fwd_ref(x, gamma, beta, rm, rv, 2)
 
 
 def _chunks_of(rt, x, which, G, form):

@@ -3,6 +3,7 @@ import contextlib
 
 import numpy as np
 
+from ..backend.reference.batchnorm import ghost_split
 from .base import Layer
 from .conv2d import Conv2d
 from .geometry import check_sizes
@@ -57,16 +58,10 @@ class BatchNorm(Layer):
             raise ValueError(f"{self}: training mode needs more than one value per channel, "
                              f"got input of shape {tuple(x.shape)}")
         if self.training:
-            G = self.ghost_batches
-            if isinstance(G, bool) or not isinstance(G, (int, np.integer)) or G < 1:
-                raise ValueError(f"{self}: ghost_batches must be an int >= 1, got {G!r}")
-            if x.shape[0] % G:
-                raise ValueError(f"{self}: ghost_batches={G} does not divide the batch size "
-                                 f"N={x.shape[0]} (input of shape {tuple(x.shape)})")
-            if G > 1 and (x.size // x.shape[1]) // G < 2:
-                raise ValueError(f"{self}: ghost_batches={G} leaves a single value per channel "
-                                 f"in each sub-batch of an input of shape {tuple(x.shape)}")
-            return int(G)
+            try:                                 # the ops' own check, named after this layer
+                return ghost_split(x, self.ghost_batches)
+            except ValueError as e:
+                raise ValueError(f"{self}: {str(e).removeprefix('batchnorm: ')}") from None
         return 1
 
     def forward(self, x):
