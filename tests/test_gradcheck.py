@@ -98,6 +98,23 @@ def test_batchnorm_act_gradcheck(shape, training, act):
     _check(layer, x)
 
 
+@pytest.mark.parametrize("cls", ["BatchNorm", "BatchNormAct"])
+@pytest.mark.parametrize("shape,G", [((4, 3, 3, 2), 2), ((6, 2, 2, 3), 3), ((6, 4), 2)])
+def test_batchnorm_ghost_batches_gradcheck(cls, shape, G):
+    """Ghost batches (D's one-pass update): each sub-batch normalised with its own statistics,
+    gradients of x, gamma and beta by finite differences (training mode)."""
+    rng = np.random.default_rng(16)
+    layer = (BatchNorm(B, shape[1], rng=rng, gamma_std=0.3) if cls == "BatchNorm"
+             else BatchNormAct(B, shape[1], "leaky_relu", 0.2, rng=rng, gamma_std=0.3))
+    layer.params["beta"][...] = rng.standard_normal(shape[1])
+    layer.ghost_batches = G
+    x = rng.standard_normal(shape) * 2 + 0.5
+    x[: shape[0] // G] += 1.5                    # the sub-batches' statistics differ
+    errs = _check(layer, x)
+    assert layer.save_mean.shape == (G, shape[1])
+    assert errs["x"] < RTOL
+
+
 @pytest.mark.parametrize("make", [lambda: ReLU(B), lambda: LeakyReLU(B, 0.2), lambda: Tanh(B),
                                   lambda: Sigmoid(B)], ids=["relu", "leaky", "tanh", "sigmoid"])
 @pytest.mark.parametrize("shape", [(3, 4, 5), (7,), (2, 3, 5, 5)])
